@@ -1,0 +1,13 @@
+using System.CommandLine;
+
+namespace DiffusionSharp.Cli.Commands;
+
+/// <summary><c>diffusion bench ...</c>: performance measurements (kernels, U-Net) with JSON output.</summary>
+public static class BenchCommand
+{
+    public static Command Create()
+    {
+        var bench = new Command("bench", "Measure kernel and model performance.");
+        return bench;
+    }
+}

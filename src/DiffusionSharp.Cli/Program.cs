@@ -1,0 +1,26 @@
+using System.CommandLine;
+using DiffusionSharp.Cli.Commands;
+
+namespace DiffusionSharp.Cli;
+
+/// <summary>Entry point of the <c>diffusion</c> command.</summary>
+public static class Program
+{
+    /// <summary>Global option: kernel threads (also env DIFFUSIONSHARP_THREADS).</summary>
+    public static readonly Option<int?> ThreadsOption = new("--threads") { Description = "Kernel threads (default: DIFFUSIONSHARP_THREADS or all cores)", Recursive = true };
+
+    public static int Main(string[] args)
+    {
+        var root = new RootCommand("DiffusionSharp: train, sample and evaluate diffusion models in .NET.");
+        root.Options.Add(ThreadsOption);
+        root.Subcommands.Add(BenchCommand.Create());
+        var parse = root.Parse(args);
+        var threads = parse.GetValue(ThreadsOption);
+        if (threads is int t)
+        {
+            if (t < 1) { Console.Error.WriteLine("--threads must be at least 1."); return 2; }
+            DiffusionSharp.Runtime.Threading.Threads = t;
+        }
+        return parse.Invoke();
+    }
+}

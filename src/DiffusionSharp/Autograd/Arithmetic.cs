@@ -1,0 +1,92 @@
+using DiffusionSharp.Tensors.Kernels;
+
+namespace DiffusionSharp.Tensors;
+
+public sealed partial class Tensor
+{
+    private static Tensor BinarySameShape<TOp>(Tensor a, Tensor b) where TOp : struct, IBinaryOperator
+    {
+        var y = Empty(a.Shape);
+        Elementwise.Binary<TOp>(a.Span, b.Span, y.Span);
+        return y;
+    }
+
+    /// <summary>Elementwise a + b with broadcasting.</summary>
+    public static Tensor Add(Tensor a, Tensor b)
+    {
+        var s = Shape.Broadcast(a.Shape, b.Shape);
+        Tensor ae = a.Expand(s), be = b.Expand(s);
+        var y = BinarySameShape<AddOp>(ae, be);
+        y.Track(g =>
+        {
+            ae.AccumulateGrad(g, owned: false);
+            be.AccumulateGrad(g, owned: false);
+        }, ae, be);
+        return y;
+    }
+
+    /// <summary>Elementwise a - b with broadcasting.</summary>
+    public static Tensor Sub(Tensor a, Tensor b)
+    {
+        var s = Shape.Broadcast(a.Shape, b.Shape);
+        Tensor ae = a.Expand(s), be = b.Expand(s);
+        var y = BinarySameShape<SubOp>(ae, be);
+        y.Track(g =>
+        {
+            ae.AccumulateGrad(g, owned: false);
+            if (be.RequiresGrad) be.AccumulateGrad(g.Neg(), owned: true);
+        }, ae, be);
+        return y;
+    }
+
+    /// <summary>Elementwise a * b with broadcasting.</summary>
+    public static Tensor Mul(Tensor a, Tensor b)
+    {
+        var s = Shape.Broadcast(a.Shape, b.Shape);
+        Tensor ae = a.Expand(s), be = b.Expand(s);
+        var y = BinarySameShape<MulOp>(ae, be);
+        y.Track(g =>
+        {
+            if (ae.RequiresGrad) ae.AccumulateGrad(BinarySameShape<MulOp>(g, be), owned: true);
+            if (be.RequiresGrad) be.AccumulateGrad(BinarySameShape<MulOp>(g, ae), owned: true);
+        }, ae, be);
+        return y;
+    }
+
+    /// <summary>Elementwise a / b with broadcasting.</summary>
+    public static Tensor Div(Tensor a, Tensor b)
+    {
+        var s = Shape.Broadcast(a.Shape, b.Shape);
+        Tensor ae = a.Expand(s), be = b.Expand(s);
+        var y = BinarySameShape<DivOp>(ae, be);
+        y.Track(g =>
+        {
+            if (ae.RequiresGrad) ae.AccumulateGrad(BinarySameShape<DivOp>(g, be), owned: true);
+            if (be.RequiresGrad)
+            {
+                // d(a/b)/db = -y / b
+                var gb = BinarySameShape<MulOp>(g, y);
+                Elementwise.Binary<DivOp>(gb.Span, be.Span, gb.Span);
+                Elementwise.Unary<NegOp>(gb.Span, gb.Span);
+                be.AccumulateGrad(gb, owned: true);
+            }
+        }, ae, be);
+        return y;
+    }
+
+    /// <summary>Elementwise negation.</summary>
+    public Tensor Neg()
+    {
+        var y = Empty(Shape);
+        Elementwise.Unary<NegOp>(Span, y.Span);
+        var x = this;
+        y.Track(g => x.AccumulateGrad(g.Neg(), owned: true), this);
+        return y;
+    }
+
+    public static Tensor operator +(Tensor a, Tensor b) => Add(a, b);
+    public static Tensor operator -(Tensor a, Tensor b) => Sub(a, b);
+    public static Tensor operator *(Tensor a, Tensor b) => Mul(a, b);
+    public static Tensor operator /(Tensor a, Tensor b) => Div(a, b);
+    public static Tensor operator -(Tensor a) => a.Neg();
+}

@@ -1,0 +1,133 @@
+using DiffusionSharp.Tensors;
+
+namespace DiffusionSharp.Tensors
+{
+    public sealed partial class Tensor
+    {
+        private bool _requiresGrad;
+
+        /// <summary>Parents in the autograd graph (null for leaves).</summary>
+        internal Tensor[]? Parents;
+
+        /// <summary>Receives d(loss)/d(this) and accumulates into the parents' grads.</summary>
+        internal Action<Tensor>? BackwardFn;
+
+        /// <summary>Whether gradients flow to this tensor. Settable on leaves only.</summary>
+        public bool RequiresGrad
+        {
+            get => _requiresGrad;
+            set
+            {
+                if (BackwardFn != null && !value) throw new InvalidOperationException($"Cannot clear RequiresGrad on non-leaf tensor {Shape}; use Detach().");
+                _requiresGrad = value;
+            }
+        }
+
+        /// <summary>Accumulated gradient after <see cref="Backward"/> (same shape as this tensor).</summary>
+        public Tensor? Grad { get; set; }
+
+        /// <summary>True for tensors not produced by a recorded operation.</summary>
+        public bool IsLeaf => BackwardFn == null;
+
+        /// <summary>
+        /// Records <paramref name="backward"/> for this freshly computed output if grad mode is on and any input needs a gradient.
+        /// Returns whether it was recorded, so ops can skip saving tensors for backward otherwise.
+        /// </summary>
+        internal bool Track(Action<Tensor> backward, params Tensor[] inputs)
+        {
+            if (!Autograd.GradMode.Enabled) return false;
+            bool any = false;
+            foreach (var t in inputs) any |= t._requiresGrad;
+            if (!any) return false;
+            _requiresGrad = true;
+            Parents = inputs;
+            BackwardFn = backward;
+            return true;
+        }
+
+        /// <summary>
+        /// Adds <paramref name="g"/> to this tensor's gradient, asserting its shape.
+        /// <paramref name="owned"/> means g is a fresh tensor that may be kept rather than copied.
+        /// </summary>
+        internal void AccumulateGrad(Tensor g, bool owned)
+        {
+            if (!_requiresGrad) { if (owned) g.Dispose(); return; }
+            if (g.Shape != Shape)
+                throw new InvalidOperationException($"Gradient of shape {g.Shape} does not match tensor of shape {Shape}{(Name != null ? $" '{Name}'" : "")}.");
+            if (Grad == null)
+            {
+                Grad = owned ? g : g.Clone();
+                return;
+            }
+            DiffusionSharp.Tensors.Kernels.Elementwise.AddInPlace(Grad.Span, g.Span);
+            if (owned) g.Dispose();
+        }
+
+        /// <summary>
+        /// Back-propagates from this tensor. A one-element tensor is seeded with 1; otherwise pass <paramref name="gradient"/>.
+        /// Leaf gradients accumulate; the graph is released afterwards.
+        /// </summary>
+        public void Backward(Tensor? gradient = null)
+        {
+            if (!_requiresGrad) throw new InvalidOperationException($"Backward() on tensor {Shape} that does not require grad.");
+            if (gradient == null)
+            {
+                if (Size != 1) throw new InvalidOperationException($"Backward() without a gradient needs a one-element tensor, got {Shape}.");
+                gradient = Full(Shape, 1f);
+            }
+            else
+            {
+                gradient.ExpectShape(Shape, "gradient");
+                gradient = gradient.Clone();
+            }
+
+            var order = TopologicalOrder(this);
+            if (IsLeaf) { AccumulateGrad(gradient, owned: true); return; }
+            Grad = gradient;
+            using (Autograd.GradMode.NoGrad())
+            {
+                for (int i = order.Count - 1; i >= 0; i--)
+                {
+                    var node = order[i];
+                    var fn = node.BackwardFn;
+                    if (fn == null) continue;
+                    var g = node.Grad;
+                    node.Grad = null;  // non-leaf grads are not retained
+                    node.BackwardFn = null;
+                    node.Parents = null;
+                    if (g != null)
+                    {
+                        fn(g);
+                        g.Dispose();
+                    }
+                }
+            }
+        }
+
+        private static List<Tensor> TopologicalOrder(Tensor root)
+        {
+            var order = new List<Tensor>();
+            var visited = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
+            var stack = new Stack<(Tensor node, bool expanded)>();
+            stack.Push((root, false));
+            while (stack.Count > 0)
+            {
+                var (node, expanded) = stack.Pop();
+                if (expanded) { order.Add(node); continue; }
+                if (!visited.Add(node)) continue;
+                stack.Push((node, true));
+                if (node.Parents != null)
+                    foreach (var p in node.Parents)
+                        if (p._requiresGrad && !visited.Contains(p)) stack.Push((p, false));
+            }
+            return order;
+        }
+
+        /// <summary>Clears the gradient.</summary>
+        public void ZeroGrad()
+        {
+            Grad?.Dispose();
+            Grad = null;
+        }
+    }
+}

@@ -1,0 +1,122 @@
+using System.Runtime.CompilerServices;
+using DiffusionSharp.Runtime;
+
+namespace DiffusionSharp.Tensors;
+
+/// <summary>
+/// Counter-based random generator (Philox 4x32-10, Salmon et al. 2011): element i of a draw depends only on
+/// (seed, offset + i/4), so results are identical for every thread count and every run.
+/// </summary>
+public sealed class Generator
+{
+    private const uint M0 = 0xD2511F53, M1 = 0xCD9E8D57, W0 = 0x9E3779B9, W1 = 0xBB67AE85;
+
+    /// <summary>The seed.</summary>
+    public ulong Seed { get; }
+
+    /// <summary>Counter blocks consumed so far; saving and restoring it resumes the stream exactly.</summary>
+    public ulong Offset { get; set; }
+
+    /// <summary>Creates a generator with the given seed at offset 0.</summary>
+    public Generator(ulong seed) { Seed = seed; }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Block(ulong key, ulong counter, out uint r0, out uint r1, out uint r2, out uint r3)
+    {
+        uint c0 = (uint)counter, c1 = (uint)(counter >> 32), c2 = 0, c3 = 0;
+        uint k0 = (uint)key, k1 = (uint)(key >> 32);
+        for (int round = 0; round < 10; round++)
+        {
+            ulong p0 = (ulong)M0 * c0, p1 = (ulong)M1 * c2;
+            uint n0 = (uint)(p1 >> 32) ^ c1 ^ k0;
+            uint n1 = (uint)p1;
+            uint n2 = (uint)(p0 >> 32) ^ c3 ^ k1;
+            uint n3 = (uint)p0;
+            c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+            k0 += W0; k1 += W1;
+        }
+        r0 = c0; r1 = c1; r2 = c2; r3 = c3;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float ToUnit(uint x) => (x >> 8) * (1f / 16777216f);  // 24 random bits -> [0, 1)
+
+    /// <summary>Fills <paramref name="dest"/> with uniform [0, 1) floats and advances the offset.</summary>
+    public void Uniform(Span<float> dest)
+    {
+        ulong baseCounter = Offset;
+        int blocks = (dest.Length + 3) / 4;
+        Offset += (ulong)blocks;
+        unsafe
+        {
+            fixed (float* p = dest)
+            {
+                float* ptr = p;
+                int n = dest.Length;
+                ulong key = Seed;
+                Threading.For(blocks, 4096, (s, e) =>
+                {
+                    for (int b = s; b < e; b++)
+                    {
+                        Block(key, baseCounter + (ulong)b, out uint r0, out uint r1, out uint r2, out uint r3);
+                        int i = b * 4;
+                        ptr[i] = ToUnit(r0);
+                        if (i + 1 < n) ptr[i + 1] = ToUnit(r1);
+                        if (i + 2 < n) ptr[i + 2] = ToUnit(r2);
+                        if (i + 3 < n) ptr[i + 3] = ToUnit(r3);
+                    }
+                });
+            }
+        }
+    }
+
+    /// <summary>Fills <paramref name="dest"/> with standard-normal floats (Box-Muller in double) and advances the offset.</summary>
+    public void Normal(Span<float> dest)
+    {
+        ulong baseCounter = Offset;
+        int blocks = (dest.Length + 3) / 4;
+        Offset += (ulong)blocks;
+        unsafe
+        {
+            fixed (float* p = dest)
+            {
+                float* ptr = p;
+                int n = dest.Length;
+                ulong key = Seed;
+                Threading.For(blocks, 2048, (s, e) =>
+                {
+                    for (int b = s; b < e; b++)
+                    {
+                        Block(key, baseCounter + (ulong)b, out uint r0, out uint r1, out uint r2, out uint r3);
+                        // (0, 1] for the log, [0, 1) for the angle
+                        double u0 = ((r0 >> 8) + 1.0) / 16777216.0, v0 = (r1 >> 8) / 16777216.0;
+                        double u1 = ((r2 >> 8) + 1.0) / 16777216.0, v1 = (r3 >> 8) / 16777216.0;
+                        double m0 = Math.Sqrt(-2.0 * Math.Log(u0)), m1 = Math.Sqrt(-2.0 * Math.Log(u1));
+                        int i = b * 4;
+                        ptr[i] = (float)(m0 * Math.Cos(2 * Math.PI * v0));
+                        if (i + 1 < n) ptr[i + 1] = (float)(m0 * Math.Sin(2 * Math.PI * v0));
+                        if (i + 2 < n) ptr[i + 2] = (float)(m1 * Math.Cos(2 * Math.PI * v1));
+                        if (i + 3 < n) ptr[i + 3] = (float)(m1 * Math.Sin(2 * Math.PI * v1));
+                    }
+                });
+            }
+        }
+    }
+
+    /// <summary>A uniform integer in [0, <paramref name="maxExclusive"/>).</summary>
+    public int NextInt(int maxExclusive)
+    {
+        if (maxExclusive <= 0) throw new ArgumentOutOfRangeException(nameof(maxExclusive));
+        Block(Seed, Offset++, out uint r0, out uint r1, out _, out _);
+        ulong x = ((ulong)r1 << 32) | r0;
+        return (int)(x % (ulong)maxExclusive);
+    }
+
+    /// <summary>A uniform double in [0, 1).</summary>
+    public double NextDouble()
+    {
+        Block(Seed, Offset++, out uint r0, out uint r1, out _, out _);
+        ulong x = (((ulong)r1 << 32) | r0) >> 11;
+        return x * (1.0 / (1UL << 53));
+    }
+}
