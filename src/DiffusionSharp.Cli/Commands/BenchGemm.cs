@@ -49,21 +49,39 @@ for line in sys.stdin:
     {
         var json = new Option<bool>("--json") { Description = "One JSON object per line" };
         var rounds = new Option<int>("--rounds") { Description = "Alternating rounds of ours/OpenBLAS per shape (best kept)", DefaultValueFactory = _ => 3 };
+        var shape = new Option<string[]>("--shape") { Description = "Measure only these shapes, given as MxNxK (repeatable)", AllowMultipleArgumentsPerToken = true };
         var cmd = new Command("gemm", "SGEMM GFLOP/s on square and U-Net im2col shapes, with OpenBLAS (NumPy) measured in the same run.");
         cmd.Options.Add(json);
         cmd.Options.Add(rounds);
-        cmd.SetAction(parse => Run(parse.GetValue(json), Math.Max(1, parse.GetValue(rounds))));
+        cmd.Options.Add(shape);
+        cmd.SetAction(parse => Run(parse.GetValue(json), Math.Max(1, parse.GetValue(rounds)), parse.GetValue(shape)));
         return cmd;
     }
 
-    private static int Run(bool json, int rounds)
+    private static int Run(bool json, int rounds, string[]? only)
     {
+        var shapes = Shapes;
+        if (only is { Length: > 0 })
+        {
+            var list = new List<(int, int, int, string)>();
+            foreach (var sp in only)
+            {
+                var d = sp.Split('x');
+                if (d.Length != 3 || !int.TryParse(d[0], out int m) || !int.TryParse(d[1], out int n) || !int.TryParse(d[2], out int k) || m < 1 || n < 1 || k < 1)
+                {
+                    Console.Error.WriteLine($"--shape expects MxNxK with positive sizes, got '{sp}'.");
+                    return 2;
+                }
+                list.Add((m, n, k, m == n && n == k ? "square" : "custom"));
+            }
+            shapes = list.ToArray();
+        }
         int threads = Threading.Threads;
         using var np = NumpyProcess.TryStart(NumpyScript, threads, out string? note);
         if (note != null) Console.Error.WriteLine(note);
         if (!json)
             Console.WriteLine($"kernel {Gemm.Kernel}, threads {threads}" + (np != null ? $", reference {np.Info}" : ", no reference"));
-        foreach (var (m, n, k, label) in Shapes)
+        foreach (var (m, n, k, label) in shapes)
         {
             var a = new float[(long)m * k];
             var b = new float[(long)k * n];
