@@ -98,7 +98,7 @@ public abstract class SigmaScheduler : Scheduler
         if (interpolation == "log_linear")
         {
             var l = BetaSchedules.Linspace(Math.Log(TrainSigmas[^1]), Math.Log(TrainSigmas[0]), n + 1);
-            sigmas = l.Select(Math.Exp).ToArray();
+            sigmas = l.Select(v => Math.Exp(v)).ToArray();
         }
         else sigmas = timesteps.Select(t => SigmaSchedules.InterpOnIndex(t, TrainSigmas)).ToArray();
 
