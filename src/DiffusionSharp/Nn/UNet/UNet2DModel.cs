@@ -265,8 +265,8 @@ public sealed class UNet2DModel : Module
     {
         Directory.CreateDirectory(directory);
         File.WriteAllText(Path.Combine(directory, "config.json"), Config.ToJson() + "\n");
-        SafeTensorsWriter.Save(Path.Combine(directory, "diffusion_pytorch_model.safetensors"), StateDict(),
-            new Dictionary<string, string> { ["format"] = "pt" });
+        SafeTensors.Save(Path.Combine(directory, "diffusion_pytorch_model.safetensors"), StateDict(),
+            SafeTensorDType.F32, new Dictionary<string, string> { ["format"] = "pt" });
     }
 }
 
