@@ -178,6 +178,7 @@ public sealed partial class Tensor
     }
 
     // dst[c, r] = src[r, c] for source rows [r0, r1) of a rows x cols matrix, in 32 x 32 tiles.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static void Transpose2D(float[] src, int srcOff, float[] dst, int dstOff, int rows, int cols, int r0, int r1)
     {
         const int T = 32;

@@ -8,6 +8,7 @@ namespace DiffusionSharp.Tensors.Kernels;
 public static class Affine
 {
     /// <summary>dst[i] = a * x[i] + b (fused multiply-add in the vector paths).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ScaleShift(ReadOnlySpan<float> x, float a, float b, Span<float> dst)
     {
         if (dst.Length != x.Length) throw new ArgumentException($"Length mismatch: x {x.Length}, dst {dst.Length}.");
@@ -36,6 +37,7 @@ public static class Affine
     }
 
     /// <summary>dst[i] = a * x[i] + b * y[i] + c in one pass.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Combine(ReadOnlySpan<float> x, float a, ReadOnlySpan<float> y, float b, float c, Span<float> dst)
     {
         if (y.Length != x.Length || dst.Length != x.Length)
@@ -76,6 +78,7 @@ public static class Affine
     }
 
     /// <summary>dst[i] = exp(x[i] - shift); returns the sum of dst (float lanes: all terms are positive, so the sum is well conditioned).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float ExpShiftSum(ReadOnlySpan<float> x, float shift, Span<float> dst)
     {
         if (dst.Length != x.Length) throw new ArgumentException($"Length mismatch: x {x.Length}, dst {dst.Length}.");

@@ -15,6 +15,7 @@ public static class PoolKernels
     private static int PlaneGrain(int planeSize) => Math.Max(1, (1 << 15) / Math.Max(1, planeSize));
 
     /// <summary>d[2j] = d[2j+1] = s[j] for j in [0, s.Length).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void RepeatPairs(ReadOnlySpan<float> s, Span<float> d)
     {
         if (d.Length != 2 * s.Length) throw new ArgumentException($"Length mismatch: src {s.Length}, dst {d.Length} (expected twice).");
@@ -36,6 +37,7 @@ public static class PoolKernels
     }
 
     /// <summary>d[j] = scale * (r0[2j] + r0[2j+1] + r1[2j] + r1[2j+1]) for j in [0, d.Length).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PairSum2(ReadOnlySpan<float> r0, ReadOnlySpan<float> r1, Span<float> d, float scale)
     {
         int n = d.Length;

@@ -8,6 +8,7 @@ namespace DiffusionSharp.Tensors.Kernels;
 public static class Reduce
 {
     /// <summary>Sum of x in double.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static double Sum(ReadOnlySpan<float> x)
     {
         ref float p = ref MemoryMarshal.GetReference(x);
@@ -38,6 +39,7 @@ public static class Reduce
     }
 
     /// <summary>Sum and sum of squares of x in double (single pass).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static (double Sum, double SumSq) SumAndSquares(ReadOnlySpan<float> x)
     {
         ref float p = ref MemoryMarshal.GetReference(x);
@@ -72,6 +74,7 @@ public static class Reduce
     }
 
     /// <summary>Sum of x * y in double.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static double Dot(ReadOnlySpan<float> x, ReadOnlySpan<float> y)
     {
         if (x.Length != y.Length) throw new ArgumentException($"Length mismatch: x {x.Length}, y {y.Length}.");
@@ -108,6 +111,7 @@ public static class Reduce
     }
 
     /// <summary>Sum of g and sum of g * x in double, in one pass.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static (double Sum, double Dot) SumAndDot(ReadOnlySpan<float> g, ReadOnlySpan<float> x)
     {
         if (x.Length != g.Length) throw new ArgumentException($"Length mismatch: g {g.Length}, x {x.Length}.");
@@ -146,6 +150,7 @@ public static class Reduce
     }
 
     /// <summary>Sum of (x - y)^2 in double.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static double SquaredDistance(ReadOnlySpan<float> x, ReadOnlySpan<float> y)
     {
         if (x.Length != y.Length) throw new ArgumentException($"Length mismatch: x {x.Length}, y {y.Length}.");
@@ -184,6 +189,7 @@ public static class Reduce
     }
 
     /// <summary>acc[i] += x[i] with acc in double.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void AccumulateInto(Span<double> acc, ReadOnlySpan<float> x)
     {
         if (acc.Length != x.Length) throw new ArgumentException($"Length mismatch: acc {acc.Length}, x {x.Length}.");
@@ -211,6 +217,7 @@ public static class Reduce
     /// Sums <paramref name="src"/> of shape <paramref name="dims"/> over the axes flagged in <paramref name="reduced"/> into
     /// <paramref name="dst"/> (the kept axes, row-major), accumulating in double.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void SumAxes(ReadOnlySpan<float> src, ReadOnlySpan<int> dims, ReadOnlySpan<bool> reduced, Span<float> dst)
     {
         // Coalesce adjacent axes of the same kind and drop size-1 axes.

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 using DiffusionSharp.Runtime;
 
@@ -27,6 +28,7 @@ public static class SoftmaxKernels
     }
 
     /// <summary>Softmax (or log-softmax) of one contiguous row: max pass, fused exp-and-sum pass, scale pass.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Row(ReadOnlySpan<float> x, Span<float> y, bool log)
     {
         if (x.Length == 0) return;
@@ -37,6 +39,7 @@ public static class SoftmaxKernels
         else TensorPrimitives.Multiply(y, 1f / sum, y);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Columns(ReadOnlySpan<float> x, Span<float> y, int len, int inner, bool log, float[] buf)
     {
         var max = buf.AsSpan(0, inner);
@@ -114,6 +117,7 @@ public static class SoftmaxKernels
     }
 
     /// <summary>Backward of one contiguous row (two passes: a double-lane reduction, then one fused update).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void RowBackward(ReadOnlySpan<float> y, ReadOnlySpan<float> g, Span<float> gx, bool log)
     {
         if (log)
