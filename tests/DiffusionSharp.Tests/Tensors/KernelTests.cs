@@ -107,6 +107,22 @@ public class KernelTests
     }
 
     [Fact]
+    public void MaskKernels()
+    {
+        var x = Data(13, MaxLen, 1f);
+        var g = Data(14, MaxLen, 1f);
+        for (int n = 0; n <= MaxLen; n++)
+        {
+            var u = x.AsSpan(1, n).ToArray();
+            Affine.ThresholdMask(u, 0.25f, 4f);
+            for (int i = 0; i < n; i++) Assert.Equal(x[1 + i] >= 0.25f ? 4f : 0f, u[i]);
+            var d = new float[n];
+            Affine.PassInside(x.AsSpan(1, n), g.AsSpan(1, n), -0.5f, 0.5f, d);
+            for (int i = 0; i < n; i++) Assert.Equal(x[1 + i] >= -0.5f && x[1 + i] <= 0.5f ? g[1 + i] : 0f, d[i]);
+        }
+    }
+
+    [Fact]
     public void PairKernels()
     {
         var x = Data(11, 2 * MaxLen);

@@ -138,4 +138,62 @@ public static class Affine
         }
         return sum;
     }
+
+    /// <summary>In place u[i] = u[i] &gt;= p ? scale : 0 (a dropout keep-mask from uniform draws).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void ThresholdMask(Span<float> u, float p, float scale)
+    {
+        ref float pu = ref MemoryMarshal.GetReference(u);
+        int n = u.Length, i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            Vector512<float> vp = Vector512.Create(p), vs = Vector512.Create(scale);
+            for (; i <= n - 16; i += 16)
+                (Vector512.GreaterThanOrEqual(Vector512.LoadUnsafe(ref pu, (nuint)i), vp) & vs).StoreUnsafe(ref pu, (nuint)i);
+        }
+        if (Vector256.IsHardwareAccelerated)
+        {
+            Vector256<float> vp = Vector256.Create(p), vs = Vector256.Create(scale);
+            for (; i <= n - 8; i += 8)
+                (Vector256.GreaterThanOrEqual(Vector256.LoadUnsafe(ref pu, (nuint)i), vp) & vs).StoreUnsafe(ref pu, (nuint)i);
+        }
+        for (; i < n; i++) Unsafe.Add(ref pu, i) = Unsafe.Add(ref pu, i) >= p ? scale : 0f;
+    }
+
+    /// <summary>dst[i] = min &lt;= x[i] &lt;= max ? g[i] : 0 (the clamp gradient).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void PassInside(ReadOnlySpan<float> x, ReadOnlySpan<float> g, float min, float max, Span<float> dst)
+    {
+        if (g.Length != x.Length || dst.Length != x.Length)
+            throw new ArgumentException($"Length mismatch: x {x.Length}, g {g.Length}, dst {dst.Length}.");
+        ref float px = ref MemoryMarshal.GetReference(x);
+        ref float pg = ref MemoryMarshal.GetReference(g);
+        ref float pd = ref MemoryMarshal.GetReference(dst);
+        int n = x.Length, i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            Vector512<float> lo = Vector512.Create(min), hi = Vector512.Create(max);
+            for (; i <= n - 16; i += 16)
+            {
+                var v = Vector512.LoadUnsafe(ref px, (nuint)i);
+                var keep = Vector512.GreaterThanOrEqual(v, lo) & Vector512.LessThanOrEqual(v, hi);
+                (keep & Vector512.LoadUnsafe(ref pg, (nuint)i)).StoreUnsafe(ref pd, (nuint)i);
+            }
+        }
+        if (Vector256.IsHardwareAccelerated)
+        {
+            Vector256<float> lo = Vector256.Create(min), hi = Vector256.Create(max);
+            for (; i <= n - 8; i += 8)
+            {
+                var v = Vector256.LoadUnsafe(ref px, (nuint)i);
+                var keep = Vector256.GreaterThanOrEqual(v, lo) & Vector256.LessThanOrEqual(v, hi);
+                (keep & Vector256.LoadUnsafe(ref pg, (nuint)i)).StoreUnsafe(ref pd, (nuint)i);
+            }
+        }
+        for (; i < n; i++)
+        {
+            float v = Unsafe.Add(ref px, i);
+            Unsafe.Add(ref pd, i) = v >= min && v <= max ? Unsafe.Add(ref pg, i) : 0f;
+        }
+    }
 }
