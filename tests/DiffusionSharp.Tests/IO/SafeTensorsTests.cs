@@ -429,3 +429,46 @@ public sealed class SafeTensorsTests : IDisposable
         Assert.Throws<FileNotFoundException>(() => SafeTensors.Load(Path.Combine(_dir, "nope.safetensors")));
     }
 }
+
+/// <summary>Our F16/BF16/integer conversions against torch's own (fixtures/dtypes.*, made by tools/make_optim_fixtures.py).</summary>
+public class DTypeConversionTests
+{
+    private static Dictionary<string, Tensor> F => Fixtures.Load("dtypes.safetensors");
+
+    [Fact]
+    public void HalfAndBFloat16MatchTorchBitForBit()
+    {
+        var src = F["f32"].ToArray();
+        var header = SafeTensors.ReadHeader(Fixtures.PathOf("dtypes.safetensors"));
+        Assert.Equal(SafeTensorDType.F16, header["as_f16"].DType);
+        Assert.Equal(SafeTensorDType.BF16, header["as_bf16"].DType);
+        // Decoding torch's F16/BF16 bytes gives torch's float32 conversions back.
+        Assert.Equal(Bits(F["f16_back"].ToArray()), Bits(F["as_f16"].ToArray()));
+        Assert.Equal(Bits(F["bf16_back"].ToArray()), Bits(F["as_bf16"].ToArray()));
+        // Encoding the source values ourselves rounds exactly as torch did.
+        var bytes = SafeTensors.Serialize(new[]
+        {
+            new SafeTensorWriteItem("h", F["f32"], SafeTensorDType.F16),
+            new SafeTensorWriteItem("b", F["f32"], SafeTensorDType.BF16),
+        });
+        var ours = SafeTensors.Load(bytes);
+        Assert.Equal(Bits(F["f16_back"].ToArray()), Bits(ours["h"].ToArray()));
+        Assert.Equal(Bits(F["bf16_back"].ToArray()), Bits(ours["b"].ToArray()));
+        Assert.Equal(src.Length, ours["h"].Size);
+    }
+
+    [Fact]
+    public void IntegersMatchTorchCasts()
+    {
+        var header = SafeTensors.ReadHeader(Fixtures.PathOf("dtypes.safetensors"));
+        Assert.Equal(SafeTensorDType.I64, header["i64"].DType);
+        Assert.Equal(SafeTensorDType.I32, header["i32"].DType);
+        Assert.Equal(SafeTensorDType.U8, header["u8"].DType);
+        Assert.Equal(F["i64_as_f32"].ToArray(), F["i64"].ToArray());
+        Assert.All(F["i32"].ToArray(), v => Assert.InRange(v, -(1 << 24), 1 << 24));
+        Assert.All(F["u8"].ToArray(), v => Assert.InRange(v, 0, 255));
+        Assert.Contains(F["u8"].ToArray(), v => v > 127);   // unsigned bytes above 127 stay positive
+    }
+
+    private static int[] Bits(float[] a) => a.Select(x => float.IsNaN(x) ? -1 : BitConverter.SingleToInt32Bits(x)).ToArray();
+}
