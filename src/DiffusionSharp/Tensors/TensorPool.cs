@@ -37,7 +37,9 @@ public static class TensorPool
             if (clear) Array.Clear(arr, 0, length);
             return arr;
         }
-        return GC.AllocateUninitializedArray<float>(1 << b);
+        var fresh = GC.AllocateUninitializedArray<float>(1 << b);
+        if (clear) Array.Clear(fresh, 0, length);  // uninitialised memory may hold garbage
+        return fresh;
     }
 
     /// <summary>Returns an array obtained from <see cref="Rent"/>.</summary>

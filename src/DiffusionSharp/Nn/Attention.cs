@@ -1,0 +1,77 @@
+using DiffusionSharp.Tensors;
+
+namespace DiffusionSharp.Nn;
+
+/// <summary>
+/// Spatial multi-head self-attention over the H*W positions of an NCHW map (diffusers <c>Attention</c> as built by the
+/// UNet2D blocks): optional group norm, to_q/to_k/to_v, softmax(q k^T / sqrt(d)) v, to_out.0, plus the residual,
+/// divided by rescale_output_factor.
+/// </summary>
+public sealed class Attention : Module
+{
+    /// <summary>Group norm on the input, or null.</summary>
+    public GroupNorm? GroupNorm { get; }
+    /// <summary>Query projection.</summary>
+    public Linear ToQ { get; }
+    /// <summary>Key projection.</summary>
+    public Linear ToK { get; }
+    /// <summary>Value projection.</summary>
+    public Linear ToV { get; }
+    /// <summary>Output projection (<c>to_out.0</c>).</summary>
+    public Linear ToOut { get; }
+    /// <summary>Dropout after the output projection (<c>to_out.1</c>).</summary>
+    public Dropout OutDropout { get; }
+
+    /// <summary>Channels of the input.</summary>
+    public int QueryDim { get; }
+    /// <summary>Number of heads.</summary>
+    public int Heads { get; }
+    /// <summary>Channels per head.</summary>
+    public int DimHead { get; }
+    /// <summary>The result is divided by this.</summary>
+    public float RescaleOutputFactor { get; }
+    /// <summary>Add the input back.</summary>
+    public bool ResidualConnection { get; }
+
+    /// <summary>Creates the layer; inner size is heads * dimHead.</summary>
+    public Attention(int queryDim, int heads, int dimHead, int? normNumGroups, float eps = 1e-5f, float rescaleOutputFactor = 1f,
+        bool residualConnection = true, bool bias = true, float dropout = 0f, Generator? generator = null)
+    {
+        if (heads <= 0 || dimHead <= 0) throw new ArgumentException($"Attention needs positive heads and head size, got {heads} x {dimHead}.");
+        QueryDim = queryDim;
+        Heads = heads;
+        DimHead = dimHead;
+        RescaleOutputFactor = rescaleOutputFactor;
+        ResidualConnection = residualConnection;
+        int inner = heads * dimHead;
+        if (normNumGroups is int g) GroupNorm = RegisterModule("group_norm", new GroupNorm(g, queryDim, eps));
+        ToQ = RegisterModule("to_q", new Linear(queryDim, inner, bias, generator));
+        ToK = RegisterModule("to_k", new Linear(queryDim, inner, bias, generator));
+        ToV = RegisterModule("to_v", new Linear(queryDim, inner, bias, generator));
+        var toOut = RegisterModule("to_out", new ModuleList<Module>());
+        ToOut = (Linear)toOut.Add(new Linear(inner, queryDim, true, generator));
+        OutDropout = (Dropout)toOut.Add(new Dropout(dropout, generator));
+    }
+
+    /// <summary>Attends over x [N, C, H, W].</summary>
+    public Tensor Forward(Tensor x)
+    {
+        if (x.Rank != 4 || x.Dim(1) != QueryDim) throw new ArgumentException($"Attention expects [N, {QueryDim}, H, W], got {x.Shape}.");
+        int n = x.Dim(0), c = QueryDim, hh = x.Dim(2), ww = x.Dim(3), l = hh * ww, inner = Heads * DimHead;
+        if (FlopCounter.Active) FlopCounter.Add(2.0 * 2.0 * n * Heads * l * l * DimHead);  // q k^T and p v
+        var h = GroupNorm != null ? GroupNorm.Forward(x) : x;
+        h = h.Reshape(n, c, l).Transpose(1, 2);                       // [N, L, C]
+        // Scaling q before q k^T equals diffusers' baddbmm(alpha = 1/sqrt(d)) up to rounding, at L*d instead of L*L cost.
+        var q = SplitHeads(ToQ.Forward(h), n, l) * (1f / MathF.Sqrt(DimHead));
+        var k = SplitHeads(ToK.Forward(h), n, l);
+        var v = SplitHeads(ToV.Forward(h), n, l);
+        var p = Tensor.MatMul(q, k.Transpose(2, 3)).Softmax(3);        // [N, heads, L, L]
+        var o = Tensor.MatMul(p, v).Permute(0, 2, 1, 3).Reshape(n, l, inner);
+        o = OutDropout.Forward(ToOut.Forward(o));
+        var y = o.Transpose(1, 2).Reshape(n, c, hh, ww);
+        if (ResidualConnection) y = y + x;
+        return RescaleOutputFactor == 1f ? y : y / RescaleOutputFactor;
+    }
+
+    private Tensor SplitHeads(Tensor t, int n, int l) => t.Reshape(n, l, Heads, DimHead).Permute(0, 2, 1, 3);
+}
