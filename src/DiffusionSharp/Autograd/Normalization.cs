@@ -1,0 +1,91 @@
+using DiffusionSharp.Tensors.Kernels;
+
+namespace DiffusionSharp.Tensors;
+
+public sealed partial class Tensor
+{
+    /// <summary>
+    /// Group normalisation (Wu and He 2018) of an [N, C, ...] tensor: each sample's C channels are split into
+    /// <paramref name="groups"/> groups normalised to zero mean and unit (biased) variance, then scaled by weight[c]
+    /// and shifted by bias[c] (each optional, shape [C]).
+    /// </summary>
+    public Tensor GroupNorm(int groups, Tensor? weight, Tensor? bias, float eps)
+    {
+        if (Rank < 2) throw new ArgumentException($"GroupNorm expects [N, C, ...], got shape {Shape}.");
+        int n = Shape[0], c = Shape[1];
+        if (groups <= 0 || c % groups != 0) throw new ArgumentException($"GroupNorm: {c} channels of shape {Shape} do not split into {groups} groups.");
+        weight?.ExpectShape(new Shape(c), "GroupNorm weight");
+        bias?.ExpectShape(new Shape(c), "GroupNorm bias");
+        int spatial = c == 0 || n == 0 ? 0 : Size / (n * c);
+        var y = Empty(Shape);
+        var mean = new float[n * groups];
+        var rstd = new float[n * groups];
+        NormKernels.GroupNormForward(Storage, y.Storage, n, c, spatial, groups, weight?.Storage, bias?.Storage, eps, mean, rstd);
+        var x = this;
+        var inputs = weight == null && bias == null ? new[] { this } : new[] { this, weight ?? this, bias ?? this };
+        y.Track(g =>
+        {
+            var gx = x.RequiresGrad ? Empty(x.Shape) : null;
+            bool wantW = weight?.RequiresGrad == true, wantB = bias?.RequiresGrad == true;
+            var dwPart = wantW ? new double[n * c] : null;
+            var dbPart = wantB ? new double[n * c] : null;
+            NormKernels.GroupNormBackward(x.Storage, g.Storage, gx?.Storage, n, c, spatial, groups, weight?.Storage, mean, rstd, dwPart, dbPart);
+            if (gx != null) x.AccumulateGrad(gx, owned: true);
+            if (wantW) weight!.AccumulateGrad(SumOverSamples(dwPart!, n, c), owned: true);
+            if (wantB) bias!.AccumulateGrad(SumOverSamples(dbPart!, n, c), owned: true);
+        }, inputs);
+        return y;
+    }
+
+    // [c] tensor of sum over i of part[i * c + j].
+    private static Tensor SumOverSamples(double[] part, int n, int c)
+    {
+        var t = Empty(c);
+        var s = t.Span;
+        for (int j = 0; j < c; j++)
+        {
+            double acc = 0;
+            for (int i = 0; i < n; i++) acc += part[i * c + j];
+            s[j] = (float)acc;
+        }
+        return t;
+    }
+
+    /// <summary>
+    /// Layer normalisation (Ba et al. 2016) over the last dimension D, with optional elementwise weight and bias of shape [D].
+    /// </summary>
+    public Tensor LayerNorm(Tensor? weight, Tensor? bias, float eps)
+    {
+        if (Rank < 1) throw new ArgumentException($"LayerNorm needs at least one dimension, got shape {Shape}.");
+        int d = Shape[-1];
+        weight?.ExpectShape(new Shape(d), "LayerNorm weight");
+        bias?.ExpectShape(new Shape(d), "LayerNorm bias");
+        int rows = d == 0 ? 0 : Size / d;
+        var y = Empty(Shape);
+        var mean = new float[rows];
+        var rstd = new float[rows];
+        NormKernels.LayerNormForward(Storage, y.Storage, rows, d, weight?.Storage, bias?.Storage, eps, mean, rstd);
+        var x = this;
+        var inputs = weight == null && bias == null ? new[] { this } : new[] { this, weight ?? this, bias ?? this };
+        y.Track(g =>
+        {
+            var gx = x.RequiresGrad ? Empty(x.Shape) : null;
+            bool wantW = weight?.RequiresGrad == true, wantB = bias?.RequiresGrad == true;
+            var dw = wantW ? new double[d] : null;
+            var db = wantB ? new double[d] : null;
+            NormKernels.LayerNormBackward(x.Storage, g.Storage, gx?.Storage, rows, d, weight?.Storage, mean, rstd, dw, db);
+            if (gx != null) x.AccumulateGrad(gx, owned: true);
+            if (wantW) weight!.AccumulateGrad(FromDoubles(dw!), owned: true);
+            if (wantB) bias!.AccumulateGrad(FromDoubles(db!), owned: true);
+        }, inputs);
+        return y;
+    }
+
+    private static Tensor FromDoubles(double[] v)
+    {
+        var t = Empty(v.Length);
+        var s = t.Span;
+        for (int i = 0; i < v.Length; i++) s[i] = (float)v[i];
+        return t;
+    }
+}

@@ -1,0 +1,158 @@
+using System.Numerics.Tensors;
+using DiffusionSharp.Runtime;
+
+namespace DiffusionSharp.Tensors.Kernels;
+
+/// <summary>
+/// Group and layer normalisation kernels. Statistics come from one pass of double-lane sums (sum and sum of squares),
+/// the output from one fused scale-and-shift pass; work is split over (sample, group) or rows.
+/// </summary>
+public static class NormKernels
+{
+    /// <summary>
+    /// Group norm forward on x [n, c, spatial]: y = (x - mean) * rstd * w[c] + b[c] per (sample, group);
+    /// writes mean and rstd per (sample, group) for the backward pass. w and b may be null (1 and 0).
+    /// </summary>
+    public static void GroupNormForward(float[] x, float[] y, int n, int c, int spatial, int groups,
+        float[]? w, float[]? b, float eps, float[] mean, float[] rstd)
+    {
+        int cg = c / groups, m = cg * spatial;
+        int grain = Math.Max(1, (1 << 15) / Math.Max(1, m));
+        Threading.For(n * groups, grain, (s, e) =>
+        {
+            for (int ng = s; ng < e; ng++)
+            {
+                int ni = ng / groups, gi = ng % groups;
+                int off = (ni * c + gi * cg) * spatial;
+                var (sum, sq) = Reduce.SumAndSquares(x.AsSpan(off, m));
+                double mu = m > 0 ? sum / m : 0;
+                double v = m > 0 ? Math.Max(sq / m - mu * mu, 0) : 0;
+                float r = (float)(1.0 / Math.Sqrt(v + eps));
+                mean[ng] = (float)mu;
+                rstd[ng] = r;
+                for (int k = 0; k < cg; k++)
+                {
+                    int ch = gi * cg + k;
+                    float scale = r * (w?[ch] ?? 1f);
+                    float shift = (b?[ch] ?? 0f) - (float)mu * scale;
+                    int co = off + k * spatial;
+                    Affine.ScaleShift(x.AsSpan(co, spatial), scale, shift, y.AsSpan(co, spatial));
+                }
+            }
+        });
+    }
+
+    /// <summary>
+    /// Group norm backward: dx (written, may be null) and per-(sample, channel) partial sums of g * xhat and g
+    /// (written into <paramref name="dwPart"/>, <paramref name="dbPart"/> of length n * c, may be null).
+    /// dx = rstd * (w g - mean(w g) - xhat * mean(w g xhat)) over each group.
+    /// </summary>
+    public static void GroupNormBackward(float[] x, float[] g, float[]? dx, int n, int c, int spatial, int groups,
+        float[]? w, float[] mean, float[] rstd, double[]? dwPart, double[]? dbPart)
+    {
+        int cg = c / groups, m = cg * spatial;
+        int grain = Math.Max(1, (1 << 15) / Math.Max(1, m));
+        Threading.For(n * groups, grain, (s, e) =>
+        {
+            var gsum = new double[cg];
+            var gxsum = new double[cg];
+            for (int ng = s; ng < e; ng++)
+            {
+                int ni = ng / groups, gi = ng % groups;
+                int off = (ni * c + gi * cg) * spatial;
+                double mu = mean[ng], r = rstd[ng];
+                double a = 0, bsum = 0;
+                for (int k = 0; k < cg; k++)
+                {
+                    int ch = gi * cg + k, co = off + k * spatial;
+                    var gs = g.AsSpan(co, spatial);
+                    (gsum[k], gxsum[k]) = Reduce.SumAndDot(gs, x.AsSpan(co, spatial));
+                    double wc = w?[ch] ?? 1.0;
+                    double gxhat = r * (gxsum[k] - mu * gsum[k]);  // sum over the channel of g * xhat
+                    a += wc * gsum[k];
+                    bsum += wc * gxhat;
+                    if (dwPart != null) dwPart[ni * c + ch] = gxhat;
+                    if (dbPart != null) dbPart[ni * c + ch] = gsum[k];
+                }
+                if (dx == null) continue;
+                // dx = (r w_c) g + bx x + c0 with bx = -r^2 B / m and c0 = r (mu r B - A) / m.
+                float bx = (float)(-r * r * bsum / m);
+                float c0 = (float)(r * (mu * r * bsum - a) / m);
+                for (int k = 0; k < cg; k++)
+                {
+                    int ch = gi * cg + k, co = off + k * spatial;
+                    float ac = (float)(r * (w?[ch] ?? 1.0));
+                    Affine.Combine(g.AsSpan(co, spatial), ac, x.AsSpan(co, spatial), bx, c0, dx.AsSpan(co, spatial));
+                }
+            }
+        });
+    }
+
+    /// <summary>Layer norm forward over rows of length d: y = (x - mean) * rstd * w + b; writes mean and rstd per row.</summary>
+    public static void LayerNormForward(float[] x, float[] y, int rows, int d, float[]? w, float[]? b, float eps, float[] mean, float[] rstd)
+    {
+        int grain = Math.Max(1, (1 << 14) / Math.Max(1, d));
+        Threading.For(rows, grain, (s, e) =>
+        {
+            for (int i = s; i < e; i++)
+            {
+                var xs = x.AsSpan(i * d, d);
+                var ys = y.AsSpan(i * d, d);
+                var (sum, sq) = Reduce.SumAndSquares(xs);
+                double mu = d > 0 ? sum / d : 0;
+                double v = d > 0 ? Math.Max(sq / d - mu * mu, 0) : 0;
+                float r = (float)(1.0 / Math.Sqrt(v + eps));
+                mean[i] = (float)mu;
+                rstd[i] = r;
+                Affine.ScaleShift(xs, r, -(float)mu * r, ys);
+                if (w != null && b != null) TensorPrimitives.FusedMultiplyAdd(ys, w.AsSpan(0, d), b.AsSpan(0, d), ys);
+                else if (w != null) TensorPrimitives.Multiply(ys, w.AsSpan(0, d), ys);
+                else if (b != null) TensorPrimitives.Add(ys, b.AsSpan(0, d), ys);
+            }
+        });
+    }
+
+    /// <summary>
+    /// Layer norm backward: dx (may be null) and sums over rows of g * xhat and g into <paramref name="dw"/>, <paramref name="db"/> (may be null).
+    /// </summary>
+    public static void LayerNormBackward(float[] x, float[] g, float[]? dx, int rows, int d, float[]? w, float[] mean, float[] rstd,
+        double[]? dw, double[]? db)
+    {
+        int grain = Math.Max(1, (1 << 14) / Math.Max(1, d));
+        var gate = new object();
+        Threading.For(rows, grain, (s, e) =>
+        {
+            var xhat = new float[d];
+            var dxhat = new float[d];
+            var dwAcc = dw != null ? new double[d] : null;
+            var dbAcc = db != null ? new double[d] : null;
+            for (int i = s; i < e; i++)
+            {
+                var xs = x.AsSpan(i * d, d);
+                var gs = g.AsSpan(i * d, d);
+                float r = rstd[i];
+                Affine.ScaleShift(xs, r, -mean[i] * r, xhat);
+                if (dbAcc != null) Reduce.AccumulateInto(dbAcc, gs);
+                if (dwAcc != null)
+                {
+                    TensorPrimitives.Multiply(gs, xhat, dxhat);
+                    Reduce.AccumulateInto(dwAcc, dxhat);
+                }
+                if (dx == null) continue;
+                if (w != null) TensorPrimitives.Multiply(gs, w.AsSpan(0, d), dxhat);
+                else gs.CopyTo(dxhat);
+                double a = Reduce.Sum(dxhat), bsum = Reduce.Dot(dxhat, xhat);
+                var ds = dx.AsSpan(i * d, d);
+                // dx = r * (dxhat - A/d - xhat * B/d)
+                Affine.ScaleShift(xhat, (float)(-r * bsum / d), (float)(-r * a / d), ds);
+                TensorPrimitives.MultiplyAdd(dxhat, r, ds, ds);
+            }
+            if (dwAcc == null && dbAcc == null) return;
+            lock (gate)
+            {
+                if (dwAcc != null) for (int j = 0; j < d; j++) dw![j] += dwAcc[j];
+                if (dbAcc != null) for (int j = 0; j < d; j++) db![j] += dbAcc[j];
+            }
+        });
+    }
+}
