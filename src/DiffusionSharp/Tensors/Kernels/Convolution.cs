@@ -1,0 +1,263 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using DiffusionSharp.Runtime;
+
+namespace DiffusionSharp.Tensors.Kernels;
+
+/// <summary>Geometry of a 2-D convolution over NCHW tensors with weight [Cout, Cin, kh, kw].</summary>
+public readonly record struct ConvShape(int N, int Cin, int H, int W, int Cout, int Kh, int Kw, int Stride, int Pad)
+{
+    /// <summary>Output height.</summary>
+    public int Ho => (H + 2 * Pad - Kh) / Stride + 1;
+    /// <summary>Output width.</summary>
+    public int Wo => (W + 2 * Pad - Kw) / Stride + 1;
+    /// <summary>Rows of the im2col matrix (Cin * kh * kw).</summary>
+    public int K => Cin * Kh * Kw;
+    /// <summary>Output pixels per image.</summary>
+    public int P => Ho * Wo;
+    /// <summary>True when the convolution is a plain GEMM over pixels (1x1, stride 1, no padding).</summary>
+    public bool IsPointwise => Kh == 1 && Kw == 1 && Stride == 1 && Pad == 0;
+    /// <summary>Forward multiply-adds times two.</summary>
+    public double ForwardFlops => 2.0 * N * Cout * K * P;
+}
+
+/// <summary>
+/// Convolution kernels built on <see cref="Gemm"/>: per image Y = W [Cout x K] * col [K x P] with im2col,
+/// backward data via W^T * dY and col2im, backward weight via dY * col^T; images are spread over threads.
+/// </summary>
+public static unsafe class Convolution
+{
+    /// <summary>y[N, Cout, Ho, Wo] = conv(x, w) + bias.</summary>
+    public static void Forward(in ConvShape s, ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> bias, Span<float> y)
+    {
+        Check(s, x.Length, w.Length, y.Length, "y");
+        if (!bias.IsEmpty && bias.Length != s.Cout) throw new ArgumentException($"Conv bias must have {s.Cout} elements, got {bias.Length}.");
+        fixed (float* px = x, pw = w, pb = bias, py = y)
+            Forward(s, px, pw, bias.IsEmpty ? null : pb, py);
+    }
+
+    private static void Check(in ConvShape s, int xLen, int wLen, int yLen, string yName)
+    {
+        if (s.Ho < 1 || s.Wo < 1) throw new ArgumentException($"Conv output would be empty: input {s.H}x{s.W}, kernel {s.Kh}x{s.Kw}, stride {s.Stride}, padding {s.Pad}.");
+        long nx = (long)s.N * s.Cin * s.H * s.W, nw = (long)s.Cout * s.K, ny = (long)s.N * s.Cout * s.P;
+        if (xLen < nx || wLen < nw || yLen < ny)
+            throw new ArgumentException($"Conv buffers too small: x {xLen}/{nx}, w {wLen}/{nw}, {yName} {yLen}/{ny}.");
+    }
+
+    // Images per worker chunk: spread over threads when the batch can keep them busy, else parallelise inside GEMM.
+    private static bool BatchParallel(in ConvShape s) => s.N >= Threading.Threads && Threading.Threads > 1;
+
+    internal static void Forward(ConvShape s, float* x, float* w, float* bias, float* y)
+    {
+        int K = s.K, P = s.P, Cout = s.Cout;
+        nint px = (nint)x, pw = (nint)w, pb = (nint)bias, py = (nint)y;
+        bool batch = BatchParallel(s);
+        Threading.For(s.N, batch ? 1 : int.MaxValue, (n0, n1) =>
+        {
+            float[]? colBuf = s.IsPointwise ? null : TensorPool.Rent(K * P, clear: false);
+            try
+            {
+                fixed (float* col0 = colBuf)
+                {
+                    for (int n = n0; n < n1; n++)
+                    {
+                        float* xn = (float*)px + (nint)n * s.Cin * s.H * s.W;
+                        float* yn = (float*)py + (nint)n * Cout * P;
+                        float* col = xn;
+                        if (!s.IsPointwise) { Im2Col(s, xn, col0); col = col0; }
+                        float beta = 0f;
+                        if (pb != 0)
+                        {
+                            for (int co = 0; co < Cout; co++) new Span<float>(yn + (nint)co * P, P).Fill(((float*)pb)[co]);
+                            beta = 1f;
+                        }
+                        if (batch) Gemm.SgemmSerial(false, false, Cout, P, K, 1f, (float*)pw, K, col, P, beta, yn, P);
+                        else Gemm.Sgemm(false, false, Cout, P, K, 1f, (float*)pw, K, col, P, beta, yn, P);
+                    }
+                }
+            }
+            finally { if (colBuf != null) TensorPool.Return(colBuf); }
+        });
+    }
+
+    /// <summary>
+    /// Gradients of the convolution: gx = conv^T(gy, w) (overwritten), gw (overwritten), gb = sum of gy (overwritten).
+    /// Pass an empty span to skip a gradient.
+    /// </summary>
+    public static void Backward(in ConvShape s, ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> gy,
+        Span<float> gx, Span<float> gw, Span<float> gb)
+    {
+        Check(s, x.Length, w.Length, gy.Length, "gy");
+        if (!gx.IsEmpty && gx.Length < (long)s.N * s.Cin * s.H * s.W) throw new ArgumentException($"Conv grad_input too small: {gx.Length}.");
+        if (!gw.IsEmpty && gw.Length < (long)s.Cout * s.K) throw new ArgumentException($"Conv grad_weight too small: {gw.Length}.");
+        if (!gb.IsEmpty && gb.Length < s.Cout) throw new ArgumentException($"Conv grad_bias too small: {gb.Length}.");
+        fixed (float* px = x, pw = w, pgy = gy, pgx = gx, pgw = gw, pgb = gb)
+            Backward(s, px, pw, pgy, gx.IsEmpty ? null : pgx, gw.IsEmpty ? null : pgw, gb.IsEmpty ? null : pgb);
+    }
+
+    internal static void Backward(ConvShape s, float* x, float* w, float* gy, float* gx, float* gw, float* gb)
+    {
+        int K = s.K, P = s.P, Cout = s.Cout, inSize = s.Cin * s.H * s.W;
+        if (gb != null)
+        {
+            new Span<float>(gb, Cout).Clear();
+            for (int n = 0; n < s.N; n++) SumRows(new ReadOnlySpan<float>(gy + (nint)n * Cout * P, Cout * P), Cout, P, new Span<float>(gb, Cout), accumulate: true, columns: false);
+        }
+        if (gx == null && gw == null) return;
+        if (s.N == 0) { if (gw != null) new Span<float>(gw, Cout * K).Clear(); return; }
+        bool batch = BatchParallel(s);
+        int chunks = batch ? Math.Min(Threading.Threads, s.N) : 1;
+        // Each chunk accumulates dW^T [K x Cout] = sum_n col_n [K x P] * dY_n^T [P x Cout]: col is then read in place
+        // as the GEMM's A and only the small dY needs a transposed pack.
+        var partial = new float[chunks][];
+        nint px = (nint)x, pw = (nint)w, pgy = (nint)gy, pgx = (nint)gx;
+        bool wantW = gw != null;
+        Threading.For(chunks, 1, (c0, c1) =>
+        {
+            for (int c = c0; c < c1; c++)
+            {
+                int n0 = (int)((long)s.N * c / chunks), n1 = (int)((long)s.N * (c + 1) / chunks);
+                float[]? colBuf = s.IsPointwise ? null : TensorPool.Rent(K * P, clear: false);
+                float[]? gwT = wantW ? TensorPool.Rent(K * Cout, clear: false) : null;
+                partial[c] = gwT!;
+                fixed (float* col0 = colBuf, gwt = gwT)
+                {
+                    for (int n = n0; n < n1; n++)
+                    {
+                        float* xn = (float*)px + (nint)n * inSize;
+                        float* gyn = (float*)pgy + (nint)n * Cout * P;
+                        if (pgx != 0)
+                        {
+                            float* gxn = (float*)pgx + (nint)n * inSize;
+                            if (s.IsPointwise) Mm(batch, true, false, K, P, Cout, (float*)pw, K, gyn, P, 0f, gxn, P);
+                            else
+                            {
+                                Mm(batch, true, false, K, P, Cout, (float*)pw, K, gyn, P, 0f, col0, P);
+                                Col2Im(s, col0, gxn);
+                            }
+                        }
+                        if (wantW)
+                        {
+                            float* col = xn;
+                            if (!s.IsPointwise) { Im2Col(s, xn, col0); col = col0; }
+                            Mm(batch, false, true, K, Cout, P, col, P, gyn, P, n == n0 ? 0f : 1f, gwt, Cout);
+                        }
+                    }
+                }
+                if (colBuf != null) TensorPool.Return(colBuf);
+            }
+        });
+        if (wantW)
+        {
+            var sum = partial[0].AsSpan(0, K * Cout);
+            for (int c = 1; c < chunks; c++)
+            {
+                Elementwise.AddInPlace(sum, partial[c].AsSpan(0, K * Cout));
+                TensorPool.Return(partial[c]);
+            }
+            fixed (float* st = sum) Transpose(st, K, Cout, gw);
+            TensorPool.Return(partial[0]);
+        }
+    }
+
+    // dst [cols x rows] = src [rows x cols]^T, in cache-sized blocks.
+    private static void Transpose(float* src, int rows, int cols, float* dst)
+    {
+        const int B = 32;
+        for (int i0 = 0; i0 < rows; i0 += B)
+            for (int j0 = 0; j0 < cols; j0 += B)
+            {
+                int i1 = Math.Min(rows, i0 + B), j1 = Math.Min(cols, j0 + B);
+                for (int i = i0; i < i1; i++)
+                    for (int j = j0; j < j1; j++) dst[(nint)j * rows + i] = src[(nint)i * cols + j];
+            }
+    }
+
+    private static void Mm(bool serial, bool tA, bool tB, int m, int n, int k, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+    {
+        if (serial) Gemm.SgemmSerial(tA, tB, m, n, k, 1f, a, lda, b, ldb, beta, c, ldc);
+        else Gemm.Sgemm(tA, tB, m, n, k, 1f, a, lda, b, ldb, beta, c, ldc);
+    }
+
+    /// <summary>Unfolds one image [Cin, H, W] into col [Cin*kh*kw, Ho*Wo] (zeros where the window hits padding).</summary>
+    internal static void Im2Col(in ConvShape s, float* x, float* col)
+    {
+        int H = s.H, W = s.W, Ho = s.Ho, Wo = s.Wo, st = s.Stride, pad = s.Pad, P = s.P;
+        for (int c = 0; c < s.Cin; c++)
+        {
+            float* xc = x + (nint)c * H * W;
+            for (int ki = 0; ki < s.Kh; ki++)
+            {
+                for (int kj = 0; kj < s.Kw; kj++)
+                {
+                    float* row = col + (nint)((c * s.Kh + ki) * s.Kw + kj) * P;
+                    // Output columns whose input column lies inside the image.
+                    int owLo = Math.Max(0, (pad - kj + st - 1) / st);
+                    int owHi = Math.Min(Wo, (W - 1 + pad - kj) / st + 1);
+                    if (owHi < owLo) owHi = owLo;
+                    for (int oh = 0; oh < Ho; oh++)
+                    {
+                        float* dst = row + oh * Wo;
+                        int ih = oh * st - pad + ki;
+                        if ((uint)ih >= (uint)H) { new Span<float>(dst, Wo).Clear(); continue; }
+                        float* src = xc + ih * W - pad + kj;
+                        for (int ow = 0; ow < owLo; ow++) dst[ow] = 0f;
+                        if (st == 1) new ReadOnlySpan<float>(src + owLo, owHi - owLo).CopyTo(new Span<float>(dst + owLo, owHi - owLo));
+                        else for (int ow = owLo; ow < owHi; ow++) dst[ow] = src[ow * st];
+                        for (int ow = owHi; ow < Wo; ow++) dst[ow] = 0f;
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Folds col [Cin*kh*kw, Ho*Wo] back into one image gradient [Cin, H, W] (overwrites it).</summary>
+    internal static void Col2Im(in ConvShape s, float* col, float* x)
+    {
+        int H = s.H, W = s.W, Ho = s.Ho, Wo = s.Wo, st = s.Stride, pad = s.Pad, P = s.P;
+        new Span<float>(x, s.Cin * H * W).Clear();
+        for (int c = 0; c < s.Cin; c++)
+        {
+            float* xc = x + (nint)c * H * W;
+            for (int ki = 0; ki < s.Kh; ki++)
+            {
+                for (int kj = 0; kj < s.Kw; kj++)
+                {
+                    float* row = col + (nint)((c * s.Kh + ki) * s.Kw + kj) * P;
+                    int owLo = Math.Max(0, (pad - kj + st - 1) / st);
+                    int owHi = Math.Min(Wo, (W - 1 + pad - kj) / st + 1);
+                    for (int oh = 0; oh < Ho; oh++)
+                    {
+                        int ih = oh * st - pad + ki;
+                        if ((uint)ih >= (uint)H) continue;
+                        float* src = row + oh * Wo;
+                        float* dst = xc + ih * W - pad + kj;
+                        if (st == 1)
+                        {
+                            if (owHi > owLo) Elementwise.AddInPlace(new Span<float>(dst + owLo, owHi - owLo), new ReadOnlySpan<float>(src + owLo, owHi - owLo));
+                        }
+                        else for (int ow = owLo; ow < owHi; ow++) dst[ow * st] += src[ow];
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>sum[j] (+)= sum over the rows of a [rows x cols] matrix (columns: true) or sum[i] (+)= row sums (columns: false).</summary>
+    internal static void SumRows(ReadOnlySpan<float> a, int rows, int cols, Span<float> sum, bool accumulate = false, bool columns = true)
+    {
+        if (columns)
+        {
+            if (!accumulate) sum.Slice(0, cols).Clear();
+            for (int r = 0; r < rows; r++) Elementwise.AddInPlace(sum.Slice(0, cols), a.Slice(r * cols, cols));
+        }
+        else
+        {
+            for (int r = 0; r < rows; r++)
+            {
+                float v = System.Numerics.Tensors.TensorPrimitives.Sum(a.Slice(r * cols, cols));
+                sum[r] = accumulate ? sum[r] + v : v;
+            }
+        }
+    }
+}

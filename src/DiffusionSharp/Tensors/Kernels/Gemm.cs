@@ -1,0 +1,485 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using DiffusionSharp.Runtime;
+
+namespace DiffusionSharp.Tensors.Kernels;
+
+/// <summary>Which register-blocked micro-kernel family <see cref="Gemm"/> uses.</summary>
+public enum GemmKernel
+{
+    /// <summary>AVX-512: 6x64 tile in 24 zmm accumulators.</summary>
+    Vector512,
+    /// <summary>AVX2 + FMA: 6x16 tile in 12 ymm accumulators.</summary>
+    Vector256,
+    /// <summary>128-bit vectors (SSE, NEON): 4x8 tile.</summary>
+    Vector128,
+    /// <summary>Portable scalar 4x4 tile.</summary>
+    Scalar,
+}
+
+/// <summary>
+/// Single-precision general matrix multiply C = alpha * op(A) * op(B) + beta * C on row-major data,
+/// with panel packing, L1/L2 cache blocking and a register-blocked SIMD micro-kernel (Goto/BLIS scheme).
+/// </summary>
+public static unsafe class Gemm
+{
+    private sealed class Config
+    {
+        public readonly GemmKernel Kind;
+        public readonly int MR, NR, KC, L2Floats;
+        public readonly delegate*<int, float*, nint, nint, float*, float*, nint, float, float, void> Kernel;
+
+        public Config(GemmKernel kind, int mr, int nr, int kc, int l2Floats, delegate*<int, float*, nint, nint, float*, float*, nint, float, float, void> kernel)
+        {
+            Kind = kind; MR = mr; NR = nr; KC = kc; L2Floats = l2Floats; Kernel = kernel;
+        }
+    }
+
+    private static volatile Config _cfg = ConfigFor(Best());
+
+    /// <summary>The best micro-kernel this machine accelerates.</summary>
+    public static GemmKernel Best()
+    {
+        if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported) return GemmKernel.Vector512;
+        if (Vector256.IsHardwareAccelerated && Fma.IsSupported) return GemmKernel.Vector256;
+        if (Vector128.IsHardwareAccelerated) return GemmKernel.Vector128;
+        return GemmKernel.Scalar;
+    }
+
+    /// <summary>Whether this machine can run <paramref name="kind"/>.</summary>
+    public static bool IsSupported(GemmKernel kind) => kind switch
+    {
+        GemmKernel.Vector512 => Vector512.IsHardwareAccelerated && Avx512F.IsSupported,
+        GemmKernel.Vector256 => Vector256.IsHardwareAccelerated && Fma.IsSupported,
+        GemmKernel.Vector128 => Vector128.IsHardwareAccelerated,
+        _ => true,
+    };
+
+    /// <summary>The micro-kernel in use; settable (to a supported one) to compare or test the fallbacks.</summary>
+    public static GemmKernel Kernel
+    {
+        get => _cfg.Kind;
+        set
+        {
+            if (!IsSupported(value)) throw new PlatformNotSupportedException($"GEMM kernel {value} is not accelerated on this machine.");
+            _cfg = ConfigFor(value);
+        }
+    }
+
+    // KC*MR floats of A stay in L1 while the KC x NC block of B streams from L2.
+    private static Config ConfigFor(GemmKernel kind) => kind switch
+    {
+        GemmKernel.Vector512 => new Config(kind, 6, 64, 320, 160 * 1024, &Kernel512x6x64),
+        GemmKernel.Vector256 => new Config(kind, 6, 16, 320, 160 * 1024, &Kernel256x6x16),
+        GemmKernel.Vector128 => new Config(kind, 4, 8, 320, 160 * 1024, &Kernel128x4x8),
+        _ => new Config(kind, 4, 4, 320, 160 * 1024, &KernelScalar4x4),
+    };
+
+    /// <summary>Floating-point operations of an m x n x k product (2mnk).</summary>
+    public static double Flops(int m, int n, int k) => 2.0 * m * n * k;
+
+    /// <summary>
+    /// C[m x n] = alpha * op(A) * op(B) + beta * C, row-major. op(A) is m x k: A is m x k (row stride lda) or, when
+    /// <paramref name="transA"/>, k x m. op(B) is k x n: B is k x n (row stride ldb) or, when <paramref name="transB"/>, n x k.
+    /// With beta = 0 the old contents of C are ignored (may be NaN).
+    /// </summary>
+    public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc)
+    {
+        if (m < 0 || n < 0 || k < 0) throw new ArgumentException($"GEMM sizes must be non-negative, got m={m} n={n} k={k}.");
+        if (m == 0 || n == 0) return;
+        if (k > 0)
+        {
+            CheckOperand("A", transA ? k : m, transA ? m : k, a.Length, lda);
+            CheckOperand("B", transB ? n : k, transB ? k : n, b.Length, ldb);
+        }
+        CheckOperand("C", m, n, c.Length, ldc);
+        fixed (float* pa = a, pb = b, pc = c)
+            Sgemm(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc);
+    }
+
+    private static void CheckOperand(string name, int rows, int cols, int length, int ld)
+    {
+        if (ld < Math.Max(1, cols)) throw new ArgumentException($"GEMM: leading dimension of {name} is {ld} but its rows hold {cols} elements.");
+        long need = (long)(rows - 1) * ld + cols;
+        if (length < need) throw new ArgumentException($"GEMM: {name} ({rows} x {cols}, ld {ld}) needs {need} elements, got {length}.");
+    }
+
+    /// <summary>Pointer form of <see cref="Sgemm(bool, bool, int, int, int, float, ReadOnlySpan{float}, int, ReadOnlySpan{float}, int, float, Span{float}, int)"/>; no bounds checks.</summary>
+    public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+        => Run(_cfg, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, parallel: true);
+
+    /// <summary>GEMM with an explicit micro-kernel family (tests and benchmarks of the fallbacks).</summary>
+    public static void Sgemm(GemmKernel kernel, bool transA, bool transB, int m, int n, int k, float alpha,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc)
+    {
+        if (!IsSupported(kernel)) throw new PlatformNotSupportedException($"GEMM kernel {kernel} is not accelerated on this machine.");
+        if (m < 0 || n < 0 || k < 0) throw new ArgumentException($"GEMM sizes must be non-negative, got m={m} n={n} k={k}.");
+        if (m == 0 || n == 0) return;
+        if (k > 0)
+        {
+            CheckOperand("A", transA ? k : m, transA ? m : k, a.Length, lda);
+            CheckOperand("B", transB ? n : k, transB ? k : n, b.Length, ldb);
+        }
+        CheckOperand("C", m, n, c.Length, ldc);
+        fixed (float* pa = a, pb = b, pc = c)
+            Run(ConfigFor(kernel), transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc, parallel: true);
+    }
+
+    /// <summary>Single-threaded GEMM, for callers that already parallelise (e.g. over a batch).</summary>
+    public static void SgemmSerial(bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+        => Run(_cfg, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, parallel: false);
+
+    [ThreadStatic] private static bool t_inWorker;
+
+    private static void Run(Config cfg, bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, bool parallel)
+    {
+        if (m <= 0 || n <= 0) return;
+        if (k <= 0 || alpha == 0f) { ScaleC(m, n, beta, c, ldc); return; }
+        int threads = Threading.Threads;
+        double work = (double)m * n * k;
+        if (!parallel || threads <= 1 || t_inWorker || work < 1 << 18)
+        {
+            Serial(cfg, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
+        // Split the larger of M and N into tile-aligned chunks; each worker packs its own panels.
+        bool splitM = (long)m * cfg.NR >= (long)n * cfg.MR;
+        int units = splitM ? (m + cfg.MR - 1) / cfg.MR : (n + cfg.NR - 1) / cfg.NR;
+        int chunks = Math.Min(threads, units);
+        if (chunks <= 1)
+        {
+            Serial(cfg, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
+        nint pa = (nint)a, pb = (nint)b, pc = (nint)c;
+        int unit = splitM ? cfg.MR : cfg.NR;
+        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = chunks }, t =>
+        {
+            int u0 = (int)((long)units * t / chunks), u1 = (int)((long)units * (t + 1) / chunks);
+            int s = u0 * unit, e = Math.Min(splitM ? m : n, u1 * unit);
+            if (e <= s) return;
+            bool prev = t_inWorker;
+            t_inWorker = true;
+            try
+            {
+                var cf = cfg;
+                float* A = (float*)pa, B = (float*)pb, C = (float*)pc;
+                if (splitM)
+                    Serial(cf, transA, transB, e - s, n, k, alpha, transA ? A + s : A + (nint)s * lda, lda, B, ldb, beta, C + (nint)s * ldc, ldc);
+                else
+                    Serial(cf, transA, transB, m, e - s, k, alpha, A, lda, transB ? B + (nint)s * ldb : B + s, ldb, beta, C + s, ldc);
+            }
+            finally { t_inWorker = prev; }
+        });
+    }
+
+    private static void ScaleC(int m, int n, float beta, float* c, int ldc)
+    {
+        if (beta == 1f) return;
+        for (int i = 0; i < m; i++)
+        {
+            var row = new Span<float>(c + (nint)i * ldc, n);
+            if (beta == 0f) row.Clear();
+            else System.Numerics.Tensors.TensorPrimitives.Multiply(row, beta, row);
+        }
+    }
+
+    [ThreadStatic] private static float[]? t_packA, t_packB;
+
+    // 64-byte aligned pointer into a pinned, thread-local buffer of at least `floats` elements.
+    private static float* Buffer(ref float[]? buf, int floats)
+    {
+        if (buf == null || buf.Length < floats + 16) buf = GC.AllocateUninitializedArray<float>(floats + 16, pinned: true);
+        nint p = (nint)Unsafe.AsPointer(ref buf[0]);
+        return (float*)((p + 63) & ~(nint)63);
+    }
+
+    private static void Serial(Config cfg, bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+    {
+        int MR = cfg.MR, NR = cfg.NR;
+        // Equal K blocks of at most KC; the NC-wide block of packed B is sized for L2.
+        int kBlocks = (k + cfg.KC - 1) / cfg.KC;
+        int KC = (k + kBlocks - 1) / kBlocks;
+        int NC = Math.Max(NR, cfg.L2Floats / Math.Max(KC, 1) / NR * NR);
+        float* packA = Buffer(ref t_packA, MR * KC);
+        float* packB = Buffer(ref t_packB, Math.Min(NC, (n + NR - 1) / NR * NR) * KC);
+        float* tile = stackalloc float[MR * NR + 16];
+        float* tileA = (float*)(((nint)tile + 63) & ~(nint)63);
+        var kernel = cfg.Kernel;
+        for (int jc = 0; jc < n; jc += NC)
+        {
+            int nc = Math.Min(NC, n - jc);
+            for (int pc = 0; pc < k; pc += KC)
+            {
+                int kc = Math.Min(KC, k - pc);
+                float bet = pc == 0 ? beta : 1f;
+                PackB(transB, b, ldb, pc, jc, kc, nc, NR, packB);
+                for (int ir = 0; ir < m; ir += MR)
+                {
+                    int mr = Math.Min(MR, m - ir);
+                    // Full row panels of a row-major A are read in place (broadcast operand); others are packed.
+                    float* ap; nint rs, cs;
+                    if (!transA && mr == MR) { ap = a + (nint)ir * lda + pc; rs = lda; cs = 1; }
+                    else { PackA(transA, a, lda, ir, pc, mr, kc, MR, packA); ap = packA; rs = 1; cs = MR; }
+                    float* crow = c + (nint)ir * ldc + jc;
+                    for (int jr = 0; jr < nc; jr += NR)
+                    {
+                        int nr = Math.Min(NR, nc - jr);
+                        float* bp = packB + (nint)jr * kc;
+                        if (mr == MR && nr == NR)
+                            kernel(kc, ap, rs, cs, bp, crow + jr, ldc, alpha, bet);
+                        else
+                        {
+                            kernel(kc, ap, rs, cs, bp, tileA, NR, alpha, 0f);
+                            for (int i = 0; i < mr; i++)
+                            {
+                                float* cr = crow + (nint)i * ldc + jr;
+                                float* tr = tileA + i * NR;
+                                if (bet == 0f) for (int j = 0; j < nr; j++) cr[j] = tr[j];
+                                else for (int j = 0; j < nr; j++) cr[j] = tr[j] + bet * cr[j];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // Packs one MR-row panel of op(A)[i0:i0+mr, pc:pc+kc] as kc x MR (k-major), zero-padded to MR rows.
+    private static void PackA(bool transA, float* a, int lda, int i0, int pc, int mr, int kc, int MR, float* d)
+    {
+        if (!transA)
+        {
+            for (int r = 0; r < mr; r++)
+            {
+                float* src = a + (nint)(i0 + r) * lda + pc;
+                for (int p = 0; p < kc; p++) d[p * MR + r] = src[p];
+            }
+        }
+        else
+        {
+            for (int p = 0; p < kc; p++)
+            {
+                float* src = a + (nint)(pc + p) * lda + i0;
+                float* dp = d + p * MR;
+                for (int r = 0; r < mr; r++) dp[r] = src[r];
+            }
+        }
+        if (mr < MR)
+            for (int p = 0; p < kc; p++)
+                for (int r = mr; r < MR; r++) d[p * MR + r] = 0f;
+    }
+
+    // Packs op(B)[pc:pc+kc, jc:jc+nc] into NR-column panels, each kc x NR (k-major), zero-padded.
+    private static void PackB(bool transB, float* b, int ldb, int pc, int jc, int kc, int nc, int NR, float* dst)
+    {
+        for (int jr = 0; jr < nc; jr += NR)
+        {
+            int nr = Math.Min(NR, nc - jr);
+            float* d = dst + (nint)jr * kc;
+            if (!transB)
+            {
+                for (int p = 0; p < kc; p++)
+                {
+                    float* src = b + (nint)(pc + p) * ldb + jc + jr;
+                    new ReadOnlySpan<float>(src, nr).CopyTo(new Span<float>(d + p * NR, nr));
+                }
+            }
+            else
+            {
+                for (int j = 0; j < nr; j++)
+                {
+                    float* src = b + (nint)(jc + jr + j) * ldb + pc;
+                    for (int p = 0; p < kc; p++) d[p * NR + j] = src[p];
+                }
+            }
+            if (nr < NR)
+                for (int p = 0; p < kc; p++)
+                    new Span<float>(d + p * NR + nr, NR - nr).Clear();
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel512x6x64(int kc, float* a, nint rs, nint cs, float* b, float* c, nint ldc, float alpha, float beta)
+    {
+        Vector512<float> c00 = default; Vector512<float> c01 = default; Vector512<float> c02 = default; Vector512<float> c03 = default;
+        Vector512<float> c10 = default; Vector512<float> c11 = default; Vector512<float> c12 = default; Vector512<float> c13 = default;
+        Vector512<float> c20 = default; Vector512<float> c21 = default; Vector512<float> c22 = default; Vector512<float> c23 = default;
+        Vector512<float> c30 = default; Vector512<float> c31 = default; Vector512<float> c32 = default; Vector512<float> c33 = default;
+        Vector512<float> c40 = default; Vector512<float> c41 = default; Vector512<float> c42 = default; Vector512<float> c43 = default;
+        Vector512<float> c50 = default; Vector512<float> c51 = default; Vector512<float> c52 = default; Vector512<float> c53 = default;
+        float* a0 = a; float* a1 = a + 1 * rs; float* a2 = a + 2 * rs; float* a3 = a + 3 * rs; float* a4 = a + 4 * rs; float* a5 = a + 5 * rs;
+        nint off = 0;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector512.LoadAligned(b + 0);
+            var b1 = Vector512.LoadAligned(b + 16);
+            var b2 = Vector512.LoadAligned(b + 32);
+            var b3 = Vector512.LoadAligned(b + 48);
+            var x0 = Vector512.Create(a0[off]);
+            c00 = Vector512.FusedMultiplyAdd(x0, b0, c00); c01 = Vector512.FusedMultiplyAdd(x0, b1, c01); c02 = Vector512.FusedMultiplyAdd(x0, b2, c02); c03 = Vector512.FusedMultiplyAdd(x0, b3, c03);
+            var x1 = Vector512.Create(a1[off]);
+            c10 = Vector512.FusedMultiplyAdd(x1, b0, c10); c11 = Vector512.FusedMultiplyAdd(x1, b1, c11); c12 = Vector512.FusedMultiplyAdd(x1, b2, c12); c13 = Vector512.FusedMultiplyAdd(x1, b3, c13);
+            var x2 = Vector512.Create(a2[off]);
+            c20 = Vector512.FusedMultiplyAdd(x2, b0, c20); c21 = Vector512.FusedMultiplyAdd(x2, b1, c21); c22 = Vector512.FusedMultiplyAdd(x2, b2, c22); c23 = Vector512.FusedMultiplyAdd(x2, b3, c23);
+            var x3 = Vector512.Create(a3[off]);
+            c30 = Vector512.FusedMultiplyAdd(x3, b0, c30); c31 = Vector512.FusedMultiplyAdd(x3, b1, c31); c32 = Vector512.FusedMultiplyAdd(x3, b2, c32); c33 = Vector512.FusedMultiplyAdd(x3, b3, c33);
+            var x4 = Vector512.Create(a4[off]);
+            c40 = Vector512.FusedMultiplyAdd(x4, b0, c40); c41 = Vector512.FusedMultiplyAdd(x4, b1, c41); c42 = Vector512.FusedMultiplyAdd(x4, b2, c42); c43 = Vector512.FusedMultiplyAdd(x4, b3, c43);
+            var x5 = Vector512.Create(a5[off]);
+            c50 = Vector512.FusedMultiplyAdd(x5, b0, c50); c51 = Vector512.FusedMultiplyAdd(x5, b1, c51); c52 = Vector512.FusedMultiplyAdd(x5, b2, c52); c53 = Vector512.FusedMultiplyAdd(x5, b3, c53);
+            off += cs;
+            b += 64;
+        }
+        var av = Vector512.Create(alpha);
+        if (beta == 0f)
+        {
+            (c00 * av).Store(c + 0 * ldc + 0); (c01 * av).Store(c + 0 * ldc + 16); (c02 * av).Store(c + 0 * ldc + 32); (c03 * av).Store(c + 0 * ldc + 48);
+            (c10 * av).Store(c + 1 * ldc + 0); (c11 * av).Store(c + 1 * ldc + 16); (c12 * av).Store(c + 1 * ldc + 32); (c13 * av).Store(c + 1 * ldc + 48);
+            (c20 * av).Store(c + 2 * ldc + 0); (c21 * av).Store(c + 2 * ldc + 16); (c22 * av).Store(c + 2 * ldc + 32); (c23 * av).Store(c + 2 * ldc + 48);
+            (c30 * av).Store(c + 3 * ldc + 0); (c31 * av).Store(c + 3 * ldc + 16); (c32 * av).Store(c + 3 * ldc + 32); (c33 * av).Store(c + 3 * ldc + 48);
+            (c40 * av).Store(c + 4 * ldc + 0); (c41 * av).Store(c + 4 * ldc + 16); (c42 * av).Store(c + 4 * ldc + 32); (c43 * av).Store(c + 4 * ldc + 48);
+            (c50 * av).Store(c + 5 * ldc + 0); (c51 * av).Store(c + 5 * ldc + 16); (c52 * av).Store(c + 5 * ldc + 32); (c53 * av).Store(c + 5 * ldc + 48);
+        }
+        else
+        {
+            var bv = Vector512.Create(beta);
+            Vector512.FusedMultiplyAdd(c00, av, Vector512.Load(c + 0 * ldc + 0) * bv).Store(c + 0 * ldc + 0); Vector512.FusedMultiplyAdd(c01, av, Vector512.Load(c + 0 * ldc + 16) * bv).Store(c + 0 * ldc + 16); Vector512.FusedMultiplyAdd(c02, av, Vector512.Load(c + 0 * ldc + 32) * bv).Store(c + 0 * ldc + 32); Vector512.FusedMultiplyAdd(c03, av, Vector512.Load(c + 0 * ldc + 48) * bv).Store(c + 0 * ldc + 48);
+            Vector512.FusedMultiplyAdd(c10, av, Vector512.Load(c + 1 * ldc + 0) * bv).Store(c + 1 * ldc + 0); Vector512.FusedMultiplyAdd(c11, av, Vector512.Load(c + 1 * ldc + 16) * bv).Store(c + 1 * ldc + 16); Vector512.FusedMultiplyAdd(c12, av, Vector512.Load(c + 1 * ldc + 32) * bv).Store(c + 1 * ldc + 32); Vector512.FusedMultiplyAdd(c13, av, Vector512.Load(c + 1 * ldc + 48) * bv).Store(c + 1 * ldc + 48);
+            Vector512.FusedMultiplyAdd(c20, av, Vector512.Load(c + 2 * ldc + 0) * bv).Store(c + 2 * ldc + 0); Vector512.FusedMultiplyAdd(c21, av, Vector512.Load(c + 2 * ldc + 16) * bv).Store(c + 2 * ldc + 16); Vector512.FusedMultiplyAdd(c22, av, Vector512.Load(c + 2 * ldc + 32) * bv).Store(c + 2 * ldc + 32); Vector512.FusedMultiplyAdd(c23, av, Vector512.Load(c + 2 * ldc + 48) * bv).Store(c + 2 * ldc + 48);
+            Vector512.FusedMultiplyAdd(c30, av, Vector512.Load(c + 3 * ldc + 0) * bv).Store(c + 3 * ldc + 0); Vector512.FusedMultiplyAdd(c31, av, Vector512.Load(c + 3 * ldc + 16) * bv).Store(c + 3 * ldc + 16); Vector512.FusedMultiplyAdd(c32, av, Vector512.Load(c + 3 * ldc + 32) * bv).Store(c + 3 * ldc + 32); Vector512.FusedMultiplyAdd(c33, av, Vector512.Load(c + 3 * ldc + 48) * bv).Store(c + 3 * ldc + 48);
+            Vector512.FusedMultiplyAdd(c40, av, Vector512.Load(c + 4 * ldc + 0) * bv).Store(c + 4 * ldc + 0); Vector512.FusedMultiplyAdd(c41, av, Vector512.Load(c + 4 * ldc + 16) * bv).Store(c + 4 * ldc + 16); Vector512.FusedMultiplyAdd(c42, av, Vector512.Load(c + 4 * ldc + 32) * bv).Store(c + 4 * ldc + 32); Vector512.FusedMultiplyAdd(c43, av, Vector512.Load(c + 4 * ldc + 48) * bv).Store(c + 4 * ldc + 48);
+            Vector512.FusedMultiplyAdd(c50, av, Vector512.Load(c + 5 * ldc + 0) * bv).Store(c + 5 * ldc + 0); Vector512.FusedMultiplyAdd(c51, av, Vector512.Load(c + 5 * ldc + 16) * bv).Store(c + 5 * ldc + 16); Vector512.FusedMultiplyAdd(c52, av, Vector512.Load(c + 5 * ldc + 32) * bv).Store(c + 5 * ldc + 32); Vector512.FusedMultiplyAdd(c53, av, Vector512.Load(c + 5 * ldc + 48) * bv).Store(c + 5 * ldc + 48);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel256x6x16(int kc, float* a, nint rs, nint cs, float* b, float* c, nint ldc, float alpha, float beta)
+    {
+        Vector256<float> c00 = default; Vector256<float> c01 = default;
+        Vector256<float> c10 = default; Vector256<float> c11 = default;
+        Vector256<float> c20 = default; Vector256<float> c21 = default;
+        Vector256<float> c30 = default; Vector256<float> c31 = default;
+        Vector256<float> c40 = default; Vector256<float> c41 = default;
+        Vector256<float> c50 = default; Vector256<float> c51 = default;
+        float* a0 = a; float* a1 = a + 1 * rs; float* a2 = a + 2 * rs; float* a3 = a + 3 * rs; float* a4 = a + 4 * rs; float* a5 = a + 5 * rs;
+        nint off = 0;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector256.LoadAligned(b + 0);
+            var b1 = Vector256.LoadAligned(b + 8);
+            var x0 = Vector256.Create(a0[off]);
+            c00 = Vector256.FusedMultiplyAdd(x0, b0, c00); c01 = Vector256.FusedMultiplyAdd(x0, b1, c01);
+            var x1 = Vector256.Create(a1[off]);
+            c10 = Vector256.FusedMultiplyAdd(x1, b0, c10); c11 = Vector256.FusedMultiplyAdd(x1, b1, c11);
+            var x2 = Vector256.Create(a2[off]);
+            c20 = Vector256.FusedMultiplyAdd(x2, b0, c20); c21 = Vector256.FusedMultiplyAdd(x2, b1, c21);
+            var x3 = Vector256.Create(a3[off]);
+            c30 = Vector256.FusedMultiplyAdd(x3, b0, c30); c31 = Vector256.FusedMultiplyAdd(x3, b1, c31);
+            var x4 = Vector256.Create(a4[off]);
+            c40 = Vector256.FusedMultiplyAdd(x4, b0, c40); c41 = Vector256.FusedMultiplyAdd(x4, b1, c41);
+            var x5 = Vector256.Create(a5[off]);
+            c50 = Vector256.FusedMultiplyAdd(x5, b0, c50); c51 = Vector256.FusedMultiplyAdd(x5, b1, c51);
+            off += cs;
+            b += 16;
+        }
+        var av = Vector256.Create(alpha);
+        if (beta == 0f)
+        {
+            (c00 * av).Store(c + 0 * ldc + 0); (c01 * av).Store(c + 0 * ldc + 8);
+            (c10 * av).Store(c + 1 * ldc + 0); (c11 * av).Store(c + 1 * ldc + 8);
+            (c20 * av).Store(c + 2 * ldc + 0); (c21 * av).Store(c + 2 * ldc + 8);
+            (c30 * av).Store(c + 3 * ldc + 0); (c31 * av).Store(c + 3 * ldc + 8);
+            (c40 * av).Store(c + 4 * ldc + 0); (c41 * av).Store(c + 4 * ldc + 8);
+            (c50 * av).Store(c + 5 * ldc + 0); (c51 * av).Store(c + 5 * ldc + 8);
+        }
+        else
+        {
+            var bv = Vector256.Create(beta);
+            Vector256.FusedMultiplyAdd(c00, av, Vector256.Load(c + 0 * ldc + 0) * bv).Store(c + 0 * ldc + 0); Vector256.FusedMultiplyAdd(c01, av, Vector256.Load(c + 0 * ldc + 8) * bv).Store(c + 0 * ldc + 8);
+            Vector256.FusedMultiplyAdd(c10, av, Vector256.Load(c + 1 * ldc + 0) * bv).Store(c + 1 * ldc + 0); Vector256.FusedMultiplyAdd(c11, av, Vector256.Load(c + 1 * ldc + 8) * bv).Store(c + 1 * ldc + 8);
+            Vector256.FusedMultiplyAdd(c20, av, Vector256.Load(c + 2 * ldc + 0) * bv).Store(c + 2 * ldc + 0); Vector256.FusedMultiplyAdd(c21, av, Vector256.Load(c + 2 * ldc + 8) * bv).Store(c + 2 * ldc + 8);
+            Vector256.FusedMultiplyAdd(c30, av, Vector256.Load(c + 3 * ldc + 0) * bv).Store(c + 3 * ldc + 0); Vector256.FusedMultiplyAdd(c31, av, Vector256.Load(c + 3 * ldc + 8) * bv).Store(c + 3 * ldc + 8);
+            Vector256.FusedMultiplyAdd(c40, av, Vector256.Load(c + 4 * ldc + 0) * bv).Store(c + 4 * ldc + 0); Vector256.FusedMultiplyAdd(c41, av, Vector256.Load(c + 4 * ldc + 8) * bv).Store(c + 4 * ldc + 8);
+            Vector256.FusedMultiplyAdd(c50, av, Vector256.Load(c + 5 * ldc + 0) * bv).Store(c + 5 * ldc + 0); Vector256.FusedMultiplyAdd(c51, av, Vector256.Load(c + 5 * ldc + 8) * bv).Store(c + 5 * ldc + 8);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel128x4x8(int kc, float* a, nint rs, nint cs, float* b, float* c, nint ldc, float alpha, float beta)
+    {
+        Vector128<float> c00 = default; Vector128<float> c01 = default;
+        Vector128<float> c10 = default; Vector128<float> c11 = default;
+        Vector128<float> c20 = default; Vector128<float> c21 = default;
+        Vector128<float> c30 = default; Vector128<float> c31 = default;
+        float* a0 = a; float* a1 = a + 1 * rs; float* a2 = a + 2 * rs; float* a3 = a + 3 * rs;
+        nint off = 0;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector128.LoadAligned(b + 0);
+            var b1 = Vector128.LoadAligned(b + 4);
+            var x0 = Vector128.Create(a0[off]);
+            c00 = Vector128.MultiplyAddEstimate(x0, b0, c00); c01 = Vector128.MultiplyAddEstimate(x0, b1, c01);
+            var x1 = Vector128.Create(a1[off]);
+            c10 = Vector128.MultiplyAddEstimate(x1, b0, c10); c11 = Vector128.MultiplyAddEstimate(x1, b1, c11);
+            var x2 = Vector128.Create(a2[off]);
+            c20 = Vector128.MultiplyAddEstimate(x2, b0, c20); c21 = Vector128.MultiplyAddEstimate(x2, b1, c21);
+            var x3 = Vector128.Create(a3[off]);
+            c30 = Vector128.MultiplyAddEstimate(x3, b0, c30); c31 = Vector128.MultiplyAddEstimate(x3, b1, c31);
+            off += cs;
+            b += 8;
+        }
+        var av = Vector128.Create(alpha);
+        if (beta == 0f)
+        {
+            (c00 * av).Store(c + 0 * ldc + 0); (c01 * av).Store(c + 0 * ldc + 4);
+            (c10 * av).Store(c + 1 * ldc + 0); (c11 * av).Store(c + 1 * ldc + 4);
+            (c20 * av).Store(c + 2 * ldc + 0); (c21 * av).Store(c + 2 * ldc + 4);
+            (c30 * av).Store(c + 3 * ldc + 0); (c31 * av).Store(c + 3 * ldc + 4);
+        }
+        else
+        {
+            var bv = Vector128.Create(beta);
+            Vector128.MultiplyAddEstimate(c00, av, Vector128.Load(c + 0 * ldc + 0) * bv).Store(c + 0 * ldc + 0); Vector128.MultiplyAddEstimate(c01, av, Vector128.Load(c + 0 * ldc + 4) * bv).Store(c + 0 * ldc + 4);
+            Vector128.MultiplyAddEstimate(c10, av, Vector128.Load(c + 1 * ldc + 0) * bv).Store(c + 1 * ldc + 0); Vector128.MultiplyAddEstimate(c11, av, Vector128.Load(c + 1 * ldc + 4) * bv).Store(c + 1 * ldc + 4);
+            Vector128.MultiplyAddEstimate(c20, av, Vector128.Load(c + 2 * ldc + 0) * bv).Store(c + 2 * ldc + 0); Vector128.MultiplyAddEstimate(c21, av, Vector128.Load(c + 2 * ldc + 4) * bv).Store(c + 2 * ldc + 4);
+            Vector128.MultiplyAddEstimate(c30, av, Vector128.Load(c + 3 * ldc + 0) * bv).Store(c + 3 * ldc + 0); Vector128.MultiplyAddEstimate(c31, av, Vector128.Load(c + 3 * ldc + 4) * bv).Store(c + 3 * ldc + 4);
+        }
+    }
+
+
+    private static void KernelScalar4x4(int kc, float* a, nint rs, nint cs, float* b, float* c, nint ldc, float alpha, float beta)
+    {
+        float c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
+        float c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
+        float* a0 = a; float* a1 = a + rs; float* a2 = a + 2 * rs; float* a3 = a + 3 * rs;
+        nint off = 0;
+        for (int p = 0; p < kc; p++)
+        {
+            float b0 = b[0], b1 = b[1], b2 = b[2], b3 = b[3];
+            float x0 = a0[off], x1 = a1[off], x2 = a2[off], x3 = a3[off];
+            c00 += x0 * b0; c01 += x0 * b1; c02 += x0 * b2; c03 += x0 * b3;
+            c10 += x1 * b0; c11 += x1 * b1; c12 += x1 * b2; c13 += x1 * b3;
+            c20 += x2 * b0; c21 += x2 * b1; c22 += x2 * b2; c23 += x2 * b3;
+            c30 += x3 * b0; c31 += x3 * b1; c32 += x3 * b2; c33 += x3 * b3;
+            off += cs; b += 4;
+        }
+        StoreRow(c, alpha, beta, c00, c01, c02, c03);
+        StoreRow(c + ldc, alpha, beta, c10, c11, c12, c13);
+        StoreRow(c + 2 * ldc, alpha, beta, c20, c21, c22, c23);
+        StoreRow(c + 3 * ldc, alpha, beta, c30, c31, c32, c33);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRow(float* c, float alpha, float beta, float x0, float x1, float x2, float x3)
+    {
+        if (beta == 0f) { c[0] = alpha * x0; c[1] = alpha * x1; c[2] = alpha * x2; c[3] = alpha * x3; }
+        else { c[0] = alpha * x0 + beta * c[0]; c[1] = alpha * x1 + beta * c[1]; c[2] = alpha * x2 + beta * c[2]; c[3] = alpha * x3 + beta * c[3]; }
+    }
+}
