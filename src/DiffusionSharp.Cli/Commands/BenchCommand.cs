@@ -8,6 +8,8 @@ public static class BenchCommand
     public static Command Create()
     {
         var bench = new Command("bench", "Measure kernel and model performance.");
+        bench.Subcommands.Add(BenchGemm.Create());
+        bench.Subcommands.Add(BenchPeak.Create());
         return bench;
     }
 }

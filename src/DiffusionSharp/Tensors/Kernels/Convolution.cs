@@ -104,22 +104,24 @@ public static unsafe class Convolution
             for (int n = 0; n < s.N; n++) SumRows(new ReadOnlySpan<float>(gy + (nint)n * Cout * P, Cout * P), Cout, P, new Span<float>(gb, Cout), accumulate: true, columns: false);
         }
         if (gx == null && gw == null) return;
+        if (s.N == 0) { if (gw != null) new Span<float>(gw, Cout * K).Clear(); return; }
         bool batch = BatchParallel(s);
         int chunks = batch ? Math.Min(Threading.Threads, s.N) : 1;
-        // Each chunk accumulates its own weight gradient; chunk 0 writes into gw directly.
+        // Each chunk accumulates dW^T [K x Cout] = sum_n col_n [K x P] * dY_n^T [P x Cout]: col is then read in place
+        // as the GEMM's A and only the small dY needs a transposed pack.
         var partial = new float[chunks][];
-        nint px = (nint)x, pw = (nint)w, pgy = (nint)gy, pgx = (nint)gx, pgw = (nint)gw;
+        nint px = (nint)x, pw = (nint)w, pgy = (nint)gy, pgx = (nint)gx;
+        bool wantW = gw != null;
         Threading.For(chunks, 1, (c0, c1) =>
         {
             for (int c = c0; c < c1; c++)
             {
                 int n0 = (int)((long)s.N * c / chunks), n1 = (int)((long)s.N * (c + 1) / chunks);
                 float[]? colBuf = s.IsPointwise ? null : TensorPool.Rent(K * P, clear: false);
-                float[]? gwBuf = pgw != 0 && c > 0 ? TensorPool.Rent(Cout * K, clear: false) : null;
-                partial[c] = gwBuf!;
-                fixed (float* col0 = colBuf, gwp = gwBuf)
+                float[]? gwT = wantW ? TensorPool.Rent(K * Cout, clear: false) : null;
+                partial[c] = gwT!;
+                fixed (float* col0 = colBuf, gwt = gwT)
                 {
-                    float* gwc = c == 0 ? (float*)pgw : gwp;
                     for (int n = n0; n < n1; n++)
                     {
                         float* xn = (float*)px + (nint)n * inSize;
@@ -134,26 +136,41 @@ public static unsafe class Convolution
                                 Col2Im(s, col0, gxn);
                             }
                         }
-                        if (pgw != 0)
+                        if (wantW)
                         {
                             float* col = xn;
                             if (!s.IsPointwise) { Im2Col(s, xn, col0); col = col0; }
-                            Mm(batch, false, true, Cout, K, P, gyn, P, col, P, n == n0 ? 0f : 1f, gwc, K);
+                            Mm(batch, false, true, K, Cout, P, col, P, gyn, P, n == n0 ? 0f : 1f, gwt, Cout);
                         }
                     }
                 }
                 if (colBuf != null) TensorPool.Return(colBuf);
             }
         });
-        if (gw != null)
+        if (wantW)
         {
-            var dst = new Span<float>(gw, Cout * K);
+            var sum = partial[0].AsSpan(0, K * Cout);
             for (int c = 1; c < chunks; c++)
             {
-                Elementwise.AddInPlace(dst, partial[c].AsSpan(0, Cout * K));
+                Elementwise.AddInPlace(sum, partial[c].AsSpan(0, K * Cout));
                 TensorPool.Return(partial[c]);
             }
+            fixed (float* st = sum) Transpose(st, K, Cout, gw);
+            TensorPool.Return(partial[0]);
         }
+    }
+
+    // dst [cols x rows] = src [rows x cols]^T, in cache-sized blocks.
+    private static void Transpose(float* src, int rows, int cols, float* dst)
+    {
+        const int B = 32;
+        for (int i0 = 0; i0 < rows; i0 += B)
+            for (int j0 = 0; j0 < cols; j0 += B)
+            {
+                int i1 = Math.Min(rows, i0 + B), j1 = Math.Min(cols, j0 + B);
+                for (int i = i0; i < i1; i++)
+                    for (int j = j0; j < j1; j++) dst[(nint)j * rows + i] = src[(nint)i * cols + j];
+            }
     }
 
     private static void Mm(bool serial, bool tA, bool tB, int m, int n, int k, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)

@@ -27,12 +27,12 @@ public static unsafe class Gemm
     private sealed class Config
     {
         public readonly GemmKernel Kind;
-        public readonly int MR, NR, KC, MC, NC;
-        public readonly delegate*<int, float*, float*, float*, nint, float, void> Kernel;
+        public readonly int MR, NR, KC, L2Floats;
+        public readonly delegate*<int, float*, nint, nint, float*, float*, nint, float, float, void> Kernel;
 
-        public Config(GemmKernel kind, int mr, int nr, int kc, int mc, int nc, delegate*<int, float*, float*, float*, nint, float, void> kernel)
+        public Config(GemmKernel kind, int mr, int nr, int kc, int l2Floats, delegate*<int, float*, nint, nint, float*, float*, nint, float, float, void> kernel)
         {
-            Kind = kind; MR = mr; NR = nr; KC = kc; MC = mc; NC = nc; Kernel = kernel;
+            Kind = kind; MR = mr; NR = nr; KC = kc; L2Floats = l2Floats; Kernel = kernel;
         }
     }
 
@@ -70,10 +70,10 @@ public static unsafe class Gemm
     // KC*MR floats of A stay in L1 while the KC x NC block of B streams from L2.
     private static Config ConfigFor(GemmKernel kind) => kind switch
     {
-        GemmKernel.Vector512 => new Config(kind, 6, 64, 256, 96, 512, &Kernel512x6x64),
-        GemmKernel.Vector256 => new Config(kind, 6, 16, 256, 96, 512, &Kernel256x6x16),
-        GemmKernel.Vector128 => new Config(kind, 4, 8, 256, 96, 512, &Kernel128x4x8),
-        _ => new Config(kind, 4, 4, 256, 96, 512, &KernelScalar4x4),
+        GemmKernel.Vector512 => new Config(kind, 6, 64, 320, 160 * 1024, &Kernel512x6x64),
+        GemmKernel.Vector256 => new Config(kind, 6, 16, 320, 160 * 1024, &Kernel256x6x16),
+        GemmKernel.Vector128 => new Config(kind, 4, 8, 320, 160 * 1024, &Kernel128x4x8),
+        _ => new Config(kind, 4, 4, 320, 160 * 1024, &KernelScalar4x4),
     };
 
     /// <summary>Floating-point operations of an m x n x k product (2mnk).</summary>
@@ -202,9 +202,13 @@ public static unsafe class Gemm
     private static void Serial(Config cfg, bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
     {
-        int MR = cfg.MR, NR = cfg.NR, KC = cfg.KC, MC = cfg.MC, NC = cfg.NC;
-        float* packA = Buffer(ref t_packA, MC * KC);
-        float* packB = Buffer(ref t_packB, NC * KC);
+        int MR = cfg.MR, NR = cfg.NR;
+        // Equal K blocks of at most KC; the NC-wide block of packed B is sized for L2.
+        int kBlocks = (k + cfg.KC - 1) / cfg.KC;
+        int KC = (k + kBlocks - 1) / kBlocks;
+        int NC = Math.Max(NR, cfg.L2Floats / Math.Max(KC, 1) / NR * NR);
+        float* packA = Buffer(ref t_packA, MR * KC);
+        float* packB = Buffer(ref t_packB, Math.Min(NC, (n + NR - 1) / NR * NR) * KC);
         float* tile = stackalloc float[MR * NR + 16];
         float* tileA = (float*)(((nint)tile + 63) & ~(nint)63);
         var kernel = cfg.Kernel;
@@ -216,31 +220,29 @@ public static unsafe class Gemm
                 int kc = Math.Min(KC, k - pc);
                 float bet = pc == 0 ? beta : 1f;
                 PackB(transB, b, ldb, pc, jc, kc, nc, NR, packB);
-                for (int ic = 0; ic < m; ic += MC)
+                for (int ir = 0; ir < m; ir += MR)
                 {
-                    int mc = Math.Min(MC, m - ic);
-                    PackA(transA, a, lda, ic, pc, mc, kc, MR, alpha, packA);
-                    for (int ir = 0; ir < mc; ir += MR)
+                    int mr = Math.Min(MR, m - ir);
+                    // Full row panels of a row-major A are read in place (broadcast operand); others are packed.
+                    float* ap; nint rs, cs;
+                    if (!transA && mr == MR) { ap = a + (nint)ir * lda + pc; rs = lda; cs = 1; }
+                    else { PackA(transA, a, lda, ir, pc, mr, kc, MR, packA); ap = packA; rs = 1; cs = MR; }
+                    float* crow = c + (nint)ir * ldc + jc;
+                    for (int jr = 0; jr < nc; jr += NR)
                     {
-                        int mr = Math.Min(MR, mc - ir);
-                        float* ap = packA + (nint)ir * kc;
-                        float* crow = c + (nint)(ic + ir) * ldc + jc;
-                        for (int jr = 0; jr < nc; jr += NR)
+                        int nr = Math.Min(NR, nc - jr);
+                        float* bp = packB + (nint)jr * kc;
+                        if (mr == MR && nr == NR)
+                            kernel(kc, ap, rs, cs, bp, crow + jr, ldc, alpha, bet);
+                        else
                         {
-                            int nr = Math.Min(NR, nc - jr);
-                            float* bp = packB + (nint)jr * kc;
-                            if (mr == MR && nr == NR)
-                                kernel(kc, ap, bp, crow + jr, ldc, bet);
-                            else
+                            kernel(kc, ap, rs, cs, bp, tileA, NR, alpha, 0f);
+                            for (int i = 0; i < mr; i++)
                             {
-                                kernel(kc, ap, bp, tileA, NR, 0f);
-                                for (int i = 0; i < mr; i++)
-                                {
-                                    float* cr = crow + (nint)i * ldc + jr;
-                                    float* tr = tileA + i * NR;
-                                    if (bet == 0f) for (int j = 0; j < nr; j++) cr[j] = tr[j];
-                                    else for (int j = 0; j < nr; j++) cr[j] = tr[j] + bet * cr[j];
-                                }
+                                float* cr = crow + (nint)i * ldc + jr;
+                                float* tr = tileA + i * NR;
+                                if (bet == 0f) for (int j = 0; j < nr; j++) cr[j] = tr[j];
+                                else for (int j = 0; j < nr; j++) cr[j] = tr[j] + bet * cr[j];
                             }
                         }
                     }
@@ -249,35 +251,29 @@ public static unsafe class Gemm
         }
     }
 
-    // Packs op(A)[ic:ic+mc, pc:pc+kc] * alpha into MR-row panels, each kc x MR (k-major), zero-padded.
-    private static void PackA(bool transA, float* a, int lda, int ic, int pc, int mc, int kc, int MR, float alpha, float* dst)
+    // Packs one MR-row panel of op(A)[i0:i0+mr, pc:pc+kc] as kc x MR (k-major), zero-padded to MR rows.
+    private static void PackA(bool transA, float* a, int lda, int i0, int pc, int mr, int kc, int MR, float* d)
     {
-        for (int ir = 0; ir < mc; ir += MR)
+        if (!transA)
         {
-            int mr = Math.Min(MR, mc - ir);
-            float* d = dst + (nint)ir * kc;
-            if (!transA)
+            for (int r = 0; r < mr; r++)
             {
-                for (int r = 0; r < mr; r++)
-                {
-                    float* src = a + (nint)(ic + ir + r) * lda + pc;
-                    if (alpha == 1f) for (int p = 0; p < kc; p++) d[p * MR + r] = src[p];
-                    else for (int p = 0; p < kc; p++) d[p * MR + r] = alpha * src[p];
-                }
+                float* src = a + (nint)(i0 + r) * lda + pc;
+                for (int p = 0; p < kc; p++) d[p * MR + r] = src[p];
             }
-            else
-            {
-                for (int p = 0; p < kc; p++)
-                {
-                    float* src = a + (nint)(pc + p) * lda + ic + ir;
-                    float* dp = d + p * MR;
-                    for (int r = 0; r < mr; r++) dp[r] = alpha * src[r];
-                }
-            }
-            if (mr < MR)
-                for (int p = 0; p < kc; p++)
-                    for (int r = mr; r < MR; r++) d[p * MR + r] = 0f;
         }
+        else
+        {
+            for (int p = 0; p < kc; p++)
+            {
+                float* src = a + (nint)(pc + p) * lda + i0;
+                float* dp = d + p * MR;
+                for (int r = 0; r < mr; r++) dp[r] = src[r];
+            }
+        }
+        if (mr < MR)
+            for (int p = 0; p < kc; p++)
+                for (int r = mr; r < MR; r++) d[p * MR + r] = 0f;
     }
 
     // Packs op(B)[pc:pc+kc, jc:jc+nc] into NR-column panels, each kc x NR (k-major), zero-padded.
@@ -310,7 +306,7 @@ public static unsafe class Gemm
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel512x6x64(int kc, float* a, float* b, float* c, nint ldc, float beta)
+    private static void Kernel512x6x64(int kc, float* a, nint rs, nint cs, float* b, float* c, nint ldc, float alpha, float beta)
     {
         Vector512<float> c00 = default; Vector512<float> c01 = default; Vector512<float> c02 = default; Vector512<float> c03 = default;
         Vector512<float> c10 = default; Vector512<float> c11 = default; Vector512<float> c12 = default; Vector512<float> c13 = default;
@@ -318,50 +314,53 @@ public static unsafe class Gemm
         Vector512<float> c30 = default; Vector512<float> c31 = default; Vector512<float> c32 = default; Vector512<float> c33 = default;
         Vector512<float> c40 = default; Vector512<float> c41 = default; Vector512<float> c42 = default; Vector512<float> c43 = default;
         Vector512<float> c50 = default; Vector512<float> c51 = default; Vector512<float> c52 = default; Vector512<float> c53 = default;
+        float* a0 = a; float* a1 = a + 1 * rs; float* a2 = a + 2 * rs; float* a3 = a + 3 * rs; float* a4 = a + 4 * rs; float* a5 = a + 5 * rs;
+        nint off = 0;
         for (int p = 0; p < kc; p++)
         {
             var b0 = Vector512.LoadAligned(b + 0);
             var b1 = Vector512.LoadAligned(b + 16);
             var b2 = Vector512.LoadAligned(b + 32);
             var b3 = Vector512.LoadAligned(b + 48);
-            var a0 = Vector512.Create(a[0]);
-            c00 = Vector512.FusedMultiplyAdd(a0, b0, c00); c01 = Vector512.FusedMultiplyAdd(a0, b1, c01); c02 = Vector512.FusedMultiplyAdd(a0, b2, c02); c03 = Vector512.FusedMultiplyAdd(a0, b3, c03);
-            var a1 = Vector512.Create(a[1]);
-            c10 = Vector512.FusedMultiplyAdd(a1, b0, c10); c11 = Vector512.FusedMultiplyAdd(a1, b1, c11); c12 = Vector512.FusedMultiplyAdd(a1, b2, c12); c13 = Vector512.FusedMultiplyAdd(a1, b3, c13);
-            var a2 = Vector512.Create(a[2]);
-            c20 = Vector512.FusedMultiplyAdd(a2, b0, c20); c21 = Vector512.FusedMultiplyAdd(a2, b1, c21); c22 = Vector512.FusedMultiplyAdd(a2, b2, c22); c23 = Vector512.FusedMultiplyAdd(a2, b3, c23);
-            var a3 = Vector512.Create(a[3]);
-            c30 = Vector512.FusedMultiplyAdd(a3, b0, c30); c31 = Vector512.FusedMultiplyAdd(a3, b1, c31); c32 = Vector512.FusedMultiplyAdd(a3, b2, c32); c33 = Vector512.FusedMultiplyAdd(a3, b3, c33);
-            var a4 = Vector512.Create(a[4]);
-            c40 = Vector512.FusedMultiplyAdd(a4, b0, c40); c41 = Vector512.FusedMultiplyAdd(a4, b1, c41); c42 = Vector512.FusedMultiplyAdd(a4, b2, c42); c43 = Vector512.FusedMultiplyAdd(a4, b3, c43);
-            var a5 = Vector512.Create(a[5]);
-            c50 = Vector512.FusedMultiplyAdd(a5, b0, c50); c51 = Vector512.FusedMultiplyAdd(a5, b1, c51); c52 = Vector512.FusedMultiplyAdd(a5, b2, c52); c53 = Vector512.FusedMultiplyAdd(a5, b3, c53);
-            a += 6;
+            var x0 = Vector512.Create(a0[off]);
+            c00 = Vector512.FusedMultiplyAdd(x0, b0, c00); c01 = Vector512.FusedMultiplyAdd(x0, b1, c01); c02 = Vector512.FusedMultiplyAdd(x0, b2, c02); c03 = Vector512.FusedMultiplyAdd(x0, b3, c03);
+            var x1 = Vector512.Create(a1[off]);
+            c10 = Vector512.FusedMultiplyAdd(x1, b0, c10); c11 = Vector512.FusedMultiplyAdd(x1, b1, c11); c12 = Vector512.FusedMultiplyAdd(x1, b2, c12); c13 = Vector512.FusedMultiplyAdd(x1, b3, c13);
+            var x2 = Vector512.Create(a2[off]);
+            c20 = Vector512.FusedMultiplyAdd(x2, b0, c20); c21 = Vector512.FusedMultiplyAdd(x2, b1, c21); c22 = Vector512.FusedMultiplyAdd(x2, b2, c22); c23 = Vector512.FusedMultiplyAdd(x2, b3, c23);
+            var x3 = Vector512.Create(a3[off]);
+            c30 = Vector512.FusedMultiplyAdd(x3, b0, c30); c31 = Vector512.FusedMultiplyAdd(x3, b1, c31); c32 = Vector512.FusedMultiplyAdd(x3, b2, c32); c33 = Vector512.FusedMultiplyAdd(x3, b3, c33);
+            var x4 = Vector512.Create(a4[off]);
+            c40 = Vector512.FusedMultiplyAdd(x4, b0, c40); c41 = Vector512.FusedMultiplyAdd(x4, b1, c41); c42 = Vector512.FusedMultiplyAdd(x4, b2, c42); c43 = Vector512.FusedMultiplyAdd(x4, b3, c43);
+            var x5 = Vector512.Create(a5[off]);
+            c50 = Vector512.FusedMultiplyAdd(x5, b0, c50); c51 = Vector512.FusedMultiplyAdd(x5, b1, c51); c52 = Vector512.FusedMultiplyAdd(x5, b2, c52); c53 = Vector512.FusedMultiplyAdd(x5, b3, c53);
+            off += cs;
             b += 64;
         }
+        var av = Vector512.Create(alpha);
         if (beta == 0f)
         {
-            c00.Store(c + 0 * ldc + 0); c01.Store(c + 0 * ldc + 16); c02.Store(c + 0 * ldc + 32); c03.Store(c + 0 * ldc + 48);
-            c10.Store(c + 1 * ldc + 0); c11.Store(c + 1 * ldc + 16); c12.Store(c + 1 * ldc + 32); c13.Store(c + 1 * ldc + 48);
-            c20.Store(c + 2 * ldc + 0); c21.Store(c + 2 * ldc + 16); c22.Store(c + 2 * ldc + 32); c23.Store(c + 2 * ldc + 48);
-            c30.Store(c + 3 * ldc + 0); c31.Store(c + 3 * ldc + 16); c32.Store(c + 3 * ldc + 32); c33.Store(c + 3 * ldc + 48);
-            c40.Store(c + 4 * ldc + 0); c41.Store(c + 4 * ldc + 16); c42.Store(c + 4 * ldc + 32); c43.Store(c + 4 * ldc + 48);
-            c50.Store(c + 5 * ldc + 0); c51.Store(c + 5 * ldc + 16); c52.Store(c + 5 * ldc + 32); c53.Store(c + 5 * ldc + 48);
+            (c00 * av).Store(c + 0 * ldc + 0); (c01 * av).Store(c + 0 * ldc + 16); (c02 * av).Store(c + 0 * ldc + 32); (c03 * av).Store(c + 0 * ldc + 48);
+            (c10 * av).Store(c + 1 * ldc + 0); (c11 * av).Store(c + 1 * ldc + 16); (c12 * av).Store(c + 1 * ldc + 32); (c13 * av).Store(c + 1 * ldc + 48);
+            (c20 * av).Store(c + 2 * ldc + 0); (c21 * av).Store(c + 2 * ldc + 16); (c22 * av).Store(c + 2 * ldc + 32); (c23 * av).Store(c + 2 * ldc + 48);
+            (c30 * av).Store(c + 3 * ldc + 0); (c31 * av).Store(c + 3 * ldc + 16); (c32 * av).Store(c + 3 * ldc + 32); (c33 * av).Store(c + 3 * ldc + 48);
+            (c40 * av).Store(c + 4 * ldc + 0); (c41 * av).Store(c + 4 * ldc + 16); (c42 * av).Store(c + 4 * ldc + 32); (c43 * av).Store(c + 4 * ldc + 48);
+            (c50 * av).Store(c + 5 * ldc + 0); (c51 * av).Store(c + 5 * ldc + 16); (c52 * av).Store(c + 5 * ldc + 32); (c53 * av).Store(c + 5 * ldc + 48);
         }
         else
         {
             var bv = Vector512.Create(beta);
-            Vector512.FusedMultiplyAdd(Vector512.Load(c + 0 * ldc + 0), bv, c00).Store(c + 0 * ldc + 0); Vector512.FusedMultiplyAdd(Vector512.Load(c + 0 * ldc + 16), bv, c01).Store(c + 0 * ldc + 16); Vector512.FusedMultiplyAdd(Vector512.Load(c + 0 * ldc + 32), bv, c02).Store(c + 0 * ldc + 32); Vector512.FusedMultiplyAdd(Vector512.Load(c + 0 * ldc + 48), bv, c03).Store(c + 0 * ldc + 48);
-            Vector512.FusedMultiplyAdd(Vector512.Load(c + 1 * ldc + 0), bv, c10).Store(c + 1 * ldc + 0); Vector512.FusedMultiplyAdd(Vector512.Load(c + 1 * ldc + 16), bv, c11).Store(c + 1 * ldc + 16); Vector512.FusedMultiplyAdd(Vector512.Load(c + 1 * ldc + 32), bv, c12).Store(c + 1 * ldc + 32); Vector512.FusedMultiplyAdd(Vector512.Load(c + 1 * ldc + 48), bv, c13).Store(c + 1 * ldc + 48);
-            Vector512.FusedMultiplyAdd(Vector512.Load(c + 2 * ldc + 0), bv, c20).Store(c + 2 * ldc + 0); Vector512.FusedMultiplyAdd(Vector512.Load(c + 2 * ldc + 16), bv, c21).Store(c + 2 * ldc + 16); Vector512.FusedMultiplyAdd(Vector512.Load(c + 2 * ldc + 32), bv, c22).Store(c + 2 * ldc + 32); Vector512.FusedMultiplyAdd(Vector512.Load(c + 2 * ldc + 48), bv, c23).Store(c + 2 * ldc + 48);
-            Vector512.FusedMultiplyAdd(Vector512.Load(c + 3 * ldc + 0), bv, c30).Store(c + 3 * ldc + 0); Vector512.FusedMultiplyAdd(Vector512.Load(c + 3 * ldc + 16), bv, c31).Store(c + 3 * ldc + 16); Vector512.FusedMultiplyAdd(Vector512.Load(c + 3 * ldc + 32), bv, c32).Store(c + 3 * ldc + 32); Vector512.FusedMultiplyAdd(Vector512.Load(c + 3 * ldc + 48), bv, c33).Store(c + 3 * ldc + 48);
-            Vector512.FusedMultiplyAdd(Vector512.Load(c + 4 * ldc + 0), bv, c40).Store(c + 4 * ldc + 0); Vector512.FusedMultiplyAdd(Vector512.Load(c + 4 * ldc + 16), bv, c41).Store(c + 4 * ldc + 16); Vector512.FusedMultiplyAdd(Vector512.Load(c + 4 * ldc + 32), bv, c42).Store(c + 4 * ldc + 32); Vector512.FusedMultiplyAdd(Vector512.Load(c + 4 * ldc + 48), bv, c43).Store(c + 4 * ldc + 48);
-            Vector512.FusedMultiplyAdd(Vector512.Load(c + 5 * ldc + 0), bv, c50).Store(c + 5 * ldc + 0); Vector512.FusedMultiplyAdd(Vector512.Load(c + 5 * ldc + 16), bv, c51).Store(c + 5 * ldc + 16); Vector512.FusedMultiplyAdd(Vector512.Load(c + 5 * ldc + 32), bv, c52).Store(c + 5 * ldc + 32); Vector512.FusedMultiplyAdd(Vector512.Load(c + 5 * ldc + 48), bv, c53).Store(c + 5 * ldc + 48);
+            Vector512.FusedMultiplyAdd(c00, av, Vector512.Load(c + 0 * ldc + 0) * bv).Store(c + 0 * ldc + 0); Vector512.FusedMultiplyAdd(c01, av, Vector512.Load(c + 0 * ldc + 16) * bv).Store(c + 0 * ldc + 16); Vector512.FusedMultiplyAdd(c02, av, Vector512.Load(c + 0 * ldc + 32) * bv).Store(c + 0 * ldc + 32); Vector512.FusedMultiplyAdd(c03, av, Vector512.Load(c + 0 * ldc + 48) * bv).Store(c + 0 * ldc + 48);
+            Vector512.FusedMultiplyAdd(c10, av, Vector512.Load(c + 1 * ldc + 0) * bv).Store(c + 1 * ldc + 0); Vector512.FusedMultiplyAdd(c11, av, Vector512.Load(c + 1 * ldc + 16) * bv).Store(c + 1 * ldc + 16); Vector512.FusedMultiplyAdd(c12, av, Vector512.Load(c + 1 * ldc + 32) * bv).Store(c + 1 * ldc + 32); Vector512.FusedMultiplyAdd(c13, av, Vector512.Load(c + 1 * ldc + 48) * bv).Store(c + 1 * ldc + 48);
+            Vector512.FusedMultiplyAdd(c20, av, Vector512.Load(c + 2 * ldc + 0) * bv).Store(c + 2 * ldc + 0); Vector512.FusedMultiplyAdd(c21, av, Vector512.Load(c + 2 * ldc + 16) * bv).Store(c + 2 * ldc + 16); Vector512.FusedMultiplyAdd(c22, av, Vector512.Load(c + 2 * ldc + 32) * bv).Store(c + 2 * ldc + 32); Vector512.FusedMultiplyAdd(c23, av, Vector512.Load(c + 2 * ldc + 48) * bv).Store(c + 2 * ldc + 48);
+            Vector512.FusedMultiplyAdd(c30, av, Vector512.Load(c + 3 * ldc + 0) * bv).Store(c + 3 * ldc + 0); Vector512.FusedMultiplyAdd(c31, av, Vector512.Load(c + 3 * ldc + 16) * bv).Store(c + 3 * ldc + 16); Vector512.FusedMultiplyAdd(c32, av, Vector512.Load(c + 3 * ldc + 32) * bv).Store(c + 3 * ldc + 32); Vector512.FusedMultiplyAdd(c33, av, Vector512.Load(c + 3 * ldc + 48) * bv).Store(c + 3 * ldc + 48);
+            Vector512.FusedMultiplyAdd(c40, av, Vector512.Load(c + 4 * ldc + 0) * bv).Store(c + 4 * ldc + 0); Vector512.FusedMultiplyAdd(c41, av, Vector512.Load(c + 4 * ldc + 16) * bv).Store(c + 4 * ldc + 16); Vector512.FusedMultiplyAdd(c42, av, Vector512.Load(c + 4 * ldc + 32) * bv).Store(c + 4 * ldc + 32); Vector512.FusedMultiplyAdd(c43, av, Vector512.Load(c + 4 * ldc + 48) * bv).Store(c + 4 * ldc + 48);
+            Vector512.FusedMultiplyAdd(c50, av, Vector512.Load(c + 5 * ldc + 0) * bv).Store(c + 5 * ldc + 0); Vector512.FusedMultiplyAdd(c51, av, Vector512.Load(c + 5 * ldc + 16) * bv).Store(c + 5 * ldc + 16); Vector512.FusedMultiplyAdd(c52, av, Vector512.Load(c + 5 * ldc + 32) * bv).Store(c + 5 * ldc + 32); Vector512.FusedMultiplyAdd(c53, av, Vector512.Load(c + 5 * ldc + 48) * bv).Store(c + 5 * ldc + 48);
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel256x6x16(int kc, float* a, float* b, float* c, nint ldc, float beta)
+    private static void Kernel256x6x16(int kc, float* a, nint rs, nint cs, float* b, float* c, nint ldc, float alpha, float beta)
     {
         Vector256<float> c00 = default; Vector256<float> c01 = default;
         Vector256<float> c10 = default; Vector256<float> c11 = default;
@@ -369,110 +368,118 @@ public static unsafe class Gemm
         Vector256<float> c30 = default; Vector256<float> c31 = default;
         Vector256<float> c40 = default; Vector256<float> c41 = default;
         Vector256<float> c50 = default; Vector256<float> c51 = default;
+        float* a0 = a; float* a1 = a + 1 * rs; float* a2 = a + 2 * rs; float* a3 = a + 3 * rs; float* a4 = a + 4 * rs; float* a5 = a + 5 * rs;
+        nint off = 0;
         for (int p = 0; p < kc; p++)
         {
             var b0 = Vector256.LoadAligned(b + 0);
             var b1 = Vector256.LoadAligned(b + 8);
-            var a0 = Vector256.Create(a[0]);
-            c00 = Vector256.FusedMultiplyAdd(a0, b0, c00); c01 = Vector256.FusedMultiplyAdd(a0, b1, c01);
-            var a1 = Vector256.Create(a[1]);
-            c10 = Vector256.FusedMultiplyAdd(a1, b0, c10); c11 = Vector256.FusedMultiplyAdd(a1, b1, c11);
-            var a2 = Vector256.Create(a[2]);
-            c20 = Vector256.FusedMultiplyAdd(a2, b0, c20); c21 = Vector256.FusedMultiplyAdd(a2, b1, c21);
-            var a3 = Vector256.Create(a[3]);
-            c30 = Vector256.FusedMultiplyAdd(a3, b0, c30); c31 = Vector256.FusedMultiplyAdd(a3, b1, c31);
-            var a4 = Vector256.Create(a[4]);
-            c40 = Vector256.FusedMultiplyAdd(a4, b0, c40); c41 = Vector256.FusedMultiplyAdd(a4, b1, c41);
-            var a5 = Vector256.Create(a[5]);
-            c50 = Vector256.FusedMultiplyAdd(a5, b0, c50); c51 = Vector256.FusedMultiplyAdd(a5, b1, c51);
-            a += 6;
+            var x0 = Vector256.Create(a0[off]);
+            c00 = Vector256.FusedMultiplyAdd(x0, b0, c00); c01 = Vector256.FusedMultiplyAdd(x0, b1, c01);
+            var x1 = Vector256.Create(a1[off]);
+            c10 = Vector256.FusedMultiplyAdd(x1, b0, c10); c11 = Vector256.FusedMultiplyAdd(x1, b1, c11);
+            var x2 = Vector256.Create(a2[off]);
+            c20 = Vector256.FusedMultiplyAdd(x2, b0, c20); c21 = Vector256.FusedMultiplyAdd(x2, b1, c21);
+            var x3 = Vector256.Create(a3[off]);
+            c30 = Vector256.FusedMultiplyAdd(x3, b0, c30); c31 = Vector256.FusedMultiplyAdd(x3, b1, c31);
+            var x4 = Vector256.Create(a4[off]);
+            c40 = Vector256.FusedMultiplyAdd(x4, b0, c40); c41 = Vector256.FusedMultiplyAdd(x4, b1, c41);
+            var x5 = Vector256.Create(a5[off]);
+            c50 = Vector256.FusedMultiplyAdd(x5, b0, c50); c51 = Vector256.FusedMultiplyAdd(x5, b1, c51);
+            off += cs;
             b += 16;
         }
+        var av = Vector256.Create(alpha);
         if (beta == 0f)
         {
-            c00.Store(c + 0 * ldc + 0); c01.Store(c + 0 * ldc + 8);
-            c10.Store(c + 1 * ldc + 0); c11.Store(c + 1 * ldc + 8);
-            c20.Store(c + 2 * ldc + 0); c21.Store(c + 2 * ldc + 8);
-            c30.Store(c + 3 * ldc + 0); c31.Store(c + 3 * ldc + 8);
-            c40.Store(c + 4 * ldc + 0); c41.Store(c + 4 * ldc + 8);
-            c50.Store(c + 5 * ldc + 0); c51.Store(c + 5 * ldc + 8);
+            (c00 * av).Store(c + 0 * ldc + 0); (c01 * av).Store(c + 0 * ldc + 8);
+            (c10 * av).Store(c + 1 * ldc + 0); (c11 * av).Store(c + 1 * ldc + 8);
+            (c20 * av).Store(c + 2 * ldc + 0); (c21 * av).Store(c + 2 * ldc + 8);
+            (c30 * av).Store(c + 3 * ldc + 0); (c31 * av).Store(c + 3 * ldc + 8);
+            (c40 * av).Store(c + 4 * ldc + 0); (c41 * av).Store(c + 4 * ldc + 8);
+            (c50 * av).Store(c + 5 * ldc + 0); (c51 * av).Store(c + 5 * ldc + 8);
         }
         else
         {
             var bv = Vector256.Create(beta);
-            Vector256.FusedMultiplyAdd(Vector256.Load(c + 0 * ldc + 0), bv, c00).Store(c + 0 * ldc + 0); Vector256.FusedMultiplyAdd(Vector256.Load(c + 0 * ldc + 8), bv, c01).Store(c + 0 * ldc + 8);
-            Vector256.FusedMultiplyAdd(Vector256.Load(c + 1 * ldc + 0), bv, c10).Store(c + 1 * ldc + 0); Vector256.FusedMultiplyAdd(Vector256.Load(c + 1 * ldc + 8), bv, c11).Store(c + 1 * ldc + 8);
-            Vector256.FusedMultiplyAdd(Vector256.Load(c + 2 * ldc + 0), bv, c20).Store(c + 2 * ldc + 0); Vector256.FusedMultiplyAdd(Vector256.Load(c + 2 * ldc + 8), bv, c21).Store(c + 2 * ldc + 8);
-            Vector256.FusedMultiplyAdd(Vector256.Load(c + 3 * ldc + 0), bv, c30).Store(c + 3 * ldc + 0); Vector256.FusedMultiplyAdd(Vector256.Load(c + 3 * ldc + 8), bv, c31).Store(c + 3 * ldc + 8);
-            Vector256.FusedMultiplyAdd(Vector256.Load(c + 4 * ldc + 0), bv, c40).Store(c + 4 * ldc + 0); Vector256.FusedMultiplyAdd(Vector256.Load(c + 4 * ldc + 8), bv, c41).Store(c + 4 * ldc + 8);
-            Vector256.FusedMultiplyAdd(Vector256.Load(c + 5 * ldc + 0), bv, c50).Store(c + 5 * ldc + 0); Vector256.FusedMultiplyAdd(Vector256.Load(c + 5 * ldc + 8), bv, c51).Store(c + 5 * ldc + 8);
+            Vector256.FusedMultiplyAdd(c00, av, Vector256.Load(c + 0 * ldc + 0) * bv).Store(c + 0 * ldc + 0); Vector256.FusedMultiplyAdd(c01, av, Vector256.Load(c + 0 * ldc + 8) * bv).Store(c + 0 * ldc + 8);
+            Vector256.FusedMultiplyAdd(c10, av, Vector256.Load(c + 1 * ldc + 0) * bv).Store(c + 1 * ldc + 0); Vector256.FusedMultiplyAdd(c11, av, Vector256.Load(c + 1 * ldc + 8) * bv).Store(c + 1 * ldc + 8);
+            Vector256.FusedMultiplyAdd(c20, av, Vector256.Load(c + 2 * ldc + 0) * bv).Store(c + 2 * ldc + 0); Vector256.FusedMultiplyAdd(c21, av, Vector256.Load(c + 2 * ldc + 8) * bv).Store(c + 2 * ldc + 8);
+            Vector256.FusedMultiplyAdd(c30, av, Vector256.Load(c + 3 * ldc + 0) * bv).Store(c + 3 * ldc + 0); Vector256.FusedMultiplyAdd(c31, av, Vector256.Load(c + 3 * ldc + 8) * bv).Store(c + 3 * ldc + 8);
+            Vector256.FusedMultiplyAdd(c40, av, Vector256.Load(c + 4 * ldc + 0) * bv).Store(c + 4 * ldc + 0); Vector256.FusedMultiplyAdd(c41, av, Vector256.Load(c + 4 * ldc + 8) * bv).Store(c + 4 * ldc + 8);
+            Vector256.FusedMultiplyAdd(c50, av, Vector256.Load(c + 5 * ldc + 0) * bv).Store(c + 5 * ldc + 0); Vector256.FusedMultiplyAdd(c51, av, Vector256.Load(c + 5 * ldc + 8) * bv).Store(c + 5 * ldc + 8);
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel128x4x8(int kc, float* a, float* b, float* c, nint ldc, float beta)
+    private static void Kernel128x4x8(int kc, float* a, nint rs, nint cs, float* b, float* c, nint ldc, float alpha, float beta)
     {
         Vector128<float> c00 = default; Vector128<float> c01 = default;
         Vector128<float> c10 = default; Vector128<float> c11 = default;
         Vector128<float> c20 = default; Vector128<float> c21 = default;
         Vector128<float> c30 = default; Vector128<float> c31 = default;
+        float* a0 = a; float* a1 = a + 1 * rs; float* a2 = a + 2 * rs; float* a3 = a + 3 * rs;
+        nint off = 0;
         for (int p = 0; p < kc; p++)
         {
             var b0 = Vector128.LoadAligned(b + 0);
             var b1 = Vector128.LoadAligned(b + 4);
-            var a0 = Vector128.Create(a[0]);
-            c00 = Vector128.MultiplyAddEstimate(a0, b0, c00); c01 = Vector128.MultiplyAddEstimate(a0, b1, c01);
-            var a1 = Vector128.Create(a[1]);
-            c10 = Vector128.MultiplyAddEstimate(a1, b0, c10); c11 = Vector128.MultiplyAddEstimate(a1, b1, c11);
-            var a2 = Vector128.Create(a[2]);
-            c20 = Vector128.MultiplyAddEstimate(a2, b0, c20); c21 = Vector128.MultiplyAddEstimate(a2, b1, c21);
-            var a3 = Vector128.Create(a[3]);
-            c30 = Vector128.MultiplyAddEstimate(a3, b0, c30); c31 = Vector128.MultiplyAddEstimate(a3, b1, c31);
-            a += 4;
+            var x0 = Vector128.Create(a0[off]);
+            c00 = Vector128.MultiplyAddEstimate(x0, b0, c00); c01 = Vector128.MultiplyAddEstimate(x0, b1, c01);
+            var x1 = Vector128.Create(a1[off]);
+            c10 = Vector128.MultiplyAddEstimate(x1, b0, c10); c11 = Vector128.MultiplyAddEstimate(x1, b1, c11);
+            var x2 = Vector128.Create(a2[off]);
+            c20 = Vector128.MultiplyAddEstimate(x2, b0, c20); c21 = Vector128.MultiplyAddEstimate(x2, b1, c21);
+            var x3 = Vector128.Create(a3[off]);
+            c30 = Vector128.MultiplyAddEstimate(x3, b0, c30); c31 = Vector128.MultiplyAddEstimate(x3, b1, c31);
+            off += cs;
             b += 8;
         }
+        var av = Vector128.Create(alpha);
         if (beta == 0f)
         {
-            c00.Store(c + 0 * ldc + 0); c01.Store(c + 0 * ldc + 4);
-            c10.Store(c + 1 * ldc + 0); c11.Store(c + 1 * ldc + 4);
-            c20.Store(c + 2 * ldc + 0); c21.Store(c + 2 * ldc + 4);
-            c30.Store(c + 3 * ldc + 0); c31.Store(c + 3 * ldc + 4);
+            (c00 * av).Store(c + 0 * ldc + 0); (c01 * av).Store(c + 0 * ldc + 4);
+            (c10 * av).Store(c + 1 * ldc + 0); (c11 * av).Store(c + 1 * ldc + 4);
+            (c20 * av).Store(c + 2 * ldc + 0); (c21 * av).Store(c + 2 * ldc + 4);
+            (c30 * av).Store(c + 3 * ldc + 0); (c31 * av).Store(c + 3 * ldc + 4);
         }
         else
         {
             var bv = Vector128.Create(beta);
-            Vector128.MultiplyAddEstimate(Vector128.Load(c + 0 * ldc + 0), bv, c00).Store(c + 0 * ldc + 0); Vector128.MultiplyAddEstimate(Vector128.Load(c + 0 * ldc + 4), bv, c01).Store(c + 0 * ldc + 4);
-            Vector128.MultiplyAddEstimate(Vector128.Load(c + 1 * ldc + 0), bv, c10).Store(c + 1 * ldc + 0); Vector128.MultiplyAddEstimate(Vector128.Load(c + 1 * ldc + 4), bv, c11).Store(c + 1 * ldc + 4);
-            Vector128.MultiplyAddEstimate(Vector128.Load(c + 2 * ldc + 0), bv, c20).Store(c + 2 * ldc + 0); Vector128.MultiplyAddEstimate(Vector128.Load(c + 2 * ldc + 4), bv, c21).Store(c + 2 * ldc + 4);
-            Vector128.MultiplyAddEstimate(Vector128.Load(c + 3 * ldc + 0), bv, c30).Store(c + 3 * ldc + 0); Vector128.MultiplyAddEstimate(Vector128.Load(c + 3 * ldc + 4), bv, c31).Store(c + 3 * ldc + 4);
+            Vector128.MultiplyAddEstimate(c00, av, Vector128.Load(c + 0 * ldc + 0) * bv).Store(c + 0 * ldc + 0); Vector128.MultiplyAddEstimate(c01, av, Vector128.Load(c + 0 * ldc + 4) * bv).Store(c + 0 * ldc + 4);
+            Vector128.MultiplyAddEstimate(c10, av, Vector128.Load(c + 1 * ldc + 0) * bv).Store(c + 1 * ldc + 0); Vector128.MultiplyAddEstimate(c11, av, Vector128.Load(c + 1 * ldc + 4) * bv).Store(c + 1 * ldc + 4);
+            Vector128.MultiplyAddEstimate(c20, av, Vector128.Load(c + 2 * ldc + 0) * bv).Store(c + 2 * ldc + 0); Vector128.MultiplyAddEstimate(c21, av, Vector128.Load(c + 2 * ldc + 4) * bv).Store(c + 2 * ldc + 4);
+            Vector128.MultiplyAddEstimate(c30, av, Vector128.Load(c + 3 * ldc + 0) * bv).Store(c + 3 * ldc + 0); Vector128.MultiplyAddEstimate(c31, av, Vector128.Load(c + 3 * ldc + 4) * bv).Store(c + 3 * ldc + 4);
         }
     }
 
 
-    private static void KernelScalar4x4(int kc, float* a, float* b, float* c, nint ldc, float beta)
+    private static void KernelScalar4x4(int kc, float* a, nint rs, nint cs, float* b, float* c, nint ldc, float alpha, float beta)
     {
         float c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
         float c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
+        float* a0 = a; float* a1 = a + rs; float* a2 = a + 2 * rs; float* a3 = a + 3 * rs;
+        nint off = 0;
         for (int p = 0; p < kc; p++)
         {
             float b0 = b[0], b1 = b[1], b2 = b[2], b3 = b[3];
-            float a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
-            c00 += a0 * b0; c01 += a0 * b1; c02 += a0 * b2; c03 += a0 * b3;
-            c10 += a1 * b0; c11 += a1 * b1; c12 += a1 * b2; c13 += a1 * b3;
-            c20 += a2 * b0; c21 += a2 * b1; c22 += a2 * b2; c23 += a2 * b3;
-            c30 += a3 * b0; c31 += a3 * b1; c32 += a3 * b2; c33 += a3 * b3;
-            a += 4; b += 4;
+            float x0 = a0[off], x1 = a1[off], x2 = a2[off], x3 = a3[off];
+            c00 += x0 * b0; c01 += x0 * b1; c02 += x0 * b2; c03 += x0 * b3;
+            c10 += x1 * b0; c11 += x1 * b1; c12 += x1 * b2; c13 += x1 * b3;
+            c20 += x2 * b0; c21 += x2 * b1; c22 += x2 * b2; c23 += x2 * b3;
+            c30 += x3 * b0; c31 += x3 * b1; c32 += x3 * b2; c33 += x3 * b3;
+            off += cs; b += 4;
         }
-        StoreRow(c, beta, c00, c01, c02, c03);
-        StoreRow(c + ldc, beta, c10, c11, c12, c13);
-        StoreRow(c + 2 * ldc, beta, c20, c21, c22, c23);
-        StoreRow(c + 3 * ldc, beta, c30, c31, c32, c33);
+        StoreRow(c, alpha, beta, c00, c01, c02, c03);
+        StoreRow(c + ldc, alpha, beta, c10, c11, c12, c13);
+        StoreRow(c + 2 * ldc, alpha, beta, c20, c21, c22, c23);
+        StoreRow(c + 3 * ldc, alpha, beta, c30, c31, c32, c33);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreRow(float* c, float beta, float x0, float x1, float x2, float x3)
+    private static void StoreRow(float* c, float alpha, float beta, float x0, float x1, float x2, float x3)
     {
-        if (beta == 0f) { c[0] = x0; c[1] = x1; c[2] = x2; c[3] = x3; }
-        else { c[0] = x0 + beta * c[0]; c[1] = x1 + beta * c[1]; c[2] = x2 + beta * c[2]; c[3] = x3 + beta * c[3]; }
+        if (beta == 0f) { c[0] = alpha * x0; c[1] = alpha * x1; c[2] = alpha * x2; c[3] = alpha * x3; }
+        else { c[0] = alpha * x0 + beta * c[0]; c[1] = alpha * x1 + beta * c[1]; c[2] = alpha * x2 + beta * c[2]; c[3] = alpha * x3 + beta * c[3]; }
     }
 }

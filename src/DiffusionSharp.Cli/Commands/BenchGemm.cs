@@ -1,0 +1,180 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using DiffusionSharp.Runtime;
+using DiffusionSharp.Tensors;
+using DiffusionSharp.Tensors.Kernels;
+
+namespace DiffusionSharp.Cli.Commands;
+
+/// <summary><c>diffusion bench gemm</c>: our SGEMM against OpenBLAS (through NumPy) in the same run.</summary>
+public static class BenchGemm
+{
+    // Square sizes, then the im2col GEMMs of the ddpm-small U-Net at batch 64 (m = batch * pixels, k = Cin * 9, n = Cout).
+    private static readonly (int M, int N, int K, string Label)[] Shapes =
+    {
+        (256, 256, 256, "square"), (512, 512, 512, "square"), (1024, 1024, 1024, "square"), (2048, 2048, 2048, "square"),
+        (65536, 64, 576, "conv 64->64 @32x32"), (16384, 128, 1152, "conv 128->128 @16x16"),
+        (4096, 128, 1152, "conv 128->128 @8x8"), (4096, 128, 2304, "conv 256->128 @8x8"),
+    };
+
+    // Reads "m n k reps" lines and answers each with the best np.dot time; holds the matrices of the last shape.
+    private const string NumpyScript = """
+import sys, time, json
+import numpy as np
+info = {}
+try:
+    import threadpoolctl
+    pools = [p for p in threadpoolctl.threadpool_info() if p.get("user_api") == "blas"]
+    if pools: info = {"internal_api": pools[0].get("internal_api"), "architecture": pools[0].get("architecture"), "num_threads": pools[0].get("num_threads"), "version": pools[0].get("version")}
+except Exception as e:
+    info = {"error": str(e)}
+print(json.dumps(info), flush=True)
+shape = None
+for line in sys.stdin:
+    m, n, k, reps = map(int, line.split())
+    if shape != (m, n, k):
+        rng = np.random.default_rng(0)
+        a = rng.standard_normal((m, k), dtype=np.float32); b = rng.standard_normal((k, n), dtype=np.float32)
+        c = np.empty((m, n), dtype=np.float32); shape = (m, n, k)
+        np.dot(a, b, out=c)
+    best = 1e30
+    for _ in range(reps):
+        t = time.perf_counter(); np.dot(a, b, out=c); best = min(best, time.perf_counter() - t)
+    print(best, flush=True)
+""";
+
+    public static Command Create()
+    {
+        var json = new Option<bool>("--json") { Description = "One JSON object per line" };
+        var rounds = new Option<int>("--rounds") { Description = "Alternating rounds of ours/OpenBLAS per shape (best kept)", DefaultValueFactory = _ => 3 };
+        var shape = new Option<string[]>("--shape") { Description = "Measure only these shapes, given as MxNxK (repeatable)", AllowMultipleArgumentsPerToken = true };
+        var cmd = new Command("gemm", "SGEMM GFLOP/s on square and U-Net im2col shapes, with OpenBLAS (NumPy) measured in the same run.");
+        cmd.Options.Add(json);
+        cmd.Options.Add(rounds);
+        cmd.Options.Add(shape);
+        cmd.SetAction(parse => Run(parse.GetValue(json), Math.Max(1, parse.GetValue(rounds)), parse.GetValue(shape)));
+        return cmd;
+    }
+
+    private static int Run(bool json, int rounds, string[]? only)
+    {
+        var shapes = Shapes;
+        if (only is { Length: > 0 })
+        {
+            var list = new List<(int, int, int, string)>();
+            foreach (var sp in only)
+            {
+                var d = sp.Split('x');
+                if (d.Length != 3 || !int.TryParse(d[0], out int m) || !int.TryParse(d[1], out int n) || !int.TryParse(d[2], out int k) || m < 1 || n < 1 || k < 1)
+                {
+                    Console.Error.WriteLine($"--shape expects MxNxK with positive sizes, got '{sp}'.");
+                    return 2;
+                }
+                list.Add((m, n, k, m == n && n == k ? "square" : "custom"));
+            }
+            shapes = list.ToArray();
+        }
+        int threads = Threading.Threads;
+        using var np = NumpyProcess.TryStart(NumpyScript, threads, out string? note);
+        if (note != null) Console.Error.WriteLine(note);
+        if (!json)
+            Console.WriteLine($"kernel {Gemm.Kernel}, threads {threads}" + (np != null ? $", reference {np.Info}" : ", no reference"));
+        foreach (var (m, n, k, label) in shapes)
+        {
+            var a = new float[(long)m * k];
+            var b = new float[(long)k * n];
+            var c = new float[(long)m * n];
+            var g = new Generator(1);
+            g.Normal(a); g.Normal(b);
+            double flops = Gemm.Flops(m, n, k);
+            int reps = Math.Clamp((int)(3e9 / flops), 2, 20);
+            double ours = double.MaxValue, theirs = double.MaxValue;
+            for (int r = 0; r < rounds; r++)
+            {
+                var t = BenchTiming.Measure(() => Gemm.Sgemm(false, false, m, n, k, 1f, a, k, b, n, 0f, c, n), minReps: reps, minSeconds: 0.2);
+                ours = Math.Min(ours, t.Best);
+                if (np != null)
+                {
+                    double? tt = np.Time(m, n, k, reps);
+                    if (tt is double v) theirs = Math.Min(theirs, v);
+                }
+            }
+            double gf = flops / ours / 1e9;
+            double? ogf = theirs < double.MaxValue ? flops / theirs / 1e9 : null;
+            if (json)
+                Console.WriteLine(BenchTiming.Json(("m", m), ("n", n), ("k", k), ("shape", label), ("gflops", gf), ("openblas_gflops", ogf), ("ratio", ogf is double o ? gf / o : null),
+                    ("threads", threads), ("openblas_threads", np?.Threads), ("kernel", Gemm.Kernel.ToString())));
+            else
+                Console.WriteLine($"{label,-22} m={m,-6} n={n,-5} k={k,-5} ours {gf,7:F1} GFLOP/s" + (ogf is double o2 ? $"   OpenBLAS {o2,7:F1}   ratio {gf / o2:F2}" : ""));
+        }
+        return 0;
+    }
+}
+
+/// <summary>A /usr/bin/python3 child running a NumPy timing loop over stdin/stdout.</summary>
+internal sealed class NumpyProcess : IDisposable
+{
+    private readonly Process _p;
+    public string Info { get; }
+    public int? Threads { get; }
+
+    private NumpyProcess(Process p, string info, int? threads) { _p = p; Info = info; Threads = threads; }
+
+    public static NumpyProcess? TryStart(string script, int threads, out string? note)
+    {
+        note = null;
+        const string python = "/usr/bin/python3";
+        if (!File.Exists(python)) { note = "note: /usr/bin/python3 not found; OpenBLAS comparison skipped (apt-get install python3-numpy)."; return null; }
+        var psi = new ProcessStartInfo(python, new[] { "-c", script })
+        {
+            RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        // These pin old OpenBLAS builds to a safe but slower kernel; the reference should run its best kernel.
+        psi.Environment.Remove("OPENBLAS_CORETYPE");
+        psi.Environment.Remove("OPENBLAS_L2_SIZE");
+        string t = threads.ToString(CultureInfo.InvariantCulture);
+        psi.Environment["OPENBLAS_NUM_THREADS"] = t;
+        psi.Environment["OMP_NUM_THREADS"] = t;
+        Process p;
+        try { p = Process.Start(psi)!; }
+        catch (Exception e) { note = $"note: could not start {python} ({e.Message}); OpenBLAS comparison skipped."; return null; }
+        string? first = p.StandardOutput.ReadLine();
+        if (first == null)
+        {
+            string err = p.StandardError.ReadToEnd();
+            p.Dispose();
+            note = "note: NumPy is not available (" + err.Trim().Split('\n').LastOrDefault() + "); OpenBLAS comparison skipped (apt-get install python3-numpy).";
+            return null;
+        }
+        int? nt = null;
+        string info = first;
+        try
+        {
+            using var doc = JsonDocument.Parse(first);
+            if (doc.RootElement.TryGetProperty("num_threads", out var v) && v.ValueKind == JsonValueKind.Number) nt = v.GetInt32();
+            if (doc.RootElement.TryGetProperty("internal_api", out var api) && api.GetString() != "openblas")
+                note = $"note: NumPy's BLAS is {api.GetString()}, not OpenBLAS ({first}).";
+            else if (!doc.RootElement.TryGetProperty("internal_api", out _))
+                note = $"note: could not identify NumPy's BLAS ({first}); install python3-threadpoolctl to report it.";
+        }
+        catch (JsonException) { }
+        return new NumpyProcess(p, info, nt);
+    }
+
+    /// <summary>Best seconds of <paramref name="reps"/> np.dot calls of an m x k by k x n product.</summary>
+    public double? Time(int m, int n, int k, int reps)
+    {
+        _p.StandardInput.WriteLine($"{m} {n} {k} {reps}");
+        _p.StandardInput.Flush();
+        var line = _p.StandardOutput.ReadLine();
+        return line != null && double.TryParse(line, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) ? v : null;
+    }
+
+    public void Dispose()
+    {
+        try { _p.StandardInput.Close(); if (!_p.WaitForExit(5000)) _p.Kill(); } catch (InvalidOperationException) { }
+        _p.Dispose();
+    }
+}

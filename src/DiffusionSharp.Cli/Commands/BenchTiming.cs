@@ -1,0 +1,48 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+
+namespace DiffusionSharp.Cli.Commands;
+
+/// <summary>Shared timing and JSON helpers for the bench subcommands.</summary>
+internal static class BenchTiming
+{
+    /// <summary>Runs <paramref name="body"/> once to warm up, then at least <paramref name="minReps"/> times and for at least <paramref name="minSeconds"/>; returns (best, median) seconds.</summary>
+    public static (double Best, double Median) Measure(Action body, int minReps = 3, double minSeconds = 0.3, int maxReps = 50)
+    {
+        body();
+        var times = new List<double>();
+        var total = Stopwatch.StartNew();
+        while (times.Count < minReps || (total.Elapsed.TotalSeconds < minSeconds && times.Count < maxReps))
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            body();
+            times.Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
+        }
+        times.Sort();
+        return (times[0], times[times.Count / 2]);
+    }
+
+    /// <summary>A flat JSON object from name/value pairs (numbers, strings, booleans, null).</summary>
+    public static string Json(params (string Key, object? Value)[] fields)
+    {
+        var sb = new StringBuilder("{");
+        for (int i = 0; i < fields.Length; i++)
+        {
+            if (i > 0) sb.Append(", ");
+            sb.Append('"').Append(fields[i].Key).Append("\": ");
+            sb.Append(fields[i].Value switch
+            {
+                null => "null",
+                bool b => b ? "true" : "false",
+                double d => double.IsFinite(d) ? Math.Round(d, 3).ToString(CultureInfo.InvariantCulture) : "null",
+                float f => double.IsFinite(f) ? Math.Round((double)f, 3).ToString(CultureInfo.InvariantCulture) : "null",
+                int n => n.ToString(CultureInfo.InvariantCulture),
+                long n => n.ToString(CultureInfo.InvariantCulture),
+                string s => "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\"",
+                var o => "\"" + o + "\"",
+            });
+        }
+        return sb.Append('}').ToString();
+    }
+}

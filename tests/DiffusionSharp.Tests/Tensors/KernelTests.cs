@@ -1,0 +1,175 @@
+using DiffusionSharp.Tensors;
+using DiffusionSharp.Tensors.Kernels;
+using Xunit;
+
+namespace DiffusionSharp.Tests.Tensors;
+
+/// <summary>Every vector kernel at every length 0..256 (so every 512/256/128-bit body and scalar tail runs) against double references.</summary>
+public class KernelTests
+{
+    private const int MaxLen = 256;
+
+    // Random data with a one-element offset so vector loads are unaligned.
+    private static float[] Data(int seed, int n, float scale = 4f)
+    {
+        var a = new float[n + 1];
+        new Generator((ulong)seed).Normal(a);
+        for (int i = 0; i < a.Length; i++) a[i] *= scale;
+        return a;
+    }
+
+    private static void Close(double expected, float actual, double atol, double rtol, string what)
+    {
+        if (!(Math.Abs(actual - expected) <= atol + rtol * Math.Abs(expected)))
+            Assert.Fail($"{what}: got {actual:G9}, expected {expected:G9}.");
+    }
+
+    private static void CheckUnary<TOp>(Func<double, double> reference, double atol, double rtol) where TOp : struct, IUnaryOperator
+    {
+        var x = Data(1, MaxLen);
+        for (int n = 0; n <= MaxLen; n++)
+        {
+            var dst = new float[n + 2];
+            dst[n + 1] = 12345f;  // guard
+            Elementwise.Unary<TOp>(x.AsSpan(1, n), dst.AsSpan(1, n));
+            for (int i = 0; i < n; i++) Close(reference(x[1 + i]), dst[1 + i], atol, rtol, $"{typeof(TOp).Name} n={n} i={i}");
+            Assert.Equal(12345f, dst[n + 1]);
+        }
+    }
+
+    private static void CheckBinary<TOp>(Func<double, double, double> reference, double atol, double rtol) where TOp : struct, IBinaryOperator
+    {
+        var x = Data(2, MaxLen);
+        var y = Data(3, MaxLen);
+        for (int n = 0; n <= MaxLen; n++)
+        {
+            var dst = new float[n + 2];
+            dst[n + 1] = 12345f;
+            Elementwise.Binary<TOp>(x.AsSpan(1, n), y.AsSpan(1, n), dst.AsSpan(1, n));
+            for (int i = 0; i < n; i++) Close(reference(x[1 + i], y[1 + i]), dst[1 + i], atol, rtol, $"{typeof(TOp).Name} n={n} i={i}");
+            Assert.Equal(12345f, dst[n + 1]);
+        }
+    }
+
+    private static double Sigmoid(double x) => 1 / (1 + Math.Exp(-x));
+
+    [Fact] public void Sigmoid_() => CheckUnary<SigmoidOp>(Sigmoid, 1e-7, 1e-6);
+    [Fact] public void Silu() => CheckUnary<SiluOp>(x => x * Sigmoid(x), 1e-7, 1e-6);
+    [Fact] public void Gelu() => CheckUnary<GeluOp>(x => x * ReferenceMath.Phi(x), 1e-7, 1e-6);
+    [Fact] public void Neg() => CheckUnary<NegOp>(x => -x, 0, 0);
+
+    [Fact] public void SiluGrad() => CheckBinary<SiluGradOp>((x, g) => g * Sigmoid(x) * (1 + x * (1 - Sigmoid(x))), 1e-6, 1e-5);
+    [Fact] public void SigmoidGrad() => CheckBinary<SigmoidGradOp>((y, g) => g * (double)y * (1 - (double)y), 1e-6, 1e-5);
+    [Fact] public void TanhGrad() => CheckBinary<TanhGradOp>((y, g) => g * (1 - (double)y * y), 1e-5, 1e-5);
+    [Fact] public void GeluGrad() => CheckBinary<GeluGradOp>((x, g) => g * (ReferenceMath.Phi(x) + x * Math.Exp(-0.5 * x * x) / Math.Sqrt(2 * Math.PI)), 1e-6, 1e-5);
+    [Fact] public void AbsGrad() => CheckBinary<AbsGradOp>((x, g) => Math.Sign(x) * g, 0, 0);
+    [Fact] public void SquaredDifference() => CheckBinary<SquaredDifferenceOp>((x, y) => (x - y) * (x - y), 1e-6, 1e-6);
+    [Fact] public void AddSubMulDiv()
+    {
+        CheckBinary<AddOp>((x, y) => x + y, 1e-6, 1e-7);
+        CheckBinary<SubOp>((x, y) => x - y, 1e-6, 1e-7);
+        CheckBinary<MulOp>((x, y) => x * y, 1e-6, 1e-7);
+        CheckBinary<DivOp>((x, y) => x / y, 1e-6, 1e-6);
+    }
+
+    [Fact]
+    public void ScaleShift()
+    {
+        var x = Data(4, MaxLen);
+        for (int n = 0; n <= MaxLen; n++)
+        {
+            var dst = new float[n];
+            Affine.ScaleShift(x.AsSpan(1, n), -1.75f, 0.5f, dst);
+            for (int i = 0; i < n; i++) Close(-1.75 * x[1 + i] + 0.5, dst[i], 1e-6, 1e-6, $"n={n} i={i}");
+        }
+    }
+
+    [Fact]
+    public void Reductions()
+    {
+        var x = Data(5, MaxLen);
+        var y = Data(6, MaxLen);
+        for (int n = 0; n <= MaxLen; n++)
+        {
+            var xs = x.AsSpan(1, n);
+            var ys = y.AsSpan(1, n);
+            double s = 0, q = 0, d = 0;
+            for (int i = 0; i < n; i++) { s += xs[i]; q += (double)xs[i] * xs[i]; d += (double)xs[i] * ys[i]; }
+            Assert.Equal(s, Reduce.Sum(xs), 9);
+            var (s2, q2) = Reduce.SumAndSquares(xs);
+            Assert.Equal(s, s2, 9);
+            Assert.Equal(q, q2, 8);
+            Assert.Equal(d, Reduce.Dot(xs, ys), 9);
+            var acc = new double[n];
+            for (int i = 0; i < n; i++) acc[i] = i;
+            Reduce.AccumulateInto(acc, xs);
+            for (int i = 0; i < n; i++) Assert.Equal(i + (double)xs[i], acc[i]);
+        }
+    }
+
+    [Fact]
+    public void SoftmaxRows()
+    {
+        var x = Data(7, MaxLen, 3f);
+        var g = Data(8, MaxLen, 1f);
+        for (int n = 1; n <= MaxLen; n++)
+        {
+            var xs = x.AsSpan(1, n);
+            double max = double.NegativeInfinity, z = 0;
+            for (int i = 0; i < n; i++) max = Math.Max(max, xs[i]);
+            for (int i = 0; i < n; i++) z += Math.Exp(xs[i] - max);
+            var p = new double[n];
+            for (int i = 0; i < n; i++) p[i] = Math.Exp(xs[i] - max) / z;
+            var y = new float[n];
+            var ly = new float[n];
+            SoftmaxKernels.Row(xs, y, log: false);
+            SoftmaxKernels.Row(xs, ly, log: true);
+            for (int i = 0; i < n; i++)
+            {
+                Close(p[i], y[i], 1e-7, 1e-5, $"softmax n={n} i={i}");
+                Close(Math.Log(p[i]), ly[i], 2e-6, 1e-6, $"logsoftmax n={n} i={i}");
+            }
+            // backward: softmax gx = p (g - sum g p); log-softmax gx = g - p sum g
+            double dot = 0, sg = 0;
+            for (int i = 0; i < n; i++) { dot += g[1 + i] * p[i]; sg += g[1 + i]; }
+            var gx = new float[n];
+            var lgx = new float[n];
+            SoftmaxKernels.RowBackward(y, g.AsSpan(1, n), gx, log: false);
+            SoftmaxKernels.RowBackward(ly, g.AsSpan(1, n), lgx, log: true);
+            for (int i = 0; i < n; i++)
+            {
+                Close(p[i] * (g[1 + i] - dot), gx[i], 1e-6, 1e-4, $"softmax grad n={n} i={i}");
+                Close(g[1 + i] - p[i] * sg, lgx[i], 1e-5, 1e-4, $"logsoftmax grad n={n} i={i}");
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(65535)]
+    [InlineData(65536 + 17)]
+    [InlineData(100_003)]
+    public void ParallelMapCoversEveryElementOnce(int n)
+    {
+        var x = new float[n + 5];
+        for (int i = 0; i < x.Length; i++) x[i] = i % 1000 - 500;
+        var y = new float[n + 5];
+        y[n] = 7f;
+        ParallelMap.Unary<NegOp>(x, y, n);
+        Assert.Equal(-1, FirstMismatch(n, i => -x[i], y));
+        Assert.Equal(7f, y[n]);
+        var z = new float[n];
+        ParallelMap.Binary<AddOp>(x, x, z, n);
+        Assert.Equal(-1, FirstMismatch(n, i => 2 * x[i], z));
+        var e = new float[n];
+        ParallelMap.Map((a, d) => System.Numerics.Tensors.TensorPrimitives.Abs(a, d), x, e, n);
+        Assert.Equal(-1, FirstMismatch(n, i => Math.Abs(x[i]), e));
+    }
+
+    private static int FirstMismatch(int n, Func<int, float> expected, float[] actual)
+    {
+        for (int i = 0; i < n; i++) if (expected(i) != actual[i]) return i;
+        return -1;
+    }
+}
