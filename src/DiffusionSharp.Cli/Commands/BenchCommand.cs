@@ -11,6 +11,7 @@ public static class BenchCommand
         bench.Subcommands.Add(BenchGemm.Create());
         bench.Subcommands.Add(BenchPeak.Create());
         bench.Subcommands.Add(BenchConv.Create());
+        bench.Subcommands.Add(BenchUnetCommand.Create());
         return bench;
     }
 }
