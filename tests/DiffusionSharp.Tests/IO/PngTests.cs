@@ -174,6 +174,18 @@ public class PngTests
     }
 
     [Fact]
+    public void ApngFramesFromBatchTensors()
+    {
+        var w = new ApngWriter();
+        var g = new DiffusionSharp.Tensors.Generator(5);
+        var batches = Enumerable.Range(0, 3).Select(_ => DiffusionSharp.Tensors.Tensor.Rand(g, 4, 3, 5, 5)).ToList();
+        foreach (var b in batches) w.AddFrame(b, 50, nrow: 2, padding: 1);
+        Assert.Equal((13, 13, 3), (w.Width, w.Height, w.Channels));
+        var frames = Png.DecodeFrames(w.ToArray());
+        for (int k = 0; k < 3; k++) Assert.Equal(ImageGrid.Make(batches[k], 2, 1).Data, frames[k].Image.Data);
+    }
+
+    [Fact]
     public void TensorConversionMapsMinusOneToOneOntoFullRange()
     {
         var img = new Image(2, 1, 3, new byte[] { 0, 128, 255, 10, 20, 30 });
@@ -295,5 +307,48 @@ public class PngTests
         var p = Path.Combine(Path.GetTempPath(), "no-such-dir-ds", "x.png");
         var ex = Assert.Throws<FileNotFoundException>(() => Png.Read(p));
         Assert.Contains(p, ex.Message);
+    }
+}
+
+public class PngFuzzTests
+{
+    // Rewrites every chunk CRC so corruption reaches the chunk parsers and the pixel decoder.
+    private static void FixCrcs(byte[] png)
+    {
+        int pos = 8;
+        while (pos + 12 <= png.Length)
+        {
+            long len = BinaryPrimitives.ReadUInt32BigEndian(png.AsSpan(pos));
+            if (pos + 12 + len > png.Length) return;
+            BinaryPrimitives.WriteUInt32BigEndian(png.AsSpan(pos + 8 + (int)len), Crc32.Compute(png.AsSpan(pos + 4, (int)len + 4)));
+            pos += 12 + (int)len;
+        }
+    }
+
+    [Theory]
+    [InlineData("pal4_trns_i.png")]
+    [InlineData("filt_rgb16.png")]
+    [InlineData("gray2_i.png")]
+    [InlineData("pil_apng.png")]
+    public void RandomCorruptionEitherDecodesOrThrowsInvalidData(string file)
+    {
+        var original = File.ReadAllBytes(Path.Combine(Fixtures.PathOf("png"), file));
+        var rng = new Random(file.Length);
+        for (int trial = 0; trial < 300; trial++)
+        {
+            var b = (byte[])original.Clone();
+            int flips = 1 + rng.Next(4);
+            for (int k = 0; k < flips; k++) b[8 + rng.Next(b.Length - 8)] ^= (byte)(1 << rng.Next(8));
+            if (trial % 2 == 0) FixCrcs(b);
+            try
+            {
+                Png.Decode(b, "fuzz.png");
+                Png.DecodeFrames(b, "fuzz.png");
+            }
+            catch (InvalidDataException e)
+            {
+                Assert.StartsWith("fuzz.png:", e.Message);
+            }
+        }
     }
 }
