@@ -258,6 +258,12 @@ public class SchedulerBehaviourTests
         Assert.InRange(euler / euler40, 1.7, 2.3);
         Assert.True(heun / heun40 > 3.5 && heun < euler, $"Heun {heun:E2} -> {heun40:E2}, Euler {euler:E2}");
         Assert.True(ddim < 0.2, $"DDIM {ddim:E2}");
+        // noise-prediction DPM-Solver (Lu et al. 2022) must end at sigma_min (uniform lambda; the repeated last sigma is a no-op first-order step)
+        double Eps(int order, string alg = "dpmsolver") => GaussianOdeError(DPMSolverMultistepScheduler.FromConfig(
+            $"{{\"algorithm_type\":\"{alg}\",\"solver_order\":{order},\"final_sigmas_type\":\"sigma_min\",\"use_lu_lambdas\":true}}"), 14);
+        double e1 = Eps(1), e2 = Eps(2), e3 = Eps(3), ep2 = Eps(2, "dpmsolver++");
+        _out.WriteLine($"dpmsolver 1/2/3 @14 (uniform lambda, sigma_min): {e1:E2} {e2:E2} {e3:E2}; dpmsolver++ 2: {ep2:E2}");
+        Assert.True(e2 < e1 / 2 && e3 < e1 / 2 && ep2 < e1 / 2, $"{e1:E2} {e2:E2} {e3:E2} {ep2:E2}");
     }
 
     [Fact]
