@@ -367,4 +367,33 @@ public class SchedulerBehaviourTests
         Assert.Equal(x0.Span[0] + n.Span[0] * (float)a.Sigmas[0], noisy.Span[0], 4);
         Assert.Equal(x0.Span[2] + n.Span[2] * (float)a.TrainingSigmas[0], noisy.Span[2], 5);
     }
+
+    [Fact]
+    public void DynamicThresholdingClampsAtTheAbsQuantile()
+    {
+        // Saharia et al. 2022, Sec. 2.3: s = clamp(quantile(|x0|, p), 1, max), x0 = clamp(x0, -s, s) / s per sample
+        var s = DDIMScheduler.FromConfig("{\"prediction_type\":\"sample\",\"thresholding\":true,\"dynamic_thresholding_ratio\":0.5,\"sample_max_value\":2.2}");
+        s.SetTimesteps(10);
+        var x0 = Tensor.FromArray(new float[] { 0.5f, -3f, 1.5f, 2.5f, 0.1f, -0.2f, 0.3f, 0.4f }, 2, 4);
+        var r = s.Step(x0, 500, Tensor.Zeros(2, 4));
+        // |x| sorted 0.5 1.5 2.5 3 -> median 2.0; second sample's quantile 0.25 is raised to 1
+        Assert.Equal(new float[] { 0.25f, -1f, 0.75f, 1f, 0.1f, -0.2f, 0.3f, 0.4f }, r.PredOriginalSample.ToArray());
+        var capped = DDIMScheduler.FromConfig("{\"prediction_type\":\"sample\",\"thresholding\":true,\"dynamic_thresholding_ratio\":0.5,\"sample_max_value\":1.5}");
+        capped.SetTimesteps(10);
+        Assert.Equal(-1f, capped.Step(x0, 500, Tensor.Zeros(2, 4)).PredOriginalSample.Span[1]);
+        Assert.Equal(1.5f / 1.5f, capped.Step(x0, 500, Tensor.Zeros(2, 4)).PredOriginalSample.Span[2]);
+    }
+
+    [Fact]
+    public void ContinuousTimestepsAreQuarterLogSigma()
+    {
+        var s = EulerDiscreteScheduler.FromConfig("{\"timestep_type\":\"continuous\",\"prediction_type\":\"v_prediction\"}");
+        s.SetTimesteps(5);
+        for (int i = 0; i < 5; i++) Assert.Equal(0.25 * Math.Log(s.Sigmas[i]), s.Timesteps[i], 5);
+        var log = EulerDiscreteScheduler.FromConfig("{\"interpolation_type\":\"log_linear\"}");
+        log.SetTimesteps(4);
+        Assert.Equal(6, log.Sigmas.Count);  // diffusers: N + 1 log-spaced sigmas from sigma_max to sigma_min, then the final 0
+        Assert.Equal((float)log.TrainingSigmas[^1], (float)log.Sigmas[0], 4);
+        Assert.Equal((float)log.TrainingSigmas[0], (float)log.Sigmas[4], 4);
+    }
 }
