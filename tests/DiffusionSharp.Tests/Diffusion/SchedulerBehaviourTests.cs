@@ -396,4 +396,20 @@ public class SchedulerBehaviourTests
         Assert.Equal((float)log.TrainingSigmas[^1], (float)log.Sigmas[0], 4);
         Assert.Equal((float)log.TrainingSigmas[0], (float)log.Sigmas[4], 4);
     }
+
+    [Fact]
+    public void DdpmCustomTimestepsChainToTheNextListedStep()
+    {
+        var s = DDPMScheduler.FromConfig("{}");
+        Assert.Equal(499, s.PreviousTimestep(500));  // before SetTimesteps: the full 1000-step chain
+        s.SetTimesteps(new[] { 900, 500, 100 });
+        Assert.Equal(new double[] { 900, 500, 100 }, s.Timesteps);
+        Assert.Equal(100, s.PreviousTimestep(500));
+        Assert.Equal(-1, s.PreviousTimestep(100));
+        Assert.Throws<ArgumentException>(() => s.SetTimesteps(new[] { 100, 500 }));
+        var x = Randn(80, 2, 3);
+        Assert.Throws<ArgumentException>(() => s.AddNoise(x, Randn(81, 2, 3), new[] { 1 }));
+        Assert.Throws<ArgumentException>(() => s.AddNoise(x, Randn(82, 3, 2), new[] { 1, 2 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => s.AddNoise(x, Randn(83, 2, 3), new[] { 1, 1000 }));
+    }
 }
