@@ -258,6 +258,12 @@ public class SchedulerBehaviourTests
         Assert.InRange(euler / euler40, 1.7, 2.3);
         Assert.True(heun / heun40 > 3.5 && heun < euler, $"Heun {heun:E2} -> {heun40:E2}, Euler {euler:E2}");
         Assert.True(ddim < 0.2, $"DDIM {ddim:E2}");
+        // noise-prediction DPM-Solver (Lu et al. 2022) must end at sigma_min (uniform lambda; the repeated last sigma is a no-op first-order step)
+        double Eps(int order, string alg = "dpmsolver") => GaussianOdeError(DPMSolverMultistepScheduler.FromConfig(
+            $"{{\"algorithm_type\":\"{alg}\",\"solver_order\":{order},\"final_sigmas_type\":\"sigma_min\",\"use_lu_lambdas\":true}}"), 14);
+        double e1 = Eps(1), e2 = Eps(2), e3 = Eps(3), ep2 = Eps(2, "dpmsolver++");
+        _out.WriteLine($"dpmsolver 1/2/3 @14 (uniform lambda, sigma_min): {e1:E2} {e2:E2} {e3:E2}; dpmsolver++ 2: {ep2:E2}");
+        Assert.True(e2 < e1 / 2 && e3 < e1 / 2 && ep2 < e1 / 2, $"{e1:E2} {e2:E2} {e3:E2} {ep2:E2}");
     }
 
     [Fact]
@@ -360,5 +366,50 @@ public class SchedulerBehaviourTests
         var noisy = a.AddNoise(x0, n, new[] { 999, 0 });
         Assert.Equal(x0.Span[0] + n.Span[0] * (float)a.Sigmas[0], noisy.Span[0], 4);
         Assert.Equal(x0.Span[2] + n.Span[2] * (float)a.TrainingSigmas[0], noisy.Span[2], 5);
+    }
+
+    [Fact]
+    public void DynamicThresholdingClampsAtTheAbsQuantile()
+    {
+        // Saharia et al. 2022, Sec. 2.3: s = clamp(quantile(|x0|, p), 1, max), x0 = clamp(x0, -s, s) / s per sample
+        var s = DDIMScheduler.FromConfig("{\"prediction_type\":\"sample\",\"thresholding\":true,\"dynamic_thresholding_ratio\":0.5,\"sample_max_value\":2.2}");
+        s.SetTimesteps(10);
+        var x0 = Tensor.FromArray(new float[] { 0.5f, -3f, 1.5f, 2.5f, 0.1f, -0.2f, 0.3f, 0.4f }, 2, 4);
+        var r = s.Step(x0, 500, Tensor.Zeros(2, 4));
+        // |x| sorted 0.5 1.5 2.5 3 -> median 2.0; second sample's quantile 0.25 is raised to 1
+        Assert.Equal(new float[] { 0.25f, -1f, 0.75f, 1f, 0.1f, -0.2f, 0.3f, 0.4f }, r.PredOriginalSample.ToArray());
+        var capped = DDIMScheduler.FromConfig("{\"prediction_type\":\"sample\",\"thresholding\":true,\"dynamic_thresholding_ratio\":0.5,\"sample_max_value\":1.5}");
+        capped.SetTimesteps(10);
+        Assert.Equal(-1f, capped.Step(x0, 500, Tensor.Zeros(2, 4)).PredOriginalSample.Span[1]);
+        Assert.Equal(1.5f / 1.5f, capped.Step(x0, 500, Tensor.Zeros(2, 4)).PredOriginalSample.Span[2]);
+    }
+
+    [Fact]
+    public void ContinuousTimestepsAreQuarterLogSigma()
+    {
+        var s = EulerDiscreteScheduler.FromConfig("{\"timestep_type\":\"continuous\",\"prediction_type\":\"v_prediction\"}");
+        s.SetTimesteps(5);
+        for (int i = 0; i < 5; i++) Assert.Equal(0.25 * Math.Log(s.Sigmas[i]), s.Timesteps[i], 5);
+        var log = EulerDiscreteScheduler.FromConfig("{\"interpolation_type\":\"log_linear\"}");
+        log.SetTimesteps(4);
+        Assert.Equal(6, log.Sigmas.Count);  // diffusers: N + 1 log-spaced sigmas from sigma_max to sigma_min, then the final 0
+        Assert.Equal((float)log.TrainingSigmas[^1], (float)log.Sigmas[0], 4);
+        Assert.Equal((float)log.TrainingSigmas[0], (float)log.Sigmas[4], 4);
+    }
+
+    [Fact]
+    public void DdpmCustomTimestepsChainToTheNextListedStep()
+    {
+        var s = DDPMScheduler.FromConfig("{}");
+        Assert.Equal(499, s.PreviousTimestep(500));  // before SetTimesteps: the full 1000-step chain
+        s.SetTimesteps(new[] { 900, 500, 100 });
+        Assert.Equal(new double[] { 900, 500, 100 }, s.Timesteps);
+        Assert.Equal(100, s.PreviousTimestep(500));
+        Assert.Equal(-1, s.PreviousTimestep(100));
+        Assert.Throws<ArgumentException>(() => s.SetTimesteps(new[] { 100, 500 }));
+        var x = Randn(80, 2, 3);
+        Assert.Throws<ArgumentException>(() => s.AddNoise(x, Randn(81, 2, 3), new[] { 1 }));
+        Assert.Throws<ArgumentException>(() => s.AddNoise(x, Randn(82, 3, 2), new[] { 1, 2 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => s.AddNoise(x, Randn(83, 2, 3), new[] { 1, 1000 }));
     }
 }
