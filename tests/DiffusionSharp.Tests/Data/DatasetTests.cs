@@ -86,6 +86,26 @@ public class DatasetTests
         Assert.Contains("3173 bytes", m);
     }
 
+    [Fact]
+    public void TransformResizesAndConvertsEveryItem()
+    {
+        // item i is a gray ramp 0, 10, 20 ... along x; labels kept
+        int n = 3, s = 4;
+        var px = new byte[n * s * s];
+        for (int i = 0; i < n; i++)
+            for (int p = 0; p < s * s; p++) px[i * s * s + p] = (byte)(i * 50 + (p % s) * 10);
+        var ds = new InMemoryImageDataset(px, [2, 0, 1], 1, s);
+        var t = ds.Transform(size: 2, channels: 3);
+        Assert.Equal((3, 3, 2), (t.Count, t.Channels, t.Size));
+        Assert.Equal(new[] { 2, 0, 1 }, Enumerable.Range(0, 3).Select(t.Label).ToArray());
+        // area 4 -> 2 averages column pairs: 5 and 25 (+ 50 i), replicated to R, G, B planes
+        Assert.Equal(new byte[] { 55, 75, 55, 75, 55, 75, 55, 75, 55, 75, 55, 75 }, t.Pixels(1).ToArray());
+        Assert.Same(ds, ds.Transform(4, 1));
+        var (img, label) = t.Get(2);
+        Assert.Equal(1, label);
+        Assert.Equal(105 / 127.5f - 1f, img.Span[0], 6);
+    }
+
     private static void WritePng(string path, int w, int h, int c, byte fill)
     {
         var img = new Image(w, h, c);

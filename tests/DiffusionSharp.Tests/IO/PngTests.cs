@@ -198,6 +198,19 @@ public class PngTests
         Assert.Equal(new byte[] { 0, 128, 255, 0 }, clamped.Data);
     }
 
+    [Fact]
+    public void SixteenBitSamplesScaleToTensorAndEightBit()
+    {
+        var img = new Image(3, 1, 1, new ushort[] { 0, 32768, 65535 });
+        Assert.Equal(new[] { -1f, 32768 * 2f / 65535 - 1, 1f }, img.ToTensor().ToArray());
+        Assert.Equal(new byte[] { 0, 128, 255 }, img.To8Bit().Data);   // round(v * 255 / 65535)
+        var rgb = new Image(1, 1, 3, new byte[] { 255, 0, 0 });
+        Assert.Equal(76, rgb.ConvertChannels(1).Data[0]);              // 0.299 * 255 = 76.2
+        Assert.Equal(new byte[] { 255, 0, 0, 255 }, rgb.ConvertChannels(4).Data);
+        var ga = new Image(1, 1, 2, new byte[] { 9, 3 });
+        Assert.Equal(new byte[] { 9, 9, 9 }, ga.ConvertChannels(3).Data);
+    }
+
     // ---------- corrupt input ----------
 
     private static byte[] Chunk(string type, byte[] data)

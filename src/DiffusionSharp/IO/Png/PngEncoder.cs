@@ -34,22 +34,24 @@ internal static class PngFilters
     /// <summary>Writes row <paramref name="cur"/> filtered with <paramref name="filter"/> into <paramref name="dest"/>.</summary>
     public static void Apply(int filter, ReadOnlySpan<byte> cur, ReadOnlySpan<byte> prev, int bpp, Span<byte> dest)
     {
-        int n = cur.Length;
+        int n = cur.Length, head = Math.Min(bpp, n);
         switch (filter)
         {
             case 0: cur.CopyTo(dest); break;
             case 1:
-                for (int i = 0; i < n; i++) dest[i] = (byte)(cur[i] - (i >= bpp ? cur[i - bpp] : 0));
+                cur[..head].CopyTo(dest);
+                for (int i = bpp; i < n; i++) dest[i] = (byte)(cur[i] - cur[i - bpp]);
                 break;
             case 2:
                 for (int i = 0; i < n; i++) dest[i] = (byte)(cur[i] - prev[i]);
                 break;
             case 3:
-                for (int i = 0; i < n; i++) dest[i] = (byte)(cur[i] - (((i >= bpp ? cur[i - bpp] : 0) + prev[i]) >> 1));
+                for (int i = 0; i < head; i++) dest[i] = (byte)(cur[i] - (prev[i] >> 1));
+                for (int i = bpp; i < n; i++) dest[i] = (byte)(cur[i] - ((cur[i - bpp] + prev[i]) >> 1));
                 break;
             default:
-                for (int i = 0; i < n; i++)
-                    dest[i] = (byte)(cur[i] - (i >= bpp ? Paeth(cur[i - bpp], prev[i], prev[i - bpp]) : prev[i]));
+                for (int i = 0; i < head; i++) dest[i] = (byte)(cur[i] - prev[i]);  // Paeth with a = c = 0 predicts b
+                for (int i = bpp; i < n; i++) dest[i] = (byte)(cur[i] - Paeth(cur[i - bpp], prev[i], prev[i - bpp]));
                 break;
         }
     }
