@@ -109,7 +109,16 @@ public static unsafe class Gemm
     /// <summary>Pointer form of <see cref="Sgemm(bool, bool, int, int, int, float, ReadOnlySpan{float}, int, ReadOnlySpan{float}, int, float, Span{float}, int)"/>; no bounds checks.</summary>
     public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
-        => Run(_cfg, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, parallel: true);
+        => Run(ForShape(n), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, parallel: true);
+
+    private static readonly Config? Narrow = IsSupported(GemmKernel.Vector256) ? ConfigFor(GemmKernel.Vector256) : null;
+
+    // A 64-wide tile would be mostly padding for narrow C; the 16-wide AVX2 tile wastes less.
+    private static Config ForShape(int n)
+    {
+        var cfg = _cfg;
+        return n <= 24 && cfg.Kind == GemmKernel.Vector512 && Narrow != null ? Narrow : cfg;
+    }
 
     /// <summary>GEMM with an explicit micro-kernel family (tests and benchmarks of the fallbacks).</summary>
     public static void Sgemm(GemmKernel kernel, bool transA, bool transB, int m, int n, int k, float alpha,
@@ -131,7 +140,7 @@ public static unsafe class Gemm
     /// <summary>Single-threaded GEMM, for callers that already parallelise (e.g. over a batch).</summary>
     public static void SgemmSerial(bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
-        => Run(_cfg, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, parallel: false);
+        => Run(ForShape(n), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, parallel: false);
 
     [ThreadStatic] private static bool t_inWorker;
 
