@@ -67,10 +67,10 @@ public static unsafe class Gemm
         }
     }
 
-    // KC*MR floats of A stay in L1 while the KC x NC block of B streams from L2.
+    // KC*MR floats of A stay in L1 while the KC x NC block of B (at most L2Floats) streams from L2; tuned on Zen-class AVX-512 cores.
     private static Config ConfigFor(GemmKernel kind) => kind switch
     {
-        GemmKernel.Vector512 => new Config(kind, 6, 64, 320, 160 * 1024, &Kernel512x6x64),
+        GemmKernel.Vector512 => new Config(kind, 6, 64, 512, 128 * 1024, &Kernel512x6x64),
         GemmKernel.Vector256 => new Config(kind, 6, 16, 320, 160 * 1024, &Kernel256x6x16),
         GemmKernel.Vector128 => new Config(kind, 4, 8, 320, 160 * 1024, &Kernel128x4x8),
         _ => new Config(kind, 4, 4, 320, 160 * 1024, &KernelScalar4x4),
