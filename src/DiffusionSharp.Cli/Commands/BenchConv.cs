@@ -58,15 +58,15 @@ public static class BenchConv
             var gb = new float[cout];
             g.Normal(x); g.Normal(w); g.Normal(b); g.Normal(y);
             double flops = s.ForwardFlops;
-            var fwd = BenchTiming.Measure(() => Convolution.Forward(s, x, w, b, y), minReps: 3, minSeconds: 0.3);
-            var bwd = BenchTiming.Measure(() => Convolution.Backward(s, x, w, y, gx, gw, gb), minReps: 3, minSeconds: 0.3);
+            var fwd = BenchTiming.MeasureWithCpu(() => Convolution.Forward(s, x, w, b, y), minReps: 3, minSeconds: 0.3);
+            var bwd = BenchTiming.MeasureWithCpu(() => Convolution.Backward(s, x, w, y, gx, gw, gb), minReps: 3, minSeconds: 0.3);
             totF += fwd.Median; totB += bwd.Median; flF += flops; flB += 2 * flops;
             if (json)
                 Console.WriteLine(BenchTiming.Json(("layer", label), ("batch", batch), ("cin", cin), ("cout", cout), ("size", size), ("kernel", k), ("stride", stride),
-                    ("fwd_ms", fwd.Median * 1e3), ("fwd_gflops", flops / fwd.Best / 1e9), ("fwd_gflops_median", flops / fwd.Median / 1e9),
-                    ("bwd_ms", bwd.Median * 1e3), ("bwd_gflops", 2 * flops / bwd.Best / 1e9), ("bwd_gflops_median", 2 * flops / bwd.Median / 1e9), ("threads", Threading.Threads)));
+                    ("fwd_ms", fwd.Median * 1e3), ("fwd_gflops", flops / fwd.Best / 1e9), ("fwd_gflops_median", flops / fwd.Median / 1e9), ("fwd_gflops_cpu", flops * Threading.Threads / fwd.BestCpu / 1e9),
+                    ("bwd_ms", bwd.Median * 1e3), ("bwd_gflops", 2 * flops / bwd.Best / 1e9), ("bwd_gflops_median", 2 * flops / bwd.Median / 1e9), ("bwd_gflops_cpu", 2 * flops * Threading.Threads / bwd.BestCpu / 1e9), ("threads", Threading.Threads)));
             else
-                Console.WriteLine($"{label,-24} {cin,4}->{cout,-4} {size,2}x{size,-2} k{k} s{stride}  fwd {fwd.Median * 1e3,8:F2} ms {flops / fwd.Best / 1e9,7:F1} GFLOP/s   bwd {bwd.Median * 1e3,8:F2} ms {2 * flops / bwd.Best / 1e9,7:F1} GFLOP/s");
+                Console.WriteLine($"{label,-24} {cin,4}->{cout,-4} {size,2}x{size,-2} k{k} s{stride}  fwd {fwd.Median * 1e3,8:F2} ms {flops / fwd.Best / 1e9,7:F1} GFLOP/s   bwd {bwd.Median * 1e3,8:F2} ms {2 * flops / bwd.Best / 1e9,7:F1} GFLOP/s   | per CPU-second: fwd {flops * Threading.Threads / fwd.BestCpu / 1e9,6:F1} bwd {2 * flops * Threading.Threads / bwd.BestCpu / 1e9,6:F1}");
         }
         if (json)
             Console.WriteLine(BenchTiming.Json(("layer", "all (one of each)"), ("batch", batch), ("fwd_ms", totF * 1e3), ("fwd_gflops_median", flF / totF / 1e9), ("bwd_ms", totB * 1e3), ("bwd_gflops_median", flB / totB / 1e9), ("threads", Threading.Threads)));

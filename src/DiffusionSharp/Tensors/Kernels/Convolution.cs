@@ -131,48 +131,64 @@ public static unsafe class Convolution
         nint px = (nint)x, pw = (nint)w, pgy = (nint)gy, pgx = (nint)gx;
         bool wantW = gw != null;
         int rows = ChunkRows(s), Wo = s.Wo;
-        Threading.For(chunks, 1, (c0, c1) =>
+        // W^T [K x Cout] once, so the data-gradient GEMM reads its A operand in place.
+        float[]? wtBuf = gx != null ? TensorPool.Rent(K * Cout, clear: false) : null;
+        nint pwt = 0;
+        var wtHandle = wtBuf != null ? System.Runtime.InteropServices.GCHandle.Alloc(wtBuf, System.Runtime.InteropServices.GCHandleType.Pinned) : default;
+        if (wtBuf != null)
         {
-            for (int c = c0; c < c1; c++)
+            pwt = wtHandle.AddrOfPinnedObject();
+            Transpose(w, Cout, K, (float*)pwt);
+        }
+        try
+        {
+            Threading.For(chunks, 1, (c0, c1) =>
             {
-                int n0 = (int)((long)s.N * c / chunks), n1 = (int)((long)s.N * (c + 1) / chunks);
-                float[]? colBuf = s.IsPointwise ? null : TensorPool.Rent(K * rows * Wo, clear: false);
-                float[]? gwT = wantW ? TensorPool.Rent(K * Cout, clear: false) : null;
-                partial[c] = gwT!;
-                fixed (float* col = colBuf, gwt = gwT)
+                for (int c = c0; c < c1; c++)
                 {
-                    for (int n = n0; n < n1; n++)
+                    int n0 = (int)((long)s.N * c / chunks), n1 = (int)((long)s.N * (c + 1) / chunks);
+                    float[]? colBuf = s.IsPointwise ? null : TensorPool.Rent(K * rows * Wo, clear: false);
+                    float[]? gwT = wantW ? TensorPool.Rent(K * Cout, clear: false) : null;
+                    partial[c] = gwT!;
+                    fixed (float* col = colBuf, gwt = gwT)
                     {
-                        float* xn = (float*)px + (nint)n * inSize;
-                        float* gyn = (float*)pgy + (nint)n * Cout * P;
-                        float* gxn = pgx != 0 ? (float*)pgx + (nint)n * inSize : null;
-                        if (s.IsPointwise)
+                        for (int n = n0; n < n1; n++)
                         {
-                            if (gxn != null) Mm(batch, true, false, K, P, Cout, (float*)pw, K, gyn, P, 0f, gxn, P);
-                            if (wantW) Mm(batch, false, true, K, Cout, P, xn, P, gyn, P, n == n0 ? 0f : 1f, gwt, Cout);
-                            continue;
-                        }
-                        if (gxn != null) new Span<float>(gxn, inSize).Clear();
-                        for (int oh0 = 0; oh0 < s.Ho; oh0 += rows)
-                        {
-                            int oh1 = Math.Min(s.Ho, oh0 + rows), L = (oh1 - oh0) * Wo;
-                            float* gyc = gyn + oh0 * Wo;
-                            if (wantW)
+                            float* xn = (float*)px + (nint)n * inSize;
+                            float* gyn = (float*)pgy + (nint)n * Cout * P;
+                            float* gxn = pgx != 0 ? (float*)pgx + (nint)n * inSize : null;
+                            if (s.IsPointwise)
                             {
-                                Im2Col(s, xn, col, oh0, oh1);
-                                Mm(batch, false, true, K, Cout, L, col, L, gyc, P, n == n0 && oh0 == 0 ? 0f : 1f, gwt, Cout);
+                                if (gxn != null) Mm(batch, false, false, K, P, Cout, (float*)pwt, Cout, gyn, P, 0f, gxn, P);
+                                if (wantW) Mm(batch, false, true, K, Cout, P, xn, P, gyn, P, n == n0 ? 0f : 1f, gwt, Cout);
+                                continue;
                             }
-                            if (gxn != null)
+                            if (gxn != null) new Span<float>(gxn, inSize).Clear();
+                            for (int oh0 = 0; oh0 < s.Ho; oh0 += rows)
                             {
-                                Mm(batch, true, false, K, L, Cout, (float*)pw, K, gyc, P, 0f, col, L);
-                                Col2Im(s, col, gxn, oh0, oh1);
+                                int oh1 = Math.Min(s.Ho, oh0 + rows), L = (oh1 - oh0) * Wo;
+                                float* gyc = gyn + oh0 * Wo;
+                                if (wantW)
+                                {
+                                    Im2Col(s, xn, col, oh0, oh1);
+                                    Mm(batch, false, true, K, Cout, L, col, L, gyc, P, n == n0 && oh0 == 0 ? 0f : 1f, gwt, Cout);
+                                }
+                                if (gxn != null)
+                                {
+                                    Mm(batch, false, false, K, L, Cout, (float*)pwt, Cout, gyc, P, 0f, col, L);
+                                    Col2Im(s, col, gxn, oh0, oh1);
+                                }
                             }
                         }
                     }
+                    if (colBuf != null) TensorPool.Return(colBuf);
                 }
-                if (colBuf != null) TensorPool.Return(colBuf);
-            }
-        });
+            });
+        }
+        finally
+        {
+            if (wtBuf != null) { wtHandle.Free(); TensorPool.Return(wtBuf); }
+        }
         if (wantW)
         {
             var sum = partial[0].AsSpan(0, K * Cout);
