@@ -107,6 +107,9 @@ public class ShapeOpsTests
     [InlineData(1, 1, 1)]
     [InlineData(3, 45, 70)]
     [InlineData(2, 33, 31)]
+    [InlineData(2, 64, 40)]
+    [InlineData(1, 8, 8)]
+    [InlineData(2, 17, 72)]
     public void TransposeLastTwoMatchesIndexFormula(int b, int r, int c)
     {
         var x = Iota(b, r, c);
