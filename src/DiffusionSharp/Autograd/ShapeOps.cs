@@ -109,14 +109,14 @@ public sealed partial class Tensor
         if (perm[r - 2] == r - 1 && perm[r - 1] == r - 2 && IsIdentityPrefix(perm, r - 2))
         {
             int rows = dims[r - 1], cols = dims[r - 2], mat = rows * cols, batch = n / mat;
-            if (batch == 1 && mat >= 1 << 15)
+            if (batch == 1 && mat >= 2 * Kernels.ParallelMap.Grain)
             {
                 // One big matrix: split its source rows over threads in tile-aligned bands.
                 int bands = (rows + 31) / 32;
                 Threading.For(bands, 1, (s, e) => Transpose2D(src, 0, dst, 0, rows, cols, s * 32, Math.Min(rows, e * 32)));
                 return;
             }
-            Threading.For(batch, Math.Max(1, (1 << 14) / Math.Max(1, mat)), (s, e) =>
+            Threading.For(batch, Math.Max(1, Kernels.ParallelMap.Grain / Math.Max(1, mat)), (s, e) =>
             {
                 for (int bi = s; bi < e; bi++) Transpose2D(src, bi * mat, dst, bi * mat, rows, cols, 0, rows);
             });
@@ -124,7 +124,7 @@ public sealed partial class Tensor
         }
         int inner = dims[r - 1], innerStride = ss[r - 1];
         int outer = n / inner;
-        Threading.For(outer, Math.Max(1, (1 << 14) / Math.Max(1, inner)), (s, e) =>
+        Threading.For(outer, Math.Max(1, Kernels.ParallelMap.Grain / Math.Max(1, inner)), (s, e) =>
         {
             var idx = new int[r];
             int rem = s;

@@ -97,10 +97,12 @@ public class ShapeOpsTests
     [Fact]
     public void LargeSingleMatrixTransposeSplitsBands()
     {
-        var x = Iota(300, 257);
+        int rows = 400, cols = 401;  // above 2 * ParallelMap.Grain elements
+        Assert.True(rows * cols >= 2 * DiffusionSharp.Tensors.Kernels.ParallelMap.Grain);
+        var x = Iota(rows, cols);
         var y = x.Transpose(0, 1).ToArray();
-        for (int r = 0; r < 300; r++) for (int c = 0; c < 257; c++)
-            if (y[c * 300 + r] != r * 257 + c) Assert.Fail($"({r}, {c})");
+        for (int r = 0; r < rows; r++) for (int c = 0; c < cols; c++)
+            if (y[c * rows + r] != r * cols + c) Assert.Fail($"({r}, {c})");
     }
 
     [Theory]
