@@ -97,16 +97,21 @@ public class ShapeOpsTests
     [Fact]
     public void LargeSingleMatrixTransposeSplitsBands()
     {
-        var x = Iota(300, 257);
+        int rows = 400, cols = 401;  // above 2 * ParallelMap.Grain elements
+        Assert.True(rows * cols >= 2 * DiffusionSharp.Tensors.Kernels.ParallelMap.Grain);
+        var x = Iota(rows, cols);
         var y = x.Transpose(0, 1).ToArray();
-        for (int r = 0; r < 300; r++) for (int c = 0; c < 257; c++)
-            if (y[c * 300 + r] != r * 257 + c) Assert.Fail($"({r}, {c})");
+        for (int r = 0; r < rows; r++) for (int c = 0; c < cols; c++)
+            if (y[c * rows + r] != r * cols + c) Assert.Fail($"({r}, {c})");
     }
 
     [Theory]
     [InlineData(1, 1, 1)]
     [InlineData(3, 45, 70)]
     [InlineData(2, 33, 31)]
+    [InlineData(2, 64, 40)]
+    [InlineData(1, 8, 8)]
+    [InlineData(2, 17, 72)]
     public void TransposeLastTwoMatchesIndexFormula(int b, int r, int c)
     {
         var x = Iota(b, r, c);

@@ -210,9 +210,9 @@ public class KernelTests
     [Theory]
     [InlineData(0)]
     [InlineData(1)]
-    [InlineData(65535)]
-    [InlineData(65536 + 17)]
-    [InlineData(100_003)]
+    [InlineData(2 * ParallelMap.Grain - 1)]
+    [InlineData(2 * ParallelMap.Grain + 17)]
+    [InlineData(3 * ParallelMap.Grain + 5)]
     public void ParallelMapCoversEveryElementOnce(int n)
     {
         var x = new float[n + 5];

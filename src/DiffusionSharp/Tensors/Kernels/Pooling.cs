@@ -12,7 +12,7 @@ public static class PoolKernels
     private static readonly Vector512<int> Even = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14);
     private static readonly Vector512<int> Odd = Vector512.Create(1, 3, 5, 7, 9, 11, 13, 15, 1, 3, 5, 7, 9, 11, 13, 15);
 
-    private static int PlaneGrain(int planeSize) => Math.Max(1, (1 << 15) / Math.Max(1, planeSize));
+    private static int PlaneGrain(int planeSize) => Math.Max(1, ParallelMap.Grain / Math.Max(1, planeSize));
 
     /// <summary>d[2j] = d[2j+1] = s[j] for j in [0, s.Length).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -15,7 +15,7 @@ public static class SoftmaxKernels
     {
         if (outer == 0 || len == 0 || inner == 0) return;
         int block = len * inner;
-        int grain = Math.Max(1, (1 << 14) / Math.Max(1, block));
+        int grain = Math.Max(1, ParallelMap.Grain / Math.Max(1, block));
         Threading.For(outer, grain, (s, e) =>
         {
             float[]? buf = inner > 1 ? new float[2 * inner] : null;
@@ -74,7 +74,7 @@ public static class SoftmaxKernels
     {
         if (outer == 0 || len == 0 || inner == 0) return;
         int block = len * inner;
-        int grain = Math.Max(1, (1 << 14) / Math.Max(1, block));
+        int grain = Math.Max(1, ParallelMap.Grain / Math.Max(1, block));
         Threading.For(outer, grain, (s, e) =>
         {
             float[] buf = new float[Math.Max(inner, len)];
