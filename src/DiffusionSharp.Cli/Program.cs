@@ -14,6 +14,7 @@ public static class Program
         var root = new RootCommand("DiffusionSharp: train, sample and evaluate diffusion models in .NET.");
         root.Options.Add(ThreadsOption);
         root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(InfoCommand.Create());
         var parse = root.Parse(args);
         var threads = parse.GetValue(ThreadsOption);
         if (threads is int t)
