@@ -1,110 +1,61 @@
 using System.CommandLine;
-using System.Globalization;
-using System.Text;
 using System.Text.Json;
 using DiffusionSharp.IO;
+using DiffusionSharp.Nn.UNet;
 
 namespace DiffusionSharp.Cli.Commands;
 
-/// <summary><c>diffusion info PATH</c>: names, dtypes, shapes and metadata of a safetensors checkpoint, read from its header only.</summary>
+/// <summary><c>diffusion info</c>: what a model folder, run folder or safetensors file holds.</summary>
 public static class InfoCommand
 {
     public static Command Create()
     {
-        var path = new Argument<string>("path") { Description = "A .safetensors file, or a model directory holding one" };
-        var json = new Option<bool>("--json") { Description = "Print one JSON object instead of a table" };
-        var limit = new Option<int>("--limit") { Description = "Tensors listed in the table (0 = all)", DefaultValueFactory = _ => 0 };
-        var cmd = new Command("info", "Show the tensors of a safetensors checkpoint without loading its data.");
-        cmd.Arguments.Add(path);
-        cmd.Options.Add(json);
-        cmd.Options.Add(limit);
-        cmd.SetAction(parse => Run(parse.GetValue(path)!, parse.GetValue(json), parse.GetValue(limit)));
+        var path = new Argument<string>("path") { Description = "Model folder, run folder or .safetensors file" };
+        var all = new Option<bool>("--tensors") { Description = "List every tensor" };
+        var cmd = new Command("info", "Describe a checkpoint or model folder.") { path, all };
+        cmd.SetAction(p =>
+        {
+            var target = p.GetValue(path)!;
+            bool listAll = p.GetValue(all);
+            if (File.Exists(target)) { DescribeSafetensors(target, listAll); return 0; }
+            if (!Directory.Exists(target)) throw new FileNotFoundException($"No such file or folder: {target}");
+            var unetDir = Directory.Exists(Path.Combine(target, "unet")) ? Path.Combine(target, "unet") : target;
+            var cfgPath = Path.Combine(unetDir, "config.json");
+            if (File.Exists(cfgPath))
+            {
+                var cfg = UNet2DConfig.Load(cfgPath);
+                Console.WriteLine($"UNet2DModel ({cfgPath})");
+                Console.WriteLine($"  sample_size {cfg.SampleSize}, in {cfg.InChannels}, out {cfg.OutChannels}, blocks [{string.Join(", ", cfg.BlockOutChannels)}], layers_per_block {cfg.LayersPerBlock}");
+                Console.WriteLine($"  down [{string.Join(", ", cfg.DownBlockTypes)}]");
+                Console.WriteLine($"  up   [{string.Join(", ", cfg.UpBlockTypes)}]");
+                Console.WriteLine($"  classes {(cfg.NumClassEmbeds?.ToString() ?? "none")}, attention_head_dim {cfg.AttentionHeadDim?.ToString() ?? "none"}, groups {cfg.NormNumGroups}, dropout {cfg.Dropout}");
+                var model = new UNet2DModel(cfg);
+                Console.WriteLine($"  parameters {model.ParameterCount:N0}; forward {model.ForwardFlopsPerImage(cfg.SampleSize ?? 32, cfg.SampleSize ?? 32) / 1e9:F3} GFLOP per image");
+            }
+            var weights = Path.Combine(unetDir, "diffusion_pytorch_model.safetensors");
+            if (File.Exists(weights)) DescribeSafetensors(weights, listAll);
+            var sched = Path.Combine(target, "scheduler", "scheduler_config.json");
+            if (File.Exists(sched)) Console.WriteLine($"scheduler ({sched}): {JsonDocument.Parse(File.ReadAllText(sched)).RootElement}");
+            var info = Path.Combine(target, "model_info.json");
+            if (File.Exists(info)) Console.WriteLine($"model info: {JsonDocument.Parse(File.ReadAllText(info)).RootElement}");
+            var state = Path.Combine(target, "checkpoint", "trainer_state.json");
+            if (File.Exists(state))
+            {
+                using var doc = JsonDocument.Parse(File.ReadAllText(state));
+                Console.WriteLine($"training checkpoint: step {doc.RootElement.GetProperty("Step").GetInt64()} of {doc.RootElement.GetProperty("Options").GetProperty("Steps").GetInt64()}");
+            }
+            return 0;
+        });
         return cmd;
     }
 
-    private static int Run(string path, bool json, int limit)
+    private static void DescribeSafetensors(string path, bool listAll)
     {
-        try
-        {
-            var file = ResolveFile(path);
-            var header = SafeTensors.ReadHeader(file);
-            Console.Out.Write(json ? ToJson(header) + "\n" : Describe(header, limit));
-            return 0;
-        }
-        catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
-        {
-            Console.Error.WriteLine(e.Message);
-            return 1;
-        }
-    }
-
-    /// <summary>The file itself, or the single (or diffusers-named) .safetensors file of a directory.</summary>
-    public static string ResolveFile(string path)
-    {
-        if (File.Exists(path)) return path;
-        if (!Directory.Exists(path)) throw new FileNotFoundException($"No such file or directory: {path}", path);
-        var preferred = Path.Combine(path, "diffusion_pytorch_model.safetensors");
-        if (File.Exists(preferred)) return preferred;
-        var files = Directory.GetFiles(path, "*.safetensors");
-        if (files.Length == 1) return files[0];
-        throw new FileNotFoundException(files.Length == 0
-            ? $"{path} holds no .safetensors file."
-            : $"{path} holds {files.Length} .safetensors files; name one: {string.Join(", ", files.Select(Path.GetFileName))}.");
-    }
-
-    /// <summary>A human-readable summary: totals per dtype, metadata, then one line per tensor (up to <paramref name="limit"/>; 0 = all).</summary>
-    public static string Describe(SafeTensorsHeader header, int limit = 0)
-    {
-        var ci = CultureInfo.InvariantCulture;
-        var sb = new StringBuilder();
-        long elements = header.Tensors.Sum(t => t.ElementCount);
-        sb.Append(ci, $"{header.Source}\n");
-        sb.Append(ci, $"  {header.Tensors.Count} tensors, {elements:N0} elements, header {header.HeaderLength:N0} bytes, data {header.DataLength:N0} bytes\n");
-        foreach (var g in header.Tensors.GroupBy(t => t.DType).OrderBy(g => g.Key))
-            sb.Append(ci, $"  {g.Key.HeaderName(),-8} {g.Count(),6} tensors {g.Sum(t => t.ElementCount),16:N0} elements\n");
-        foreach (var kv in header.Metadata.OrderBy(kv => kv.Key, StringComparer.Ordinal))
-            sb.Append(ci, $"  metadata {kv.Key} = {kv.Value}\n");
-        var list = header.Tensors.OrderBy(t => t.Name, StringComparer.Ordinal).ToList();
-        int shown = limit > 0 ? Math.Min(limit, list.Count) : list.Count;
-        int width = list.Take(shown).Select(t => t.Name.Length).DefaultIfEmpty(4).Max();
-        foreach (var t in list.Take(shown))
-            sb.Append(ci, $"  {t.Name.PadRight(width)}  {t.DType.HeaderName(),-7} {t.ShapeText}\n");
-        if (shown < list.Count) sb.Append(ci, $"  ... {list.Count - shown} more (use --limit 0 to list all)\n");
-        return sb.ToString();
-    }
-
-    /// <summary>The header as JSON: file, totals, metadata and every tensor's dtype, shape and offsets.</summary>
-    public static string ToJson(SafeTensorsHeader header)
-    {
-        using var ms = new MemoryStream();
-        using (var w = new Utf8JsonWriter(ms))
-        {
-            w.WriteStartObject();
-            w.WriteString("file", header.Source);
-            w.WriteNumber("tensors", header.Tensors.Count);
-            w.WriteNumber("elements", header.Tensors.Sum(t => t.ElementCount));
-            w.WriteNumber("header_bytes", header.HeaderLength);
-            w.WriteNumber("data_bytes", header.DataLength);
-            w.WriteStartObject("metadata");
-            foreach (var kv in header.Metadata) w.WriteString(kv.Key, kv.Value);
-            w.WriteEndObject();
-            w.WriteStartObject("entries");
-            foreach (var t in header.Tensors)
-            {
-                w.WriteStartObject(t.Name);
-                w.WriteString("dtype", t.DType.HeaderName());
-                w.WriteStartArray("shape");
-                foreach (var d in t.Shape) w.WriteNumberValue(d);
-                w.WriteEndArray();
-                w.WriteStartArray("data_offsets");
-                w.WriteNumberValue(t.DataBegin);
-                w.WriteNumberValue(t.DataEnd);
-                w.WriteEndArray();
-                w.WriteEndObject();
-            }
-            w.WriteEndObject();
-            w.WriteEndObject();
-        }
-        return Encoding.UTF8.GetString(ms.ToArray());
+        var header = SafeTensors.ReadHeader(path);
+        long elems = 0;
+        foreach (var e in header.Tensors) elems += e.ElementCount;
+        Console.WriteLine($"{path}: {header.Tensors.Count} tensors, {elems:N0} values, {new FileInfo(path).Length:N0} bytes; dtypes {string.Join(", ", header.Tensors.Select(e => e.DType.HeaderName()).Distinct())}");
+        if (listAll)
+            foreach (var e in header.Tensors) Console.WriteLine($"  {e.Name}  {e.DType.HeaderName()}  {e.ShapeText}");
     }
 }

@@ -84,6 +84,14 @@ public sealed class InMemoryImageDataset : IDataset
         return _labels[index];
     }
 
+    /// <summary>Item <paramref name="index"/> as a [C, H, W] tensor in [-1, 1] and its label.</summary>
+    public (Tensor Image, int Label) Get(int index)
+    {
+        var t = Tensor.Empty(Channels, Size, Size);
+        int label = Load(index, t.Span);
+        return (t, label);
+    }
+
     /// <summary>
     /// A copy with every image converted to <paramref name="channels"/> channels and resized to <paramref name="size"/>
     /// (area averaging to shrink, bilinear to enlarge); returns this when nothing changes.

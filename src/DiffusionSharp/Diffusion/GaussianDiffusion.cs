@@ -312,9 +312,9 @@ public sealed class GaussianDiffusion
     public Tensor PSample(DenoiserModel model, Tensor x, int[] t, NoiseSource noise, bool clipDenoised = false,
         Func<PMeanVariance, Tensor, int[], PMeanVariance>? guide = null)
     {
-        using var _ = GradMode.NoGrad();
-        var p = PMeanVariance(model, x, t, clipDenoised);
-        if (guide != null) p = guide(p, x, t);
+        PMeanVariance p;
+        using (GradMode.NoGrad()) p = PMeanVariance(model, x, t, clipDenoised);
+        if (guide != null) p = guide(p, x, t);  // guidance may differentiate a classifier, so it runs with grad mode on
         var z = noise.Randn(x.Shape);
         var y = Tensor.Empty(x.Shape);
         int per = x.Size / t.Length;
@@ -345,8 +345,8 @@ public sealed class GaussianDiffusion
     public Tensor DdimSample(DenoiserModel model, Tensor x, int[] t, double eta = 0, NoiseSource? noise = null, bool clipDenoised = false,
         Func<PMeanVariance, Tensor, int[], PMeanVariance>? guide = null)
     {
-        using var _ = GradMode.NoGrad();
-        var p = PMeanVariance(model, x, t, clipDenoised);
+        PMeanVariance p;
+        using (GradMode.NoGrad()) p = PMeanVariance(model, x, t, clipDenoised);
         if (guide != null) p = guide(p, x, t);
         Tensor? z = eta > 0 ? (noise ?? throw new ArgumentException("eta > 0 needs a noise source.")).Randn(x.Shape) : null;
         var y = Tensor.Empty(x.Shape);

@@ -162,6 +162,28 @@ public sealed class LinePlot
         return cv.Image;
     }
 
+    /// <summary>
+    /// A training-loss plot: the raw losses and their bias-corrected exponential moving average (weight <paramref name="emaBeta"/>),
+    /// on a log y axis when every loss is positive.
+    /// </summary>
+    public static LinePlot LossCurve(IReadOnlyList<double> steps, IReadOnlyList<double> losses, double emaBeta = 0.98, string title = "training loss")
+    {
+        if (steps.Count != losses.Count) throw new ArgumentException($"{steps.Count} steps but {losses.Count} losses.");
+        if (emaBeta < 0 || emaBeta >= 1) throw new ArgumentOutOfRangeException(nameof(emaBeta), $"EMA weight must be in [0, 1), got {emaBeta}.");
+        var ema = new double[losses.Count];
+        double acc = 0, norm = 0;
+        for (int i = 0; i < losses.Count; i++)
+        {
+            if (double.IsFinite(losses[i])) { acc = emaBeta * acc + (1 - emaBeta) * losses[i]; norm = emaBeta * norm + (1 - emaBeta); }
+            ema[i] = norm > 0 ? acc / norm : double.NaN;  // divide by 1 - beta^k as Adam does for its moments
+        }
+        bool log = losses.Count > 0 && losses.All(v => !double.IsFinite(v) || v > 0);
+        var plot = new LinePlot { Title = title, XLabel = "step", YLabel = "loss", LogY = log };
+        plot.Add("loss", steps, losses, new Rgb(160, 190, 230));
+        plot.Add("ema", steps, ema, new Rgb(31, 119, 180));
+        return plot;
+    }
+
     /// <summary>Renders and writes the plot as a PNG.</summary>
     public void Save(string path) => PngEncoder.Write(path, Render());
 }

@@ -62,6 +62,42 @@ public class ConvTests
         GradCheck.Check(t => Tensor.Conv2d(t[0], t[1], t[2], stride, pad), new[] { x, wt, b });
     }
 
+    public static IEnumerable<object[]> TorchCases() =>
+        Fixtures.Load("conv_ref.safetensors").Keys.Where(k => k.EndsWith(".x")).Select(k => new object[] { k[..^2] }).OrderBy(c => (string)c[0]);
+
+    [Theory]
+    [MemberData(nameof(TorchCases))]
+    public void ForwardAndBackwardMatchPyTorch(string name)
+    {
+        var f = Fixtures.Load("conv_ref.safetensors");
+        var parts = name.Split('_');
+        int stride = int.Parse(parts[1][1..]), pad = int.Parse(parts[2][1..]);
+        var x = f[name + ".x"].Clone();
+        var w = f[name + ".w"].Clone();
+        var b = f[name + ".b"].Clone();
+        x.RequiresGrad = true; w.RequiresGrad = true; b.RequiresGrad = true;
+        var y = Tensor.Conv2d(x, w, b, stride, pad);
+        Assert.Equal(f[name + ".y"].Shape, y.Shape);
+        GradCheck.AssertClose(y.Span, f[name + ".y"].Span, 1e-5, 1e-4, name + " y");
+        y.Backward(f[name + ".gy"]);
+        GradCheck.AssertClose(x.Grad!.Span, f[name + ".gx"].Span, 1e-5, 1e-4, name + " grad_input");
+        GradCheck.AssertClose(w.Grad!.Span, f[name + ".gw"].Span, 1e-5, 1e-4, name + " grad_weight");
+        GradCheck.AssertClose(b.Grad!.Span, f[name + ".gb"].Span, 1e-5, 1e-4, name + " grad_bias");
+    }
+
+    [Fact]
+    public void RowChunkedIm2ColMatchesPyTorch()
+    {
+        // Force one output row per chunk so every chunk boundary, padding row and stride offset is exercised.
+        int saved = DiffusionSharp.Tensors.Kernels.Convolution.ChunkTargetFloats;
+        DiffusionSharp.Tensors.Kernels.Convolution.ChunkTargetFloats = 1;
+        try
+        {
+            foreach (var c in TorchCases()) ForwardAndBackwardMatchPyTorch((string)c[0]);
+        }
+        finally { DiffusionSharp.Tensors.Kernels.Convolution.ChunkTargetFloats = saved; }
+    }
+
     [Fact]
     public void BadShapesAreRejected()
     {

@@ -58,8 +58,8 @@ public class MixtureSamplingTests(ITestOutputHelper output)
             y.Span[4 * i + 1] = (float)((x.Span[2 * i + 1] - a * m1) / s);
             double lo = process.PosteriorLogVarianceClipped[k], hi = Math.Log(process.Betas[k]), c1 = process.PosteriorMeanCoef1[k];
             double V(double vx0) => Math.Clamp(2 * (Math.Log(process.PosteriorVariance[k] + c1 * c1 * vx0) - lo) / (hi - lo) - 1, -1, 1);
-            y.Span[4 * i + 2] = (float)(k == 0 ? -1 : V(v0));
-            y.Span[4 * i + 3] = (float)(k == 0 ? -1 : V(v1));
+            y.Span[4 * i + 2] = (float)V(v0);
+            y.Span[4 * i + 3] = (float)V(v1);
         }
         return y;
     };

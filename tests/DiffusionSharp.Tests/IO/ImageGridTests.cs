@@ -129,6 +129,26 @@ public class LinePlotTests
     }
 
     [Fact]
+    public void LossCurveSmoothsWithBiasCorrectedEma()
+    {
+        var steps = new double[] { 0, 1, 2 };
+        var plot = LinePlot.LossCurve(steps, new double[] { 4, 2, 1 }, emaBeta: 0.5);
+        Assert.True(plot.LogY);
+        // ema_1 = 4; ema_2 = (0.25 * 4 + 0.5 * 2) / 0.75 = 8/3; ema_3 = (0.125 * 4 + 0.25 * 2 + 0.5 * 1) / 0.875 = 12/7
+        var (_, _, y0, y1) = plot.Ranges();
+        Assert.Equal((1.0, 10.0), (y0, y1));
+        Assert.False(LinePlot.LossCurve(steps, new double[] { 1, -1, 0 }).LogY);
+        var img = plot.Render();
+        var ema = new Rgb(31, 119, 180);
+        var (px, py, pw, ph) = plot.PlotArea;
+        int yOf(double v) => py + ph - 1 - (int)Math.Round(Math.Log10(v) * (ph - 1));
+        var cv = new Canvas(img.Width, img.Height, Rgb.White);
+        img.Data.CopyTo(cv.Image.Data, 0);
+        Assert.True(Near(cv, px + (pw - 1) / 2, yOf(8.0 / 3), ema));
+        Assert.True(Near(cv, px + pw - 1, yOf(12.0 / 7), ema));
+    }
+
+    [Fact]
     public void BitmapTextInksInsideGlyphBox()
     {
         var cv = new Canvas(20, 10, Rgb.White);

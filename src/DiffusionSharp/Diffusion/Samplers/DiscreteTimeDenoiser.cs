@@ -76,7 +76,6 @@ public sealed class DiscreteTimeDenoiser
         for (int i = 0; i < xi.Length; i++) xi[i] = xs[i] * cIn;
         var f = _model(xin, SigmaToT(sigma));
         if (f.Shape != x.Shape) throw new InvalidOperationException($"Model returned shape {f.Shape} for input {x.Shape}.");
-        xin.Dispose();
         var y = Tensor.Empty(x.Shape);
         ReadOnlySpan<float> fs = f.Span;
         var o = y.Span;
@@ -95,6 +94,7 @@ public sealed class DiscreteTimeDenoiser
                 break;
             }
         }
+        if (!ReferenceEquals(f, xin)) xin.Dispose();
         return y;
     }
 

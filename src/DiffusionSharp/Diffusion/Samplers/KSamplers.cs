@@ -120,7 +120,7 @@ public static class KSamplers
             var (down, up) = AncestralStep(sigma, next, eta);
             callback?.Invoke(i, x, sigma, denoised);
             var y = EulerStep(x, denoised, sigma, (float)down - sigma);
-            if (next > 0)
+            if (next > 0 && up > 0)
             {
                 noise ??= Noise(noiseSampler, generator, x);
                 var z = noise(sigma, next);

@@ -328,6 +328,12 @@ public static class Png
                 offset += 1 + rowBytes;
                 Unfilter(filter, cur, prev, bpp, r, y0 + r * dy);
                 int y = y0 + r * dy;
+                if (out8 != null && dx == 1 && BitDepth == 8 && ColorType != 3 && TransparentKey == null)
+                {
+                    cur.AsSpan(0, rowBytes).CopyTo(out8.AsSpan(y * width * outC));  // samples are already the output layout
+                    (prev, cur) = (cur, prev);
+                    continue;
+                }
                 for (int i = 0; i < pw; i++)
                 {
                     int o = ((y * width) + x0 + i * dx) * outC;

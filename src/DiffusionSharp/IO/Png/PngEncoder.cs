@@ -168,14 +168,14 @@ public sealed class ApngWriter
     private readonly PngFilterMode _filter;
     private readonly CompressionLevel _level;
 
-    /// <summary>Canvas width.</summary>
-    public int Width { get; }
+    /// <summary>Canvas width (0 until the first frame when the size was not given).</summary>
+    public int Width { get; private set; }
 
-    /// <summary>Canvas height.</summary>
-    public int Height { get; }
+    /// <summary>Canvas height (0 until the first frame when the size was not given).</summary>
+    public int Height { get; private set; }
 
     /// <summary>Channels of every frame (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA).</summary>
-    public int Channels { get; }
+    public int Channels { get; private set; }
 
     /// <summary>Times to play the animation; 0 loops forever.</summary>
     public int Loops { get; }
@@ -193,9 +193,27 @@ public sealed class ApngWriter
         Width = width; Height = height; Channels = channels; Loops = loops; _filter = filter; _level = level;
     }
 
+    /// <summary>Starts an animation whose size and channels are taken from the first frame.</summary>
+    public ApngWriter(int loops = 0)
+    {
+        if (loops < 0) throw new ArgumentOutOfRangeException(nameof(loops), "Loop count cannot be negative.");
+        Loops = loops; _filter = PngFilterMode.Adaptive; _level = CompressionLevel.Optimal;
+    }
+
+    /// <summary>
+    /// Adds a frame made from images in [-1, 1]: a [C, H, W] image or an [N, C, H, W] batch tiled with
+    /// <see cref="ImageGrid.Make"/> (e.g. the current x_t of a sampling run).
+    /// </summary>
+    public void AddFrame(Tensors.Tensor images, int delayMs = 100, int nrow = 8, int padding = 2) =>
+        AddFrame(images.Rank == 4 ? ImageGrid.Make(images, nrow, padding) : Image.FromTensor(images), delayMs);
+
     /// <summary>Adds a frame shown for <paramref name="delayMs"/> milliseconds (0..65535).</summary>
     public void AddFrame(Image frame, int delayMs = 100)
     {
+        if (Width == 0)
+        {
+            Width = frame.Width; Height = frame.Height; Channels = frame.Channels;
+        }
         if (frame.Width != Width || frame.Height != Height || frame.Channels != Channels || frame.BitDepth != 8)
             throw new ArgumentException($"Frame is {frame.Width}x{frame.Height}x{frame.Channels} at {frame.BitDepth} bits; this animation needs {Width}x{Height}x{Channels} at 8 bits.");
         if (delayMs < 0 || delayMs > ushort.MaxValue) throw new ArgumentOutOfRangeException(nameof(delayMs), $"Frame delay must be 0..65535 ms, got {delayMs}.");

@@ -147,9 +147,12 @@ public static unsafe class Gemm
             Serial(cfg, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
             return;
         }
-        // Split the larger of M and N into tile-aligned chunks; each worker packs its own panels.
-        bool splitM = (long)m * cfg.NR >= (long)n * cfg.MR;
-        int units = splitM ? (m + cfg.MR - 1) / cfg.MR : (n + cfg.NR - 1) / cfg.NR;
+        // Split into tile-aligned chunks; each worker packs its own panels. Splitting N duplicates no packing when A is
+        // read in place, so it is preferred when N has enough (balanced) NR-wide panels.
+        int unitsM = (m + cfg.MR - 1) / cfg.MR, unitsN = (n + cfg.NR - 1) / cfg.NR;
+        bool splitN = !transA && (unitsN >= 4 * threads || (unitsN >= threads && unitsN % threads == 0));
+        bool splitM = !splitN && (unitsM >= threads || unitsM >= unitsN);
+        int units = splitM ? unitsM : unitsN;
         int chunks = Math.Min(threads, units);
         if (chunks <= 1)
         {
@@ -158,21 +161,23 @@ public static unsafe class Gemm
         }
         nint pa = (nint)a, pb = (nint)b, pc = (nint)c;
         int unit = splitM ? cfg.MR : cfg.NR;
-        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = chunks }, t =>
+        Threading.For(chunks, 1, (t0, t1) =>
         {
-            int u0 = (int)((long)units * t / chunks), u1 = (int)((long)units * (t + 1) / chunks);
-            int s = u0 * unit, e = Math.Min(splitM ? m : n, u1 * unit);
-            if (e <= s) return;
             bool prev = t_inWorker;
             t_inWorker = true;
             try
             {
-                var cf = cfg;
-                float* A = (float*)pa, B = (float*)pb, C = (float*)pc;
-                if (splitM)
-                    Serial(cf, transA, transB, e - s, n, k, alpha, transA ? A + s : A + (nint)s * lda, lda, B, ldb, beta, C + (nint)s * ldc, ldc);
-                else
-                    Serial(cf, transA, transB, m, e - s, k, alpha, A, lda, transB ? B + (nint)s * ldb : B + s, ldb, beta, C + s, ldc);
+                for (int t = t0; t < t1; t++)
+                {
+                    int u0 = (int)((long)units * t / chunks), u1 = (int)((long)units * (t + 1) / chunks);
+                    int s = u0 * unit, e = Math.Min(splitM ? m : n, u1 * unit);
+                    if (e <= s) continue;
+                    float* A = (float*)pa, B = (float*)pb, C = (float*)pc;
+                    if (splitM)
+                        Serial(cfg, transA, transB, e - s, n, k, alpha, transA ? A + s : A + (nint)s * lda, lda, B, ldb, beta, C + (nint)s * ldc, ldc);
+                    else
+                        Serial(cfg, transA, transB, m, e - s, k, alpha, A, lda, transB ? B + (nint)s * ldb : B + s, ldb, beta, C + s, ldc);
+                }
             }
             finally { t_inWorker = prev; }
         });

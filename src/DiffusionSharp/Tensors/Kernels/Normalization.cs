@@ -66,8 +66,7 @@ public static class NormKernels
                 {
                     int ch = gi * cg + k, co = off + k * spatial;
                     var gs = g.AsSpan(co, spatial);
-                    gsum[k] = Reduce.Sum(gs);
-                    gxsum[k] = Reduce.Dot(gs, x.AsSpan(co, spatial));
+                    (gsum[k], gxsum[k]) = Reduce.SumAndDot(gs, x.AsSpan(co, spatial));
                     double wc = w?[ch] ?? 1.0;
                     double gxhat = r * (gxsum[k] - mu * gsum[k]);  // sum over the channel of g * xhat
                     a += wc * gsum[k];
@@ -83,9 +82,7 @@ public static class NormKernels
                 {
                     int ch = gi * cg + k, co = off + k * spatial;
                     float ac = (float)(r * (w?[ch] ?? 1.0));
-                    var d = dx.AsSpan(co, spatial);
-                    Affine.ScaleShift(x.AsSpan(co, spatial), bx, c0, d);
-                    TensorPrimitives.MultiplyAdd(g.AsSpan(co, spatial), ac, d, d);
+                    Affine.Combine(g.AsSpan(co, spatial), ac, x.AsSpan(co, spatial), bx, c0, dx.AsSpan(co, spatial));
                 }
             }
         });

@@ -1,0 +1,200 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using DiffusionSharp.Autograd;
+using DiffusionSharp.Nn.UNet;
+using DiffusionSharp.Optim;
+using DiffusionSharp.Runtime;
+using DiffusionSharp.Tensors;
+
+namespace DiffusionSharp.Cli.Commands;
+
+/// <summary>
+/// <c>diffusion bench unet</c>: U-Net training (L_simple: forward + MSE + backward + Adam) and inference throughput on a preset,
+/// with the PyTorch peer (shared/peer/torch_unet.py, same architecture) measured in the same invocation.
+/// </summary>
+public static class BenchUnetCommand
+{
+    public static Command Create()
+    {
+        var preset = new Option<string>("--preset") { Description = "ddpm-small or ddpm-cifar", DefaultValueFactory = _ => "ddpm-small" };
+        var batch = new Option<int>("--batch") { Description = "Images per step", DefaultValueFactory = _ => 64 };
+        var steps = new Option<int>("--steps") { Description = "Timed steps after one warm-up step", DefaultValueFactory = _ => 5 };
+        var json = new Option<bool>("--json") { Description = "Print JSON lines (ours, peer, ratios)" };
+        var peer = new Option<string?>("--peer-script") { Description = "Path of torch_unet.py (default: ../shared/peer/torch_unet.py from the repository root)" };
+        var noPeer = new Option<bool>("--no-peer") { Description = "Measure only DiffusionSharp" };
+        var cmd = new Command("unet", "U-Net train/eval images per second and GFLOP/s on a preset, against the PyTorch peer.");
+        foreach (var o in new Option[] { preset, batch, steps, json, peer, noPeer }) cmd.Options.Add(o);
+        cmd.SetAction(p => Run(p.GetValue(preset)!, p.GetValue(batch), p.GetValue(steps), p.GetValue(json), p.GetValue(peer), p.GetValue(noPeer)));
+        return cmd;
+    }
+
+    private static int Run(string preset, int batch, int steps, bool json, string? peerScript, bool noPeer)
+    {
+        if (!UNet2DModel.PresetNames.Contains(preset))
+        {
+            Console.Error.WriteLine($"Unknown --preset '{preset}'; expected one of: {string.Join(", ", UNet2DModel.PresetNames)}.");
+            return 2;
+        }
+        if (batch < 1 || steps < 1)
+        {
+            Console.Error.WriteLine($"--batch and --steps must be at least 1 (got {batch} and {steps}).");
+            return 2;
+        }
+        int threads = Threading.Threads;
+        var ours = MeasureOurs(preset, batch, steps);
+        var oursFields = new (string, object?)[]
+        {
+            ("impl", "DiffusionSharp"), ("preset", preset), ("threads", threads), ("params", ours.Params),
+            ("forward_gflop_per_image", ours.GflopPerImage), ("batch", batch), ("train_step_s", ours.TrainStepS),
+            ("train_images_per_s", batch / ours.TrainStepS), ("eval_s", ours.EvalS), ("eval_images_per_s", batch / ours.EvalS),
+            ("eval_gflop_per_s", ours.GflopPerImage * batch / ours.EvalS),
+            ("train_gflop_per_s", 3 * ours.GflopPerImage * batch / ours.TrainStepS), ("optimizer", "adam"),
+        };
+        if (json) Console.WriteLine(BenchTiming.Json(oursFields));
+        else
+        {
+            Console.WriteLine($"DiffusionSharp  preset {preset}, batch {batch}, threads {threads}, {ours.Params:N0} params, {ours.GflopPerImage:F3} forward GFLOP/image");
+            Console.WriteLine($"  train (fwd + MSE + bwd + Adam): {ours.TrainStepS:F3} s/step, {batch / ours.TrainStepS:F2} images/s, ~{3 * ours.GflopPerImage * batch / ours.TrainStepS:F1} GFLOP/s (3x forward)");
+            Console.WriteLine($"  eval (forward, no grad):        {ours.EvalS:F3} s/batch, {batch / ours.EvalS:F2} images/s, {ours.GflopPerImage * batch / ours.EvalS:F1} GFLOP/s");
+        }
+        if (noPeer) return 0;
+
+        var peer = RunPeer(peerScript, preset, batch, steps, threads, out string? note);
+        if (peer == null)
+        {
+            Console.Error.WriteLine(note);
+            if (json) Console.WriteLine(BenchTiming.Json(("impl", "peer"), ("available", false), ("note", note)));
+            return 0;
+        }
+        var p = peer.RootElement;
+        double pTrain = p.GetProperty("train_images_per_s").GetDouble(), pEval = p.GetProperty("eval_images_per_s").GetDouble();
+        long pParams = p.GetProperty("params").GetInt64();
+        double pGflop = p.GetProperty("forward_gflop_per_image").GetDouble();
+        string pName = p.TryGetProperty("peer", out var pn) ? pn.GetString() ?? "peer" : "peer";
+        double trainRatio = batch / ours.TrainStepS / pTrain, evalRatio = batch / ours.EvalS / pEval;
+        if (json)
+        {
+            Console.WriteLine(p.GetRawText());
+            Console.WriteLine(BenchTiming.Json(("impl", "ratio"), ("train_images_per_s_ratio", trainRatio), ("eval_images_per_s_ratio", evalRatio),
+                ("params_match", pParams == ours.Params)));
+        }
+        else
+        {
+            Console.WriteLine($"{pName}  preset {preset}, batch {batch}, threads {p.GetProperty("threads").GetInt32()}, {pParams:N0} params, {pGflop:F3} forward GFLOP/image (torch profiler count)");
+            Console.WriteLine($"  train: {p.GetProperty("train_step_s").GetDouble():F3} s/step, {pTrain:F2} images/s");
+            Console.WriteLine($"  eval:  {p.GetProperty("eval_s").GetDouble():F3} s/batch, {pEval:F2} images/s");
+            Console.WriteLine($"ratio DiffusionSharp / peer: train {trainRatio:F2}x, eval {evalRatio:F2}x" + (pParams == ours.Params ? "" : $" (parameter counts differ: {ours.Params} vs {pParams})"));
+        }
+        return 0;
+    }
+
+    private sealed record Measured(long Params, double GflopPerImage, double TrainStepS, double EvalS);
+
+    private static Measured MeasureOurs(string preset, int batch, int steps)
+    {
+        var cfg = UNet2DModel.PresetConfig(preset);
+        var net = new UNet2DModel(cfg, new Generator(0));
+        net.SetDropoutGenerator(new Generator(1));
+        int size = cfg.SampleSize ?? 32, ch = cfg.InChannels;
+        double gflop = net.ForwardFlopsPerImage(size, size) / 1e9;
+        var opt = new Adam(net.TrainableParameters().ToList(), lr: 2e-4);
+        var g = new Generator(2);
+        var x0 = Tensor.Randn(g, batch, ch, size, size);
+        // Linear betas 1e-4..0.02 (Ho et al. 2020), abar_t = prod(1 - beta).
+        var abar = new double[1000];
+        double acc = 1;
+        for (int i = 0; i < 1000; i++) { acc *= 1 - (1e-4 + (0.02 - 1e-4) * i / 999.0); abar[i] = acc; }
+        int per = ch * size * size;
+
+        void TrainStep()
+        {
+            var t = new float[batch];
+            var eps = Tensor.Randn(g, batch, ch, size, size);
+            var xt = Tensor.Empty(batch, ch, size, size);
+            var xs = xt.Span; var es = eps.Span; var x0s = x0.Span;
+            for (int b = 0; b < batch; b++)
+            {
+                int ti = g.NextInt(1000);
+                t[b] = ti;
+                float a = (float)Math.Sqrt(abar[ti]), s = (float)Math.Sqrt(1 - abar[ti]);
+                for (int i = b * per; i < (b + 1) * per; i++) xs[i] = a * x0s[i] + s * es[i];   // Eq. 4 of Ho et al. 2020
+            }
+            var loss = Tensor.MseLoss(net.Forward(xt, Tensor.FromArray(t, batch)), eps);
+            opt.ZeroGrad();
+            loss.Backward();
+            opt.Step();
+        }
+
+        net.Train();
+        TrainStep();
+        var sw = Stopwatch.StartNew();
+        for (int i = 0; i < steps; i++) TrainStep();
+        double trainS = sw.Elapsed.TotalSeconds / steps;
+
+        net.Eval();
+        var tt = Tensor.Full(new Shape(batch), 500f);
+        double evalS;
+        using (GradMode.NoGrad())
+        {
+            net.Forward(x0, tt);
+            sw.Restart();
+            for (int i = 0; i < steps; i++) net.Forward(x0, tt);
+            evalS = sw.Elapsed.TotalSeconds / steps;
+        }
+        return new Measured(net.ParameterCount, gflop, trainS, evalS);
+    }
+
+    private static string? FindRepoRoot()
+    {
+        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
+        {
+            for (var d = new DirectoryInfo(start); d != null; d = d.Parent)
+                if (File.Exists(Path.Combine(d.FullName, "DiffusionSharp.sln")) || Directory.Exists(Path.Combine(d.FullName, ".git")) || File.Exists(Path.Combine(d.FullName, ".git")))
+                    return d.FullName;
+        }
+        return null;
+    }
+
+    private static JsonDocument? RunPeer(string? script, string preset, int batch, int steps, int threads, out string? note)
+    {
+        note = null;
+        if (script == null)
+        {
+            var root = FindRepoRoot();
+            script = root == null ? null : Path.GetFullPath(Path.Combine(root, "..", "shared", "peer", "torch_unet.py"));
+        }
+        if (script == null || !File.Exists(script))
+        {
+            note = $"note: peer script not found ({script ?? "no repository root found"}); pass --peer-script PATH. Only DiffusionSharp was measured.";
+            return null;
+        }
+        const string python = "/usr/bin/python3";
+        if (!File.Exists(python)) { note = "note: /usr/bin/python3 not found; the PyTorch peer was not run."; return null; }
+        var psi = new ProcessStartInfo(python, new[] { script, "--preset", preset, "--batch", batch.ToString(CultureInfo.InvariantCulture),
+            "--steps", steps.ToString(CultureInfo.InvariantCulture), "--threads", threads.ToString(CultureInfo.InvariantCulture) })
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        psi.Environment["OMP_NUM_THREADS"] = threads.ToString(CultureInfo.InvariantCulture);
+        using var proc = Process.Start(psi)!;
+        var errTask = proc.StandardError.ReadToEndAsync();
+        string stdout = proc.StandardOutput.ReadToEnd();
+        proc.WaitForExit();
+        string stderr = errTask.Result;
+        if (stderr.Contains("No module named 'torch'", StringComparison.Ordinal))
+        {
+            note = "note: PyTorch is not installed for /usr/bin/python3 (apt-get install python3-torch); the peer was not run.";
+            return null;
+        }
+        var line = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault(l => l.TrimStart().StartsWith('{'));
+        if (proc.ExitCode != 0 || line == null)
+        {
+            note = $"note: the peer failed (exit {proc.ExitCode}): {stderr.Trim().Split('\n').LastOrDefault()}";
+            return null;
+        }
+        try { return JsonDocument.Parse(line); }
+        catch (JsonException e) { note = $"note: could not parse the peer's output line '{line}': {e.Message}"; return null; }
+    }
+}

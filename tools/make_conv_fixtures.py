@@ -1,0 +1,50 @@
+#!/usr/bin/python3
+"""Writes tests/DiffusionSharp.Tests/fixtures/conv_ref.safetensors: PyTorch conv2d forward and backward references.
+
+For each case "k{K}_s{S}_p{P}_{name}" it stores x, w, b, gy (float32 inputs) and y, gx, gw, gb computed by
+torch.nn.functional.conv2d and autograd in float64 from those float32 inputs, then rounded to float32.
+Run: /usr/bin/python3 tools/make_conv_fixtures.py  (needs python3-torch; the safetensors file is written with struct/json).
+"""
+import json, os, struct
+import torch
+import torch.nn.functional as F
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "DiffusionSharp.Tests", "fixtures", "conv_ref.safetensors")
+
+# (N, Cin, H, W, Cout, k, stride, padding)
+CASES = [(2, 3, 7, 6, 4, k, s, p) for k in (1, 3) for s in (1, 2) for p in (0, 1)]
+CASES += [(2, 16, 9, 9, 8, 3, 1, 1), (3, 5, 8, 8, 7, 3, 2, 1), (2, 40, 5, 5, 66, 1, 1, 0)]
+
+
+def main():
+    torch.manual_seed(1234)
+    tensors = {}
+    for (n, cin, h, w, cout, k, s, p) in CASES:
+        name = f"k{k}_s{s}_p{p}_n{n}c{cin}h{h}w{w}o{cout}"
+        x = torch.randn(n, cin, h, w)
+        wt = torch.randn(cout, cin, k, k) / (cin * k * k) ** 0.5
+        b = torch.randn(cout)
+        x64, w64, b64 = (t.double().requires_grad_() for t in (x, wt, b))
+        y = F.conv2d(x64, w64, b64, stride=s, padding=p)
+        gy = torch.randn(y.shape)
+        y.backward(gy.double())
+        for key, t in (("x", x), ("w", wt), ("b", b), ("gy", gy), ("y", y.detach()), ("gx", x64.grad), ("gw", w64.grad), ("gb", b64.grad)):
+            tensors[f"{name}.{key}"] = t.detach().float().contiguous()
+    header, blobs, offset = {"__metadata__": {"generator": "tools/make_conv_fixtures.py", "torch": torch.__version__}}, [], 0
+    for key in sorted(tensors):
+        data = tensors[key].numpy().astype("<f4").tobytes()
+        header[key] = {"dtype": "F32", "shape": list(tensors[key].shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    hb = json.dumps(header, separators=(",", ":")).encode()
+    hb += b" " * ((8 - len(hb) % 8) % 8)
+    with open(OUT, "wb") as f:
+        f.write(struct.pack("<Q", len(hb)))
+        f.write(hb)
+        for d in blobs:
+            f.write(d)
+    print(f"wrote {len(tensors)} tensors ({offset} bytes of data) to {os.path.normpath(OUT)}")
+
+
+if __name__ == "__main__":
+    main()
