@@ -59,19 +59,58 @@ public sealed class Attention : Module
         if (x.Rank != 4 || x.Dim(1) != QueryDim) throw new ArgumentException($"Attention expects [N, {QueryDim}, H, W], got {x.Shape}.");
         int n = x.Dim(0), c = QueryDim, hh = x.Dim(2), ww = x.Dim(3), l = hh * ww, inner = Heads * DimHead;
         if (FlopCounter.Active) FlopCounter.Add(2.0 * 2.0 * n * Heads * l * l * DimHead);  // q k^T and p v
-        var h = GroupNorm != null ? GroupNorm.Forward(x) : x;
-        h = h.Reshape(n, c, l).Transpose(1, 2);                       // [N, L, C]
+        var normed = GroupNorm != null ? GroupNorm.Forward(x) : x;
+        var flat = normed.Reshape(n, c, l);
+        var h = flat.Transpose(1, 2);                                   // [N, L, C]
+        NnOps.Free(flat, x);
+        NnOps.Free(normed, x);
         // Scaling q before q k^T equals diffusers' baddbmm(alpha = 1/sqrt(d)) up to rounding, at L*d instead of L*L cost.
-        var q = SplitHeads(ToQ.Forward(h), n, l) * (1f / MathF.Sqrt(DimHead));
+        var q0 = SplitHeads(ToQ.Forward(h), n, l);
+        var q = q0 * (1f / MathF.Sqrt(DimHead));
+        NnOps.Free(q0);
         var k = SplitHeads(ToK.Forward(h), n, l);
         var v = SplitHeads(ToV.Forward(h), n, l);
-        var p = Tensor.MatMul(q, k.Transpose(2, 3)).Softmax(3);        // [N, heads, L, L]
-        var o = Tensor.MatMul(p, v).Permute(0, 2, 1, 3).Reshape(n, l, inner);
-        o = OutDropout.Forward(ToOut.Forward(o));
-        var y = o.Transpose(1, 2).Reshape(n, c, hh, ww);
-        if (ResidualConnection) y = y + x;
-        return RescaleOutputFactor == 1f ? y : y / RescaleOutputFactor;
+        NnOps.Free(h);
+        var kt = k.Transpose(2, 3);
+        NnOps.Free(k);
+        var scores = Tensor.MatMul(q, kt);                              // [N, heads, L, L]
+        NnOps.Free(q);
+        NnOps.Free(kt);
+        var p = scores.Softmax(3);
+        NnOps.Free(scores);
+        var pv = Tensor.MatMul(p, v);
+        NnOps.Free(p);
+        NnOps.Free(v);
+        var merged = pv.Permute(0, 2, 1, 3);
+        NnOps.Free(pv);
+        var o = merged.Reshape(n, l, inner);
+        NnOps.Free(merged);  // the view keeps the storage alive
+        var proj = ToOut.Forward(o);
+        NnOps.Free(o);
+        var dropped = OutDropout.Forward(proj);
+        if (!ReferenceEquals(dropped, proj)) NnOps.Free(proj);
+        var back = dropped.Transpose(1, 2);
+        NnOps.Free(dropped);
+        var y = back.Reshape(n, c, hh, ww);
+        NnOps.Free(back);
+        if (ResidualConnection)
+        {
+            var r = y + x;
+            NnOps.Free(y);
+            y = r;
+        }
+        if (RescaleOutputFactor == 1f) return y;
+        var scaled = y / RescaleOutputFactor;
+        NnOps.Free(y);
+        return scaled;
     }
 
-    private Tensor SplitHeads(Tensor t, int n, int l) => t.Reshape(n, l, Heads, DimHead).Permute(0, 2, 1, 3);
+    private Tensor SplitHeads(Tensor t, int n, int l)
+    {
+        var view = t.Reshape(n, l, Heads, DimHead);
+        var split = view.Permute(0, 2, 1, 3);
+        NnOps.Free(view);
+        NnOps.Free(t);
+        return split;
+    }
 }

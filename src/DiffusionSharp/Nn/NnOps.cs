@@ -5,6 +5,16 @@ namespace DiffusionSharp.Nn;
 /// <summary>Small differentiable ops used only by the layers here.</summary>
 internal static class NnOps
 {
+    /// <summary>
+    /// Returns <paramref name="t"/>'s storage to the pool when no graph is being recorded (inference), unless it is one of
+    /// <paramref name="keep"/>; with grad mode on, the graph still needs it and nothing happens.
+    /// </summary>
+    public static void Free(Tensor t, Tensor? keep = null, Tensor? keep2 = null)
+    {
+        if (Autograd.GradMode.Enabled || ReferenceEquals(t, keep) || ReferenceEquals(t, keep2)) return;
+        t.Dispose();
+    }
+
     /// <summary>Zero-pads NCHW input by <paramref name="pad"/> rows at the bottom and columns at the right (F.pad (0, p, 0, p)).</summary>
     public static Tensor PadBottomRight(Tensor x, int pad)
     {

@@ -80,10 +80,19 @@ public sealed class ResnetBlock2D : Module
     {
         if (x.Rank != 4 || x.Dim(1) != InChannels) throw new ArgumentException($"ResnetBlock2D expects [N, {InChannels}, H, W], got {x.Shape}.");
         var input = x;
-        var h = _act(Norm1.Forward(x));
-        if (Upsample != null) { h = Upsample.Forward(h); input = Upsample.Forward(input); }
-        else if (Downsample != null) { h = Downsample.Forward(h); input = Downsample.Forward(input); }
-        h = Conv1.Forward(h);
+        var n1 = Norm1.Forward(x);
+        var h = _act(n1);
+        NnOps.Free(n1, h);
+        if (Upsample != null || Downsample != null)
+        {
+            var hs = Upsample != null ? Upsample.Forward(h) : Downsample!.Forward(h);
+            NnOps.Free(h, hs);
+            h = hs;
+            input = Upsample != null ? Upsample.Forward(input) : Downsample!.Forward(input);
+        }
+        var c1 = Conv1.Forward(h);
+        NnOps.Free(h, x);
+        h = c1;
 
         Tensor? t = null;
         if (TimeEmbProj != null && temb != null)
@@ -98,16 +107,43 @@ public sealed class ResnetBlock2D : Module
             if (t == null) throw new ArgumentException("ResnetBlock2D with scale_shift needs a time embedding.");
             var scale = t.Narrow(1, 0, c).Reshape(n, c, 1, 1);
             var shift = t.Narrow(1, c, c).Reshape(n, c, 1, 1);
-            h = Norm2.Forward(h) * (scale + 1f) + shift;
+            var n2 = Norm2.Forward(h);
+            NnOps.Free(h);
+            var scaled = n2 * (scale + 1f);
+            NnOps.Free(n2);
+            h = scaled + shift;
+            NnOps.Free(scaled);
         }
         else
         {
-            if (t != null) h = h + t.Reshape(n, c, 1, 1);
-            h = Norm2.Forward(h);
+            if (t != null)
+            {
+                var ht = h + t.Reshape(n, c, 1, 1);
+                NnOps.Free(h);
+                h = ht;
+            }
+            var n2 = Norm2.Forward(h);
+            NnOps.Free(h);
+            h = n2;
         }
-        h = Conv2.Forward(Dropout.Forward(_act(h)));
-        if (ConvShortcut != null) input = ConvShortcut.Forward(input);
+        var a2 = _act(h);
+        NnOps.Free(h, a2);
+        var d2 = Dropout.Forward(a2);
+        h = Conv2.Forward(d2);
+        NnOps.Free(d2);
+        NnOps.Free(a2, d2);
+        if (ConvShortcut != null)
+        {
+            var s = ConvShortcut.Forward(input);
+            NnOps.Free(input, x);
+            input = s;
+        }
         var y = input + h;
-        return OutputScaleFactor == 1f ? y : y / OutputScaleFactor;
+        NnOps.Free(h);
+        NnOps.Free(input, x);
+        if (OutputScaleFactor == 1f) return y;
+        var scaledY = y / OutputScaleFactor;
+        NnOps.Free(y);
+        return scaledY;
     }
 }

@@ -30,8 +30,11 @@ public sealed class Downsample2D : Module
     {
         if (x.Rank != 4 || x.Dim(1) != Channels) throw new ArgumentException($"Downsample2D expects [N, {Channels}, H, W], got {x.Shape}.");
         if (Conv == null) return x.AvgPool2x2();
-        if (Conv.Padding == 0) x = NnOps.PadBottomRight(x, 1);
-        return Conv.Forward(x);
+        if (Conv.Padding != 0) return Conv.Forward(x);
+        var padded = NnOps.PadBottomRight(x, 1);
+        var y = Conv.Forward(padded);
+        NnOps.Free(padded);
+        return y;
     }
 }
 
@@ -58,6 +61,9 @@ public sealed class Upsample2D : Module
     {
         if (x.Rank != 4 || x.Dim(1) != Channels) throw new ArgumentException($"Upsample2D expects [N, {Channels}, H, W], got {x.Shape}.");
         var y = x.UpsampleNearest2x();
-        return Conv == null ? y : Conv.Forward(y);
+        if (Conv == null) return y;
+        var c = Conv.Forward(y);
+        NnOps.Free(y);
+        return c;
     }
 }

@@ -68,8 +68,13 @@ public sealed class UNetDownBlock : Module
         for (int i = 0; i < Resnets.Count; i++)
         {
             h = Resnets[i].Forward(h, temb);
-            if (Attentions != null) h = Attentions[i].Forward(h);
-            skips.Add(h);
+            if (Attentions != null)
+            {
+                var a = Attentions[i].Forward(h);
+                NnOps.Free(h, a);
+                h = a;
+            }
+            skips.Add(h);  // block inputs and outputs are all skips: they are freed by the up blocks
         }
         if (ConvDownsampler != null) { h = ConvDownsampler.Forward(h); skips.Add(h); }
         else if (ResnetDownsampler != null) { h = ResnetDownsampler.Forward(h, temb); skips.Add(h); }
@@ -142,12 +147,21 @@ public sealed class UNetUpBlock : Module
             if (skips.Count == 0) throw new InvalidOperationException("U-Net skip connections ran out; down and up blocks do not match.");
             var skip = skips[^1];
             skips.RemoveAt(skips.Count - 1);
-            h = Resnets[i].Forward(Tensor.Concat(new[] { h, skip }, 1), temb);
-            if (Attentions != null) h = Attentions[i].Forward(h);
+            var cat = Tensor.Concat(new[] { h, skip }, 1);
+            NnOps.Free(h);
+            NnOps.Free(skip);
+            h = Resnets[i].Forward(cat, temb);
+            NnOps.Free(cat, h);
+            if (Attentions != null)
+            {
+                var a = Attentions[i].Forward(h);
+                NnOps.Free(h, a);
+                h = a;
+            }
         }
-        if (ConvUpsampler != null) h = ConvUpsampler.Forward(h);
-        else if (ResnetUpsampler != null) h = ResnetUpsampler.Forward(h, temb);
-        return h;
+        Tensor u = ConvUpsampler != null ? ConvUpsampler.Forward(h) : ResnetUpsampler != null ? ResnetUpsampler.Forward(h, temb) : h;
+        NnOps.Free(h, u);
+        return u;
     }
 }
 
@@ -177,11 +191,19 @@ public sealed class UNetMidBlock2D : Module
     /// <summary>Runs the block.</summary>
     public Tensor Forward(Tensor h, Tensor temb)
     {
+        var input = h;
         h = Resnets[0].Forward(h, temb);
         for (int i = 1; i < Resnets.Count; i++)
         {
-            if (Attentions != null) h = Attentions[i - 1].Forward(h);
-            h = Resnets[i].Forward(h, temb);
+            if (Attentions != null)
+            {
+                var a = Attentions[i - 1].Forward(h);
+                NnOps.Free(h, a, input);
+                h = a;
+            }
+            var r = Resnets[i].Forward(h, temb);
+            NnOps.Free(h, r, input);
+            h = r;
         }
         return h;
     }

@@ -40,6 +40,7 @@ public sealed class UNet2DModel : Module
     /// <summary>
     /// Called during <see cref="Forward(Tensor, Tensor, Tensor?)"/> with each top-level module's output, named as diffusers'
     /// forward hooks would be (time_proj, time_embedding, conv_in, down_blocks.i, mid_block, up_blocks.i, conv_norm_out, conv_out).
+    /// Under no-grad the tensor's storage is recycled later in the pass: clone it to keep it.
     /// </summary>
     public Action<string, Tensor>? ActivationHook { get; set; }
 
@@ -186,13 +187,19 @@ public sealed class UNet2DModel : Module
             h = UpBlocks[i].Forward(h, skips, emb);
             ActivationHook?.Invoke($"up_blocks.{i}", h);
         }
-        h = ConvNormOut.Forward(h);
-        ActivationHook?.Invoke("conv_norm_out", h);
-        h = ConvOut.Forward(h.Silu());
+        var normed = ConvNormOut.Forward(h);
+        NnOps.Free(h);
+        ActivationHook?.Invoke("conv_norm_out", normed);
+        var act = normed.Silu();
+        NnOps.Free(normed);
+        h = ConvOut.Forward(act);
+        NnOps.Free(act);
         ActivationHook?.Invoke("conv_out", h);
         // Fourier (NCSN++) models predict the score scaled by sigma; diffusers divides by sigma here.
-        if (cfg.TimeEmbeddingType == "fourier") h = h / t.Reshape(n, 1, 1, 1);
-        return h;
+        if (cfg.TimeEmbeddingType != "fourier") return h;
+        var scaled = h / t.Reshape(n, 1, 1, 1);
+        NnOps.Free(h);
+        return scaled;
     }
 
     private static Tensor BroadcastTimesteps(Tensor timesteps, int n)
