@@ -125,11 +125,13 @@ public static unsafe class Convolution
         if (s.N == 0) { if (gw != null) new Span<float>(gw, Cout * K).Clear(); return; }
         bool batch = BatchParallel(s);
         int chunks = batch ? Math.Min(Threading.Threads, s.N) : 1;
-        // Each chunk accumulates dW^T [K x Cout] = sum_n col_n [K x P] * dY_n^T [P x Cout]: col is then read in place
-        // as the GEMM's A and only the small dY needs a transposed pack.
+        // Each chunk accumulates dW^T [K x Cout] = sum_n col_n [K x P] * dY_n^T [P x Cout] (or dW = dY * col^T when K < Cout):
+        // the larger operand is read in place as the GEMM's A and only the smaller one gets a transposed pack.
         var partial = new float[chunks][];
         nint px = (nint)x, pw = (nint)w, pgy = (nint)gy, pgx = (nint)gx;
         bool wantW = gw != null;
+        // The GEMM packs its B operand transposed; pack whichever of col (K rows) and dY (Cout rows) is smaller.
+        bool wNatural = K < Cout;
         int rows = ChunkRows(s), Wo = s.Wo;
         // W^T [K x Cout] once, so the data-gradient GEMM reads its A operand in place.
         float[]? wtBuf = gx != null ? TensorPool.Rent(K * Cout, clear: false) : null;
@@ -160,7 +162,11 @@ public static unsafe class Convolution
                             if (s.IsPointwise)
                             {
                                 if (gxn != null) Mm(batch, false, false, K, P, Cout, (float*)pwt, Cout, gyn, P, 0f, gxn, P);
-                                if (wantW) Mm(batch, false, true, K, Cout, P, xn, P, gyn, P, n == n0 ? 0f : 1f, gwt, Cout);
+                                if (wantW)
+                            {
+                                if (wNatural) Mm(batch, false, true, Cout, K, P, gyn, P, xn, P, n == n0 ? 0f : 1f, gwt, K);
+                                else Mm(batch, false, true, K, Cout, P, xn, P, gyn, P, n == n0 ? 0f : 1f, gwt, Cout);
+                            }
                                 continue;
                             }
                             if (gxn != null) new Span<float>(gxn, inSize).Clear();
@@ -171,7 +177,9 @@ public static unsafe class Convolution
                                 if (wantW)
                                 {
                                     Im2Col(s, xn, col, oh0, oh1);
-                                    Mm(batch, false, true, K, Cout, L, col, L, gyc, P, n == n0 && oh0 == 0 ? 0f : 1f, gwt, Cout);
+                                    float bw = n == n0 && oh0 == 0 ? 0f : 1f;
+                                if (wNatural) Mm(batch, false, true, Cout, K, L, gyc, P, col, L, bw, gwt, K);
+                                else Mm(batch, false, true, K, Cout, L, col, L, gyc, P, bw, gwt, Cout);
                                 }
                                 if (gxn != null)
                                 {
@@ -197,7 +205,8 @@ public static unsafe class Convolution
                 Elementwise.AddInPlace(sum, partial[c].AsSpan(0, K * Cout));
                 TensorPool.Return(partial[c]);
             }
-            fixed (float* st = sum) Transpose(st, K, Cout, gw);
+            if (wNatural) sum.CopyTo(new Span<float>(gw, K * Cout));
+            else fixed (float* st = sum) Transpose(st, K, Cout, gw);
             TensorPool.Return(partial[0]);
         }
     }

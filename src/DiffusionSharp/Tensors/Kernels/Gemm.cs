@@ -149,6 +149,8 @@ public static unsafe class Gemm
     {
         if (m <= 0 || n <= 0) return;
         if (k <= 0 || alpha == 0f) { ScaleC(m, n, beta, c, ldc); return; }
+        if (n == 1 && !transA && (transB || ldb == 1)) { Gemv(m, k, alpha, a, lda, b, beta, c, ldc); return; }
+        if (m == 1 && !transB) { RowTimesMatrix(n, k, alpha, a, transA ? lda : 1, b, ldb, beta, c); return; }
         int threads = Threading.Threads;
         double work = (double)m * n * k;
         if (!parallel || threads <= 1 || t_inWorker || work < 1 << 18)
@@ -190,6 +192,31 @@ public static unsafe class Gemm
             }
             finally { t_inWorker = prev; }
         });
+    }
+
+    // n = 1: one dot product per row of A against the contiguous column of B (a tile would be 1/NR useful).
+    private static void Gemv(int m, int k, float alpha, float* a, int lda, float* b, float beta, float* c, int ldc)
+    {
+        var bs = new ReadOnlySpan<float>(b, k);
+        for (int i = 0; i < m; i++)
+        {
+            float d = alpha * System.Numerics.Tensors.TensorPrimitives.Dot(new ReadOnlySpan<float>(a + (nint)i * lda, k), bs);
+            float* ci = c + (nint)i * ldc;
+            *ci = beta == 0f ? d : d + beta * *ci;
+        }
+    }
+
+    // m = 1: C row = beta * C row + sum_p (alpha * A[0, p]) * B row p, as vector axpys over the rows of B.
+    private static void RowTimesMatrix(int n, int k, float alpha, float* a, int strideA, float* b, int ldb, float beta, float* c)
+    {
+        var cr = new Span<float>(c, n);
+        if (beta == 0f) cr.Clear();
+        else if (beta != 1f) System.Numerics.Tensors.TensorPrimitives.Multiply(cr, beta, cr);
+        for (int p = 0; p < k; p++)
+        {
+            float ap = alpha * a[(nint)p * strideA];
+            System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(b + (nint)p * ldb, n), ap, cr, cr);
+        }
     }
 
     private static void ScaleC(int m, int n, float beta, float* c, int ldc)
