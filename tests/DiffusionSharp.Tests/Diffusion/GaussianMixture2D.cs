@@ -180,7 +180,7 @@ public sealed class GaussianMixture2D
         for (int k = 0; k < K; k++)
         {
             int nk = cnt[k];
-            Check((double)nk / n, Weights[k], Math.Sqrt(Weights[k] * (1 - Weights[k]) / n), $"weight[{k}]");
+            if (K > 1) Check((double)nk / n, Weights[k], Math.Sqrt(Weights[k] * (1 - Weights[k]) / n), $"weight[{k}]");
             double m0 = sum[k, 0] / nk, m1 = sum[k, 1] / nk;
             var c = Covs[k];
             Check(m0, Means[k][0], Math.Sqrt(c[0] / nk), $"mean[{k}].x");
