@@ -15,6 +15,10 @@ public static class Program
         root.Options.Add(ThreadsOption);
         root.Subcommands.Add(SampleCommand.Create());
         root.Subcommands.Add(TrainCommand.Create());
+        root.Subcommands.Add(EditCommands.Img2Img());
+        root.Subcommands.Add(EditCommands.Inpaint());
+        root.Subcommands.Add(EditCommands.Interpolate());
+        root.Subcommands.Add(EditCommands.DenoiseSteps());
         root.Subcommands.Add(InfoCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
         var parse = root.Parse(args);

@@ -113,6 +113,69 @@ public sealed class DiffusionPipeline
         return SchedulerConfig.Parse(obj.ToJsonString());
     }
 
+    /// <summary>
+    /// The training process as a <see cref="GaussianDiffusion"/> respaced to <paramref name="steps"/> evenly spaced steps
+    /// (improved DDPM Sec. 4), with the mean and variance types the scheduler config names.
+    /// </summary>
+    public GaussianDiffusion CreateGaussianDiffusion(int steps)
+    {
+        int T = SchedulerConfig.GetInt("num_train_timesteps", 1000);
+        if (steps < 1 || steps > T) throw new ArgumentOutOfRangeException(nameof(steps), $"Steps must be in 1..{T}, got {steps}.");
+        var betas = Schedules.BetaSchedules.Create(SchedulerConfig.GetString("beta_schedule", "linear"), T,
+            SchedulerConfig.GetDouble("beta_start", 1e-4), SchedulerConfig.GetDouble("beta_end", 0.02));
+        var mean = SchedulerConfig.GetString("prediction_type", "epsilon") switch
+        {
+            "epsilon" => ModelMeanType.Epsilon,
+            "sample" => ModelMeanType.StartX,
+            "v_prediction" => ModelMeanType.Velocity,
+            var other => throw new NotSupportedException($"prediction_type '{other}' is not supported."),
+        };
+        var variance = SchedulerConfig.GetString("variance_type", "fixed_small") switch
+        {
+            "fixed_large" or "fixed_large_log" => ModelVarianceType.FixedLarge,
+            "learned" => ModelVarianceType.Learned,
+            "learned_range" => ModelVarianceType.LearnedRange,
+            _ => ModelVarianceType.FixedSmall,
+        };
+        var full = new GaussianDiffusion(betas, mean, variance);
+        return steps == T ? full : full.Respace(Schedules.DiffusionBetas.SpaceTimesteps(T, steps.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+    }
+
+    /// <summary>The network as a <see cref="DenoiserModel"/> for one class label per image (or none).</summary>
+    public DenoiserModel Denoiser(int? classLabel = null, double guidanceScale = 1.0)
+    {
+        bool conditional = Unet.Config.NumClassEmbeds is int;
+        if (conditional && classLabel == null && NullClass == null)
+            throw new ArgumentException("This model is class conditional: give a class.");
+        if (!conditional && classLabel != null) throw new ArgumentException("This model is not class conditional; drop the class label.");
+        return (x, t) =>
+        {
+            if (!conditional) return Unet.Forward(x, t);
+            int n = x.Dim(0);
+            int label = classLabel ?? NullClass!.Value;
+            var labels = Enumerable.Repeat((float)label, n).ToArray();
+            if (classLabel != null && guidanceScale != 1.0 && NullClass != null)
+            {
+                using var c = Unet.Forward(x, t, Tensor.FromArray(labels, n));
+                using var u = Unet.Forward(x, t, Tensor.Full(new Shape(n), NullClass.Value));
+                return u + (c - u) * (float)guidanceScale;  // Ho and Salimans 2022, Eq. 6
+            }
+            return Unet.Forward(x, t, Tensor.FromArray(labels, n));
+        };
+    }
+
+    /// <summary>Reads a PNG and fits it to the model: center crop and resize to sample_size, channels converted; [1, C, S, S] in [-1, 1].</summary>
+    public Tensor LoadImage(string path)
+    {
+        var img = IO.Png.Read(path).To8Bit();
+        int s = Unet.Config.SampleSize ?? 32;
+        img = Data.ImageOps.FitSquare(img.ConvertChannels(Unet.Config.InChannels), s);
+        var chw = img.ToTensor();
+        var x = chw.Reshape(1, Unet.Config.InChannels, s, s).Clone();
+        chw.Dispose();
+        return x;
+    }
+
     private bool LearnedVariance => Unet.Config.OutChannels == 2 * Unet.Config.InChannels;
 
     /// <summary>

@@ -1,0 +1,80 @@
+using DiffusionSharp.Cli;
+using DiffusionSharp.Data;
+using DiffusionSharp.IO;
+using DiffusionSharp.Tensors;
+using DiffusionSharp.Training;
+using Xunit;
+
+namespace DiffusionSharp.Tests.Cli;
+
+[Collection("console")]
+public class CommandTests : IDisposable
+{
+    private readonly string _root = Path.Combine(Path.GetTempPath(), "ds-cli-" + Guid.NewGuid().ToString("N"));
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
+    }
+
+    // A tiny class-conditional model folder made by the trainer (2 steps).
+    private string TinyModel()
+    {
+        Directory.CreateDirectory(_root);
+        var cfg = Path.Combine(_root, "config.json");
+        File.WriteAllText(cfg, """
+        {"sample_size": 8, "in_channels": 1, "out_channels": 1, "block_out_channels": [8, 16],
+         "down_block_types": ["DownBlock2D", "AttnDownBlock2D"], "up_block_types": ["AttnUpBlock2D", "UpBlock2D"],
+         "layers_per_block": 1, "attention_head_dim": 8, "norm_num_groups": 4}
+        """);
+        var pixels = new byte[12 * 64];
+        new Random(3).NextBytes(pixels);
+        var data = new InMemoryImageDataset(pixels, Enumerable.Range(0, 12).Select(i => i % 2).ToArray(), 1, 8, new[] { "dark", "light" }, "test");
+        var dir = Path.Combine(_root, "model");
+        var t = Trainer.Create(new TrainOptions { ModelConfigPath = cfg, BatchSize = 4, Steps = 2, ClassConditional = true, CheckpointEvery = 0 }, dir, data);
+        t.Run(CancellationToken.None);
+        return dir;
+    }
+
+    private static int Run(params string[] args)
+    {
+        var err = Console.Error;
+        Console.SetError(TextWriter.Null);
+        try { return Program.Main(args); }
+        finally { Console.SetError(err); }
+    }
+
+    [Fact]
+    public void SampleAndEditCommandsWriteImages()
+    {
+        var model = TinyModel();
+        var grid = Path.Combine(_root, "grid.png");
+        Assert.Equal(0, Run("sample", "-m", model, "-n", "6", "--steps", "3", "--nrow", "3", "--class", "light", "--guidance", "2", "-o", grid, "--each", Path.Combine(_root, "each")));
+        var img = Png.Read(grid);
+        Assert.Equal(3 * 8 + 4 * 2, img.Width);  // 3 columns of 8 px with 2 px padding
+        Assert.Equal(2 * 8 + 3 * 2, img.Height);
+        Assert.Equal(6, Directory.GetFiles(Path.Combine(_root, "each"), "*.png").Length);
+
+        var one = Path.Combine(_root, "each", "00000.png");
+        var two = Path.Combine(_root, "each", "00001.png");
+        Assert.Equal(0, Run("img2img", "-m", model, "-i", one, "-n", "2", "--steps", "5", "--class", "0", "-o", Path.Combine(_root, "a.png")));
+        Assert.Equal(0, Run("inpaint", "-m", model, "-i", one, "-n", "2", "--steps", "5", "--jumps", "2", "--class", "0", "-o", Path.Combine(_root, "b.png")));
+        Assert.Equal(0, Run("interpolate", "-m", model, "--a", one, "--b", two, "--frames", "3", "--steps", "4", "--class", "1", "-o", Path.Combine(_root, "c.png")));
+        Assert.Equal(0, Run("denoise-steps", "-m", model, "-n", "2", "--steps", "6", "--shown", "3", "--class", "1", "-o", Path.Combine(_root, "d.png"), "--apng", Path.Combine(_root, "d-anim.png")));
+        Assert.Equal(5 * 8 + 6 * 2, Png.Read(Path.Combine(_root, "c.png")).Width);  // a, 3 frames, b
+        Assert.True(Png.ReadFrames(Path.Combine(_root, "d-anim.png")).Count >= 6);
+        Assert.Equal(0, Run("info", model));
+    }
+
+    [Fact]
+    public void BadInputGivesErrorExitCode()
+    {
+        Assert.Equal(1, Run("sample", "-m", Path.Combine(_root, "missing"), "-o", Path.Combine(_root, "x.png")));
+        var model = TinyModel();
+        Assert.Equal(1, Run("sample", "-m", model, "--class", "nonsense", "-o", Path.Combine(_root, "x.png")));
+        var corrupt = Path.Combine(_root, "corrupt.png");
+        File.WriteAllBytes(corrupt, new byte[] { 0x89, 0x50, 0x4E, 0x47, 1, 2, 3 });
+        Assert.Equal(1, Run("img2img", "-m", model, "-i", corrupt, "--class", "0", "-o", Path.Combine(_root, "y.png")));
+        Assert.False(File.Exists(Path.Combine(_root, "y.png")));
+    }
+}
