@@ -64,6 +64,19 @@ public class CommandTests : IDisposable
         Assert.Equal(5 * 8 + 6 * 2, Png.Read(Path.Combine(_root, "c.png")).Width);  // a, 3 frames, b
         Assert.True(Png.ReadFrames(Path.Combine(_root, "d-anim.png")).Count >= 6);
         Assert.Equal(0, Run("info", model));
+
+        // F16 export samples nearly the same images as the F32 original
+        var half = Path.Combine(_root, "half");
+        Assert.Equal(0, Run("export", "-m", model, "-o", half, "--half"));
+        Assert.True(new FileInfo(Path.Combine(half, "unet", "diffusion_pytorch_model.safetensors")).Length
+                    < 0.6 * new FileInfo(Path.Combine(model, "unet", "diffusion_pytorch_model.safetensors")).Length);
+        var p32 = DiffusionSharp.Diffusion.DiffusionPipeline.FromPretrained(model);
+        var p16 = DiffusionSharp.Diffusion.DiffusionPipeline.FromPretrained(half);
+        Assert.Equal(p32.NullClass, p16.NullClass);
+        var req = new DiffusionSharp.Diffusion.SampleRequest { Count = 2, Steps = 3, ClassLabel = 1 };
+        using var s32 = p32.Sample(req);
+        using var s16 = p16.Sample(req);
+        GradCheck.AssertClose(s16.Span, s32.Span, 2e-2, 0, "F16 vs F32 samples");
     }
 
     [Fact]

@@ -1,0 +1,39 @@
+using System.CommandLine;
+using DiffusionSharp.IO;
+using DiffusionSharp.Nn.UNet;
+
+namespace DiffusionSharp.Cli.Commands;
+
+/// <summary><c>diffusion export</c>: copy a model folder (pipeline or bare UNet) to a new folder, optionally with F16 weights.</summary>
+public static class ExportCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model", "-m") { Description = "Model or run folder to export", Required = true };
+        var output = new Option<string>("--output", "-o") { Description = "Folder to write (unet/, scheduler/, model_info.json)", Required = true };
+        var half = new Option<bool>("--half") { Description = "Store weights as F16 (half the size)" };
+        var cmd = new Command("export", "Write a model folder in diffusers layout, optionally with F16 weights.") { model, output, half };
+        cmd.SetAction(p =>
+        {
+            string src = p.GetValue(model)!, dst = p.GetValue(output)!;
+            string unetSrc = Directory.Exists(Path.Combine(src, "unet")) ? Path.Combine(src, "unet") : src;
+            var unet = UNet2DModel.FromPretrained(unetSrc);
+            var unetDst = Path.Combine(dst, "unet");
+            Directory.CreateDirectory(unetDst);
+            File.WriteAllText(Path.Combine(unetDst, "config.json"), unet.Config.ToJson() + "\n");
+            SafeTensors.Save(Path.Combine(unetDst, "diffusion_pytorch_model.safetensors"), unet.StateDict(),
+                p.GetValue(half) ? SafeTensorDType.F16 : SafeTensorDType.F32, new Dictionary<string, string> { ["format"] = "pt" });
+            foreach (var rel in new[] { Path.Combine("scheduler", "scheduler_config.json"), "model_info.json" })
+            {
+                var from = Path.Combine(src, rel);
+                if (!File.Exists(from)) continue;
+                var to = Path.Combine(dst, rel);
+                Directory.CreateDirectory(Path.GetDirectoryName(to)!);
+                File.Copy(from, to, overwrite: true);
+            }
+            Console.Error.WriteLine($"wrote {dst} ({unet.ParameterCount:N0} parameters, {(p.GetValue(half) ? "F16" : "F32")})");
+            return 0;
+        });
+        return cmd;
+    }
+}
