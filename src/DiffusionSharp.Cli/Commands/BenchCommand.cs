@@ -10,6 +10,7 @@ public static class BenchCommand
         var bench = new Command("bench", "Measure kernel and model performance.");
         bench.Subcommands.Add(BenchGemm.Create());
         bench.Subcommands.Add(BenchPeak.Create());
+        bench.Subcommands.Add(BenchConv.Create());
         bench.Subcommands.Add(BenchUnetCommand.Create());
         return bench;
     }

@@ -86,6 +86,19 @@ public class ConvTests
     }
 
     [Fact]
+    public void RowChunkedIm2ColMatchesPyTorch()
+    {
+        // Force one output row per chunk so every chunk boundary, padding row and stride offset is exercised.
+        int saved = DiffusionSharp.Tensors.Kernels.Convolution.ChunkTargetFloats;
+        DiffusionSharp.Tensors.Kernels.Convolution.ChunkTargetFloats = 1;
+        try
+        {
+            foreach (var c in TorchCases()) ForwardAndBackwardMatchPyTorch((string)c[0]);
+        }
+        finally { DiffusionSharp.Tensors.Kernels.Convolution.ChunkTargetFloats = saved; }
+    }
+
+    [Fact]
     public void BadShapesAreRejected()
     {
         var ex = Assert.Throws<ArgumentException>(() => Tensor.Conv2d(Tensor.Zeros(1, 3, 4, 4), Tensor.Zeros(2, 4, 3, 3), null));

@@ -26,6 +26,7 @@ public class GemmTests
         var r = new double[Max * Max];
         const int ldc = Max + 3;
         var c = new float[Max * ldc];
+        Array.Fill(c, float.NaN);  // beta = 0 must ignore old contents; each check restores the NaNs it read
         for (int k = 1; k <= Max; k++)
         {
             for (int i = 0; i < Max; i++)
@@ -37,13 +38,15 @@ public class GemmTests
             {
                 for (int n = 1; n <= Max; n++)
                 {
-                    Array.Fill(c, float.NaN);  // beta = 0 must ignore old contents, and nothing outside m x n may change
                     Gemm.Sgemm(false, false, m, n, k, 1f, a, Max, b, Max, 0f, c, ldc);
                     for (int i = 0; i < m; i++)
                     {
                         for (int j = 0; j < n; j++)
+                        {
                             if (c[i * ldc + j] != r[i * Max + j])
                                 Assert.Fail($"m={m} n={n} k={k}: C[{i},{j}] = {c[i * ldc + j]}, expected {r[i * Max + j]}.");
+                            c[i * ldc + j] = float.NaN;
+                        }
                         if (!float.IsNaN(c[i * ldc + n])) Assert.Fail($"m={m} n={n} k={k}: wrote past column {n - 1} in row {i}.");
                     }
                     if (m < Max && !float.IsNaN(c[m * ldc])) Assert.Fail($"m={m} n={n} k={k}: wrote past row {m - 1}.");

@@ -47,32 +47,50 @@ public static unsafe class Convolution
     // Images per worker chunk: spread over threads when the batch can keep them busy, else parallelise inside GEMM.
     private static bool BatchParallel(in ConvShape s) => s.N >= Threading.Threads && Threading.Threads > 1;
 
+    /// <summary>Size target of one im2col chunk in floats (about half an L2); any value gives the same results.</summary>
+    internal static int ChunkTargetFloats = 96 * 1024;
+
+    // Output rows per im2col chunk: the chunk's column matrix stays in L2 and holds at least one 64-pixel GEMM tile when it can.
+    internal static int ChunkRows(in ConvShape s)
+    {
+        int rows = Math.Clamp(ChunkTargetFloats / Math.Max(1, s.K * s.Wo), 1, s.Ho);
+        int align = 64 / (int)System.Numerics.BigInteger.GreatestCommonDivisor(64, s.Wo);
+        if (rows < align) rows = Math.Min(align, s.Ho);
+        else rows -= rows % align;
+        return rows;
+    }
+
     internal static void Forward(ConvShape s, float* x, float* w, float* bias, float* y)
     {
-        int K = s.K, P = s.P, Cout = s.Cout;
+        int K = s.K, P = s.P, Cout = s.Cout, Wo = s.Wo;
+        int rows = ChunkRows(s);
         nint px = (nint)x, pw = (nint)w, pb = (nint)bias, py = (nint)y;
         bool batch = BatchParallel(s);
         Threading.For(s.N, batch ? 1 : int.MaxValue, (n0, n1) =>
         {
-            float[]? colBuf = s.IsPointwise ? null : TensorPool.Rent(K * P, clear: false);
+            float[]? colBuf = s.IsPointwise ? null : TensorPool.Rent(K * rows * Wo, clear: false);
             try
             {
-                fixed (float* col0 = colBuf)
+                fixed (float* col = colBuf)
                 {
                     for (int n = n0; n < n1; n++)
                     {
                         float* xn = (float*)px + (nint)n * s.Cin * s.H * s.W;
                         float* yn = (float*)py + (nint)n * Cout * P;
-                        float* col = xn;
-                        if (!s.IsPointwise) { Im2Col(s, xn, col0); col = col0; }
                         float beta = 0f;
                         if (pb != 0)
                         {
+                            // Bias is fused: C starts as the bias and the GEMM accumulates onto it.
                             for (int co = 0; co < Cout; co++) new Span<float>(yn + (nint)co * P, P).Fill(((float*)pb)[co]);
                             beta = 1f;
                         }
-                        if (batch) Gemm.SgemmSerial(false, false, Cout, P, K, 1f, (float*)pw, K, col, P, beta, yn, P);
-                        else Gemm.Sgemm(false, false, Cout, P, K, 1f, (float*)pw, K, col, P, beta, yn, P);
+                        if (s.IsPointwise) { Mm(batch, false, false, Cout, P, K, (float*)pw, K, xn, P, beta, yn, P); continue; }
+                        for (int oh0 = 0; oh0 < s.Ho; oh0 += rows)
+                        {
+                            int oh1 = Math.Min(s.Ho, oh0 + rows), L = (oh1 - oh0) * Wo;
+                            Im2Col(s, xn, col, oh0, oh1);
+                            Mm(batch, false, false, Cout, L, K, (float*)pw, K, col, L, beta, yn + oh0 * Wo, P);
+                        }
                     }
                 }
             }
@@ -112,41 +130,65 @@ public static unsafe class Convolution
         var partial = new float[chunks][];
         nint px = (nint)x, pw = (nint)w, pgy = (nint)gy, pgx = (nint)gx;
         bool wantW = gw != null;
-        Threading.For(chunks, 1, (c0, c1) =>
+        int rows = ChunkRows(s), Wo = s.Wo;
+        // W^T [K x Cout] once, so the data-gradient GEMM reads its A operand in place.
+        float[]? wtBuf = gx != null ? TensorPool.Rent(K * Cout, clear: false) : null;
+        nint pwt = 0;
+        var wtHandle = wtBuf != null ? System.Runtime.InteropServices.GCHandle.Alloc(wtBuf, System.Runtime.InteropServices.GCHandleType.Pinned) : default;
+        if (wtBuf != null)
         {
-            for (int c = c0; c < c1; c++)
+            pwt = wtHandle.AddrOfPinnedObject();
+            Transpose(w, Cout, K, (float*)pwt);
+        }
+        try
+        {
+            Threading.For(chunks, 1, (c0, c1) =>
             {
-                int n0 = (int)((long)s.N * c / chunks), n1 = (int)((long)s.N * (c + 1) / chunks);
-                float[]? colBuf = s.IsPointwise ? null : TensorPool.Rent(K * P, clear: false);
-                float[]? gwT = wantW ? TensorPool.Rent(K * Cout, clear: false) : null;
-                partial[c] = gwT!;
-                fixed (float* col0 = colBuf, gwt = gwT)
+                for (int c = c0; c < c1; c++)
                 {
-                    for (int n = n0; n < n1; n++)
+                    int n0 = (int)((long)s.N * c / chunks), n1 = (int)((long)s.N * (c + 1) / chunks);
+                    float[]? colBuf = s.IsPointwise ? null : TensorPool.Rent(K * rows * Wo, clear: false);
+                    float[]? gwT = wantW ? TensorPool.Rent(K * Cout, clear: false) : null;
+                    partial[c] = gwT!;
+                    fixed (float* col = colBuf, gwt = gwT)
                     {
-                        float* xn = (float*)px + (nint)n * inSize;
-                        float* gyn = (float*)pgy + (nint)n * Cout * P;
-                        if (pgx != 0)
+                        for (int n = n0; n < n1; n++)
                         {
-                            float* gxn = (float*)pgx + (nint)n * inSize;
-                            if (s.IsPointwise) Mm(batch, true, false, K, P, Cout, (float*)pw, K, gyn, P, 0f, gxn, P);
-                            else
+                            float* xn = (float*)px + (nint)n * inSize;
+                            float* gyn = (float*)pgy + (nint)n * Cout * P;
+                            float* gxn = pgx != 0 ? (float*)pgx + (nint)n * inSize : null;
+                            if (s.IsPointwise)
                             {
-                                Mm(batch, true, false, K, P, Cout, (float*)pw, K, gyn, P, 0f, col0, P);
-                                Col2Im(s, col0, gxn);
+                                if (gxn != null) Mm(batch, false, false, K, P, Cout, (float*)pwt, Cout, gyn, P, 0f, gxn, P);
+                                if (wantW) Mm(batch, false, true, K, Cout, P, xn, P, gyn, P, n == n0 ? 0f : 1f, gwt, Cout);
+                                continue;
+                            }
+                            if (gxn != null) new Span<float>(gxn, inSize).Clear();
+                            for (int oh0 = 0; oh0 < s.Ho; oh0 += rows)
+                            {
+                                int oh1 = Math.Min(s.Ho, oh0 + rows), L = (oh1 - oh0) * Wo;
+                                float* gyc = gyn + oh0 * Wo;
+                                if (wantW)
+                                {
+                                    Im2Col(s, xn, col, oh0, oh1);
+                                    Mm(batch, false, true, K, Cout, L, col, L, gyc, P, n == n0 && oh0 == 0 ? 0f : 1f, gwt, Cout);
+                                }
+                                if (gxn != null)
+                                {
+                                    Mm(batch, false, false, K, L, Cout, (float*)pwt, Cout, gyc, P, 0f, col, L);
+                                    Col2Im(s, col, gxn, oh0, oh1);
+                                }
                             }
                         }
-                        if (wantW)
-                        {
-                            float* col = xn;
-                            if (!s.IsPointwise) { Im2Col(s, xn, col0); col = col0; }
-                            Mm(batch, false, true, K, Cout, P, col, P, gyn, P, n == n0 ? 0f : 1f, gwt, Cout);
-                        }
                     }
+                    if (colBuf != null) TensorPool.Return(colBuf);
                 }
-                if (colBuf != null) TensorPool.Return(colBuf);
-            }
-        });
+            });
+        }
+        finally
+        {
+            if (wtBuf != null) { wtHandle.Free(); TensorPool.Return(wtBuf); }
+        }
         if (wantW)
         {
             var sum = partial[0].AsSpan(0, K * Cout);
@@ -179,10 +221,10 @@ public static unsafe class Convolution
         else Gemm.Sgemm(tA, tB, m, n, k, 1f, a, lda, b, ldb, beta, c, ldc);
     }
 
-    /// <summary>Unfolds one image [Cin, H, W] into col [Cin*kh*kw, Ho*Wo] (zeros where the window hits padding).</summary>
-    internal static void Im2Col(in ConvShape s, float* x, float* col)
+    /// <summary>Unfolds output rows [oh0, oh1) of one image [Cin, H, W] into col [Cin*kh*kw, (oh1-oh0)*Wo] (zeros where the window hits padding).</summary>
+    internal static void Im2Col(in ConvShape s, float* x, float* col, int oh0, int oh1)
     {
-        int H = s.H, W = s.W, Ho = s.Ho, Wo = s.Wo, st = s.Stride, pad = s.Pad, P = s.P;
+        int H = s.H, W = s.W, Wo = s.Wo, st = s.Stride, pad = s.Pad, P = (oh1 - oh0) * Wo;
         for (int c = 0; c < s.Cin; c++)
         {
             float* xc = x + (nint)c * H * W;
@@ -195,9 +237,9 @@ public static unsafe class Convolution
                     int owLo = Math.Max(0, (pad - kj + st - 1) / st);
                     int owHi = Math.Min(Wo, (W - 1 + pad - kj) / st + 1);
                     if (owHi < owLo) owHi = owLo;
-                    for (int oh = 0; oh < Ho; oh++)
+                    for (int oh = oh0; oh < oh1; oh++)
                     {
-                        float* dst = row + oh * Wo;
+                        float* dst = row + (oh - oh0) * Wo;
                         int ih = oh * st - pad + ki;
                         if ((uint)ih >= (uint)H) { new Span<float>(dst, Wo).Clear(); continue; }
                         float* src = xc + ih * W - pad + kj;
@@ -211,11 +253,10 @@ public static unsafe class Convolution
         }
     }
 
-    /// <summary>Folds col [Cin*kh*kw, Ho*Wo] back into one image gradient [Cin, H, W] (overwrites it).</summary>
-    internal static void Col2Im(in ConvShape s, float* col, float* x)
+    /// <summary>Adds col [Cin*kh*kw, (oh1-oh0)*Wo] for output rows [oh0, oh1) back into one image gradient [Cin, H, W].</summary>
+    internal static void Col2Im(in ConvShape s, float* col, float* x, int oh0, int oh1)
     {
-        int H = s.H, W = s.W, Ho = s.Ho, Wo = s.Wo, st = s.Stride, pad = s.Pad, P = s.P;
-        new Span<float>(x, s.Cin * H * W).Clear();
+        int H = s.H, W = s.W, Wo = s.Wo, st = s.Stride, pad = s.Pad, P = (oh1 - oh0) * Wo;
         for (int c = 0; c < s.Cin; c++)
         {
             float* xc = x + (nint)c * H * W;
@@ -226,11 +267,11 @@ public static unsafe class Convolution
                     float* row = col + (nint)((c * s.Kh + ki) * s.Kw + kj) * P;
                     int owLo = Math.Max(0, (pad - kj + st - 1) / st);
                     int owHi = Math.Min(Wo, (W - 1 + pad - kj) / st + 1);
-                    for (int oh = 0; oh < Ho; oh++)
+                    for (int oh = oh0; oh < oh1; oh++)
                     {
                         int ih = oh * st - pad + ki;
                         if ((uint)ih >= (uint)H) continue;
-                        float* src = row + oh * Wo;
+                        float* src = row + (oh - oh0) * Wo;
                         float* dst = xc + ih * W - pad + kj;
                         if (st == 1)
                         {

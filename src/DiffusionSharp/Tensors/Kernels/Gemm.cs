@@ -67,10 +67,10 @@ public static unsafe class Gemm
         }
     }
 
-    // KC*MR floats of A stay in L1 while the KC x NC block of B streams from L2.
+    // KC*MR floats of A stay in L1 while the KC x NC block of B (at most L2Floats) streams from L2; tuned on Zen-class AVX-512 cores.
     private static Config ConfigFor(GemmKernel kind) => kind switch
     {
-        GemmKernel.Vector512 => new Config(kind, 6, 64, 320, 160 * 1024, &Kernel512x6x64),
+        GemmKernel.Vector512 => new Config(kind, 6, 64, 512, 128 * 1024, &Kernel512x6x64),
         GemmKernel.Vector256 => new Config(kind, 6, 16, 320, 160 * 1024, &Kernel256x6x16),
         GemmKernel.Vector128 => new Config(kind, 4, 8, 320, 160 * 1024, &Kernel128x4x8),
         _ => new Config(kind, 4, 4, 320, 160 * 1024, &KernelScalar4x4),
@@ -109,7 +109,16 @@ public static unsafe class Gemm
     /// <summary>Pointer form of <see cref="Sgemm(bool, bool, int, int, int, float, ReadOnlySpan{float}, int, ReadOnlySpan{float}, int, float, Span{float}, int)"/>; no bounds checks.</summary>
     public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
-        => Run(_cfg, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, parallel: true);
+        => Run(ForShape(n), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, parallel: true);
+
+    private static readonly Config? Narrow = IsSupported(GemmKernel.Vector256) ? ConfigFor(GemmKernel.Vector256) : null;
+
+    // A 64-wide tile would be mostly padding for narrow C; the 16-wide AVX2 tile wastes less.
+    private static Config ForShape(int n)
+    {
+        var cfg = _cfg;
+        return n <= 24 && cfg.Kind == GemmKernel.Vector512 && Narrow != null ? Narrow : cfg;
+    }
 
     /// <summary>GEMM with an explicit micro-kernel family (tests and benchmarks of the fallbacks).</summary>
     public static void Sgemm(GemmKernel kernel, bool transA, bool transB, int m, int n, int k, float alpha,
@@ -131,7 +140,7 @@ public static unsafe class Gemm
     /// <summary>Single-threaded GEMM, for callers that already parallelise (e.g. over a batch).</summary>
     public static void SgemmSerial(bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
-        => Run(_cfg, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, parallel: false);
+        => Run(ForShape(n), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, parallel: false);
 
     [ThreadStatic] private static bool t_inWorker;
 
@@ -147,9 +156,12 @@ public static unsafe class Gemm
             Serial(cfg, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
             return;
         }
-        // Split the larger of M and N into tile-aligned chunks; each worker packs its own panels.
-        bool splitM = (long)m * cfg.NR >= (long)n * cfg.MR;
-        int units = splitM ? (m + cfg.MR - 1) / cfg.MR : (n + cfg.NR - 1) / cfg.NR;
+        // Split into tile-aligned chunks; each worker packs its own panels. Splitting N duplicates no packing when A is
+        // read in place, so it is preferred when N has enough (balanced) NR-wide panels.
+        int unitsM = (m + cfg.MR - 1) / cfg.MR, unitsN = (n + cfg.NR - 1) / cfg.NR;
+        bool splitN = !transA && (unitsN >= 4 * threads || (unitsN >= threads && unitsN % threads == 0));
+        bool splitM = !splitN && (unitsM >= threads || unitsM >= unitsN);
+        int units = splitM ? unitsM : unitsN;
         int chunks = Math.Min(threads, units);
         if (chunks <= 1)
         {
@@ -158,21 +170,23 @@ public static unsafe class Gemm
         }
         nint pa = (nint)a, pb = (nint)b, pc = (nint)c;
         int unit = splitM ? cfg.MR : cfg.NR;
-        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = chunks }, t =>
+        Threading.For(chunks, 1, (t0, t1) =>
         {
-            int u0 = (int)((long)units * t / chunks), u1 = (int)((long)units * (t + 1) / chunks);
-            int s = u0 * unit, e = Math.Min(splitM ? m : n, u1 * unit);
-            if (e <= s) return;
             bool prev = t_inWorker;
             t_inWorker = true;
             try
             {
-                var cf = cfg;
-                float* A = (float*)pa, B = (float*)pb, C = (float*)pc;
-                if (splitM)
-                    Serial(cf, transA, transB, e - s, n, k, alpha, transA ? A + s : A + (nint)s * lda, lda, B, ldb, beta, C + (nint)s * ldc, ldc);
-                else
-                    Serial(cf, transA, transB, m, e - s, k, alpha, A, lda, transB ? B + (nint)s * ldb : B + s, ldb, beta, C + s, ldc);
+                for (int t = t0; t < t1; t++)
+                {
+                    int u0 = (int)((long)units * t / chunks), u1 = (int)((long)units * (t + 1) / chunks);
+                    int s = u0 * unit, e = Math.Min(splitM ? m : n, u1 * unit);
+                    if (e <= s) continue;
+                    float* A = (float*)pa, B = (float*)pb, C = (float*)pc;
+                    if (splitM)
+                        Serial(cfg, transA, transB, e - s, n, k, alpha, transA ? A + s : A + (nint)s * lda, lda, B, ldb, beta, C + (nint)s * ldc, ldc);
+                    else
+                        Serial(cfg, transA, transB, m, e - s, k, alpha, A, lda, transB ? B + (nint)s * ldb : B + s, ldb, beta, C + s, ldc);
+                }
             }
             finally { t_inWorker = prev; }
         });
