@@ -56,8 +56,7 @@ public sealed partial class Tensor
         var mask = Empty(Shape);
         generator.Uniform(mask.Span);
         float scale = p >= 1f ? 0f : 1f / (1f - p);
-        var m = mask.Span;
-        for (int i = 0; i < m.Length; i++) m[i] = m[i] >= p ? scale : 0f;
+        Affine.ThresholdMask(mask.Span, p, scale);
         var y = MapNew(System.Numerics.Tensors.TensorPrimitives.Multiply, this, mask);
         var x = this;
         if (!y.Track(g =>

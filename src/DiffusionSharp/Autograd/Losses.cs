@@ -12,18 +12,17 @@ public sealed partial class Tensor
         ArgumentNullException.ThrowIfNull(b);
         if (a.Shape != b.Shape) throw new ArgumentException($"MseLoss needs equal shapes, got {a.Shape} and {b.Shape}.");
         if (a.Size == 0) throw new ArgumentException($"MseLoss of empty tensors of shape {a.Shape}.");
-        var diff = MapNew(TensorPrimitives.Subtract, a, b);
-        var y = Scalar((float)(Reduce.Dot(diff.Span, diff.Span) / a.Size));
+        var y = Scalar((float)(Reduce.SquaredDistance(a.Span, b.Span) / a.Size));
         int n = a.Size;
-        bool tracked = y.Track(g =>
+        y.Track(g =>
         {
             // d/da = 2 (a - b) / n, d/db = -d/da
             float scale = 2f * g.Item() / n;
-            if (a.RequiresGrad) a.AccumulateGrad(diff.MapNew((s, d) => TensorPrimitives.Multiply(s, scale, d)), owned: true);
-            if (b.RequiresGrad) b.AccumulateGrad(diff.MapNew((s, d) => TensorPrimitives.Multiply(s, -scale, d)), owned: true);
-            diff.Dispose();
+            var ga = MapNew(TensorPrimitives.Subtract, a, b);
+            TensorPrimitives.Multiply(ga.Span, scale, ga.Span);
+            if (b.RequiresGrad) b.AccumulateGrad(ga.MapNew(TensorPrimitives.Negate), owned: true);
+            a.AccumulateGrad(ga, owned: true);
         }, a, b);
-        if (!tracked) diff.Dispose();
         return y;
     }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using DiffusionSharp.Runtime;
 
 namespace DiffusionSharp.Tensors;
@@ -95,26 +96,35 @@ public sealed partial class Tensor
     // dst (contiguous, permuted shape) = src viewed through permuted strides.
     private static void PermuteKernel(float[] src, Shape srcShape, int[] axes, float[] dst)
     {
-        int r = srcShape.Rank, n = srcShape.Size;
+        int n = srcShape.Size;
         if (n == 0) return;
-        if (r == 0) { dst[0] = src[0]; return; }
-        var st = srcShape.Strides();
+        var (dimsIn, perm) = CoalescePermutation(srcShape.Dims, axes);
+        int r = perm.Length;
+        if (r <= 1) { src.AsSpan(0, n).CopyTo(dst); return; }
+        var st = new Shape(dimsIn).Strides();
         var dims = new int[r];
         var ss = new int[r];
-        for (int i = 0; i < r; i++) { dims[i] = srcShape[axes[i]]; ss[i] = st[axes[i]]; }
-        // Swapping the last two axes: blocked 2-D transposes keep both sides in cache.
-        if (r >= 2 && axes[r - 2] == r - 1 && axes[r - 1] == r - 2 && IsIdentityPrefix(axes, r - 2))
+        for (int i = 0; i < r; i++) { dims[i] = dimsIn[perm[i]]; ss[i] = st[perm[i]]; }
+        // A batched 2-D transpose (e.g. NCHW to NHWC, or swapping the last two axes): blocked tiles keep both sides in cache.
+        if (perm[r - 2] == r - 1 && perm[r - 1] == r - 2 && IsIdentityPrefix(perm, r - 2))
         {
             int rows = dims[r - 1], cols = dims[r - 2], mat = rows * cols, batch = n / mat;
-            Threading.For(batch, Math.Max(1, (1 << 14) / Math.Max(1, mat)), (s, e) =>
+            if (batch == 1 && mat >= 2 * Kernels.ParallelMap.Grain)
             {
-                for (int bi = s; bi < e; bi++) Transpose2D(src.AsSpan(bi * mat, mat), dst.AsSpan(bi * mat, mat), rows, cols);
+                // One big matrix: split its source rows over threads in tile-aligned bands.
+                int bands = (rows + 31) / 32;
+                Threading.For(bands, 1, (s, e) => Transpose2D(src, 0, dst, 0, rows, cols, s * 32, Math.Min(rows, e * 32)));
+                return;
+            }
+            Threading.For(batch, Math.Max(1, Kernels.ParallelMap.Grain / Math.Max(1, mat)), (s, e) =>
+            {
+                for (int bi = s; bi < e; bi++) Transpose2D(src, bi * mat, dst, bi * mat, rows, cols, 0, rows);
             });
             return;
         }
         int inner = dims[r - 1], innerStride = ss[r - 1];
         int outer = n / inner;
-        Threading.For(outer, Math.Max(1, (1 << 14) / Math.Max(1, inner)), (s, e) =>
+        Threading.For(outer, Math.Max(1, Kernels.ParallelMap.Grain / Math.Max(1, inner)), (s, e) =>
         {
             var idx = new int[r];
             int rem = s;
@@ -131,29 +141,110 @@ public sealed partial class Tensor
         });
     }
 
+    /// <summary>
+    /// Simplifies a permutation: drops size-1 axes and merges input axes that stay adjacent and in order in the output.
+    /// Returns the merged input dims and the permutation over them.
+    /// </summary>
+    internal static (int[] Dims, int[] Perm) CoalescePermutation(ReadOnlySpan<int> dims, int[] axes)
+    {
+        var keep = new List<int>();
+        foreach (var a in axes) if (dims[a] != 1) keep.Add(a);
+        // Runs of consecutive input axes in output order.
+        var runs = new List<(int First, int Size)>();
+        for (int i = 0; i < keep.Count; i++)
+        {
+            if (runs.Count > 0 && NextKept(dims, keep[i - 1]) == keep[i]) runs[^1] = (runs[^1].First, runs[^1].Size * dims[keep[i]]);
+            else runs.Add((keep[i], dims[keep[i]]));
+        }
+        // New input axes are the runs ordered by their first input axis.
+        var order = Enumerable.Range(0, runs.Count).OrderBy(i => runs[i].First).ToArray();
+        var newDims = new int[runs.Count];
+        var rank = new int[runs.Count];
+        for (int j = 0; j < order.Length; j++) { newDims[j] = runs[order[j]].Size; rank[order[j]] = j; }
+        return (newDims, rank);
+    }
+
+    // The next input axis after a whose size is not 1 (size-1 axes are skipped when merging).
+    private static int NextKept(ReadOnlySpan<int> dims, int a)
+    {
+        int b = a + 1;
+        while (b < dims.Length && dims[b] == 1) b++;
+        return b;
+    }
+
     private static bool IsIdentityPrefix(int[] axes, int count)
     {
         for (int i = 0; i < count; i++) if (axes[i] != i) return false;
         return true;
     }
 
-    // dst[c, r] = src[r, c] for a rows x cols source, in 32 x 32 tiles.
-    private static void Transpose2D(ReadOnlySpan<float> src, Span<float> dst, int rows, int cols)
+    // dst[c, r] = src[r, c] for source rows [r0, r1) of a rows x cols matrix, in 32 x 32 tiles of 8 x 8 AVX blocks.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    private static void Transpose2D(float[] src, int srcOff, float[] dst, int dstOff, int rows, int cols, int r0, int r1)
     {
         const int T = 32;
-        for (int r0 = 0; r0 < rows; r0 += T)
+        ref float ps = ref src[srcOff];
+        ref float pd = ref dst[dstOff];
+        bool avx = System.Runtime.Intrinsics.X86.Avx.IsSupported;
+        for (int rb = r0; rb < r1; rb += T)
         {
-            int r1 = Math.Min(rows, r0 + T);
-            for (int c0 = 0; c0 < cols; c0 += T)
+            int re = Math.Min(r1, rb + T);
+            for (int cb = 0; cb < cols; cb += T)
             {
-                int c1 = Math.Min(cols, c0 + T);
-                for (int c = c0; c < c1; c++)
+                int ce = Math.Min(cols, cb + T);
+                int rFull = avx ? rb + (re - rb) / 8 * 8 : rb, cFull = avx ? cb + (ce - cb) / 8 * 8 : cb;
+                for (int r = rb; r < rFull; r += 8)
+                    for (int c = cb; c < cFull; c += 8)
+                        Transpose8x8(ref System.Runtime.CompilerServices.Unsafe.Add(ref ps, r * cols + c), cols,
+                            ref System.Runtime.CompilerServices.Unsafe.Add(ref pd, c * rows + r), rows);
+                // Edges (and everything without AVX): scalar.
+                for (int c = cb; c < ce; c++)
                 {
-                    var drow = dst.Slice(c * rows, rows);
-                    for (int r = r0; r < r1; r++) drow[r] = src[r * cols + c];
+                    ref float drow = ref System.Runtime.CompilerServices.Unsafe.Add(ref pd, c * rows);
+                    int rs = c < cFull ? rFull : rb;
+                    for (int r = rs; r < re; r++)
+                        System.Runtime.CompilerServices.Unsafe.Add(ref drow, r) = System.Runtime.CompilerServices.Unsafe.Add(ref ps, r * cols + c);
                 }
             }
         }
+    }
+
+    // Transposes one 8 x 8 block: eight row loads, unpack / shuffle / 128-bit lane permutes, eight column stores.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8x8(ref float s, int ls, ref float d, int ld)
+    {
+        var r0 = System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref s);
+        var r1 = System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref s, (nuint)ls);
+        var r2 = System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref s, (nuint)(2 * ls));
+        var r3 = System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref s, (nuint)(3 * ls));
+        var r4 = System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref s, (nuint)(4 * ls));
+        var r5 = System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref s, (nuint)(5 * ls));
+        var r6 = System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref s, (nuint)(6 * ls));
+        var r7 = System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref s, (nuint)(7 * ls));
+        var t0 = System.Runtime.Intrinsics.X86.Avx.UnpackLow(r0, r1);
+        var t1 = System.Runtime.Intrinsics.X86.Avx.UnpackHigh(r0, r1);
+        var t2 = System.Runtime.Intrinsics.X86.Avx.UnpackLow(r2, r3);
+        var t3 = System.Runtime.Intrinsics.X86.Avx.UnpackHigh(r2, r3);
+        var t4 = System.Runtime.Intrinsics.X86.Avx.UnpackLow(r4, r5);
+        var t5 = System.Runtime.Intrinsics.X86.Avx.UnpackHigh(r4, r5);
+        var t6 = System.Runtime.Intrinsics.X86.Avx.UnpackLow(r6, r7);
+        var t7 = System.Runtime.Intrinsics.X86.Avx.UnpackHigh(r6, r7);
+        var u0 = System.Runtime.Intrinsics.X86.Avx.Shuffle(t0, t2, 0x44);
+        var u1 = System.Runtime.Intrinsics.X86.Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = System.Runtime.Intrinsics.X86.Avx.Shuffle(t1, t3, 0x44);
+        var u3 = System.Runtime.Intrinsics.X86.Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = System.Runtime.Intrinsics.X86.Avx.Shuffle(t4, t6, 0x44);
+        var u5 = System.Runtime.Intrinsics.X86.Avx.Shuffle(t4, t6, 0xEE);
+        var u6 = System.Runtime.Intrinsics.X86.Avx.Shuffle(t5, t7, 0x44);
+        var u7 = System.Runtime.Intrinsics.X86.Avx.Shuffle(t5, t7, 0xEE);
+        System.Runtime.Intrinsics.X86.Avx.Permute2x128(u0, u4, 0x20).StoreUnsafe(ref d);
+        System.Runtime.Intrinsics.X86.Avx.Permute2x128(u1, u5, 0x20).StoreUnsafe(ref d, (nuint)ld);
+        System.Runtime.Intrinsics.X86.Avx.Permute2x128(u2, u6, 0x20).StoreUnsafe(ref d, (nuint)(2 * ld));
+        System.Runtime.Intrinsics.X86.Avx.Permute2x128(u3, u7, 0x20).StoreUnsafe(ref d, (nuint)(3 * ld));
+        System.Runtime.Intrinsics.X86.Avx.Permute2x128(u0, u4, 0x31).StoreUnsafe(ref d, (nuint)(4 * ld));
+        System.Runtime.Intrinsics.X86.Avx.Permute2x128(u1, u5, 0x31).StoreUnsafe(ref d, (nuint)(5 * ld));
+        System.Runtime.Intrinsics.X86.Avx.Permute2x128(u2, u6, 0x31).StoreUnsafe(ref d, (nuint)(6 * ld));
+        System.Runtime.Intrinsics.X86.Avx.Permute2x128(u3, u7, 0x31).StoreUnsafe(ref d, (nuint)(7 * ld));
     }
 
     /// <summary>Concatenates tensors along <paramref name="axis"/>; all other dimensions must match.</summary>

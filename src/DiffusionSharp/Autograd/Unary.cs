@@ -113,10 +113,7 @@ public sealed partial class Tensor
         var x = this;
         y.Track(g =>
         {
-            var gx = Empty(x.Shape);
-            ReadOnlySpan<float> xs = x.Span, gs = g.Span;
-            var o = gx.Span;
-            for (int i = 0; i < o.Length; i++) o[i] = xs[i] >= min && xs[i] <= max ? gs[i] : 0f;
+            var gx = MapNew((a, b, d) => Kernels.Affine.PassInside(a, b, min, max, d), x, g);
             x.AccumulateGrad(gx, owned: true);
         }, this);
         return y;

@@ -57,11 +57,12 @@ public class ActivationTests
     {
         var x = Tensor.Ones(100_000);
         var y = x.Dropout(0.3f, new Generator(5), training: true);
-        int kept = 0;
+        int kept = 0, wrong = 0;
         foreach (var v in y.Span)
         {
-            if (v != 0f) { kept++; Assert.Equal(1f / 0.7f, v, 6); }
+            if (v != 0f) { kept++; if (Math.Abs(v - 1f / 0.7f) > 1e-6f) wrong++; }
         }
+        Assert.Equal(0, wrong);
         Assert.InRange(kept / 100_000.0, 0.69, 0.71);
         Assert.Same(x, x.Dropout(0.3f, new Generator(5), training: false));
         // same generator state gives the same mask

@@ -32,6 +32,7 @@ public class NormalizationTests
     [InlineData(1, 8, 5, 5, 2, false)]
     [InlineData(3, 4, 2, 1, 4, true)]
     [InlineData(2, 64, 8, 8, 32, true)]
+    [InlineData(4, 64, 32, 32, 32, true)]
     public void GroupNormForwardMatchesDoubleReference(int n, int c, int h, int w, int groups, bool affine)
     {
         var x = GradCheck.Rand(1, n, c, h, w).Mul(3f).Add(2f);  // offset mean checks the single-pass variance
@@ -49,6 +50,46 @@ public class NormalizationTests
             new[] { GradCheck.Rand(1, 2, 4, 3, 2), GradCheck.Rand(2, 4), GradCheck.Rand(3, 4) });
         GradCheck.Check(t => t[0].GroupNorm(3, null, null, 1e-5f), new[] { GradCheck.Rand(4, 2, 6, 5) });
         GradCheck.Check(t => t[0].GroupNorm(1, t[1], null, 1e-3f), new[] { GradCheck.Rand(5, 3, 2, 2, 2), GradCheck.Rand(6, 2) });
+    }
+
+    [Fact]
+    public void ParallelNormsMatchSerialExactly()
+    {
+        // Work is split per (sample, group) / row with no shared accumulators, so results must not depend on the thread count.
+        (float[] Y, float[] Gx, float[] Gw, float[] Gb) Run(int threads, bool layer)
+        {
+            int saved = DiffusionSharp.Runtime.Threading.Threads;
+            DiffusionSharp.Runtime.Threading.Threads = threads;
+            try
+            {
+                var x = GradCheck.Rand(1, 4, 64, 32, 32);
+                var w = GradCheck.Rand(2, layer ? 32 : 64);
+                var b = GradCheck.Rand(3, layer ? 32 : 64);
+                x.RequiresGrad = w.RequiresGrad = b.RequiresGrad = true;
+                var y = layer ? x.LayerNorm(w, b, 1e-5f) : x.GroupNorm(32, w, b, 1e-5f);
+                y.Backward(GradCheck.Rand(4, 4, 64, 32, 32));
+                return (y.ToArray(), x.Grad!.ToArray(), w.Grad!.ToArray(), b.Grad!.ToArray());
+            }
+            finally { DiffusionSharp.Runtime.Threading.Threads = saved; }
+        }
+        foreach (var layer in new[] { false, true })
+        {
+            var one = Run(1, layer);
+            var two = Run(2, layer);
+            Assert.Equal(one.Y, two.Y);
+            Assert.Equal(one.Gx, two.Gx);
+            if (layer)
+            {
+                // Layer norm sums weight/bias grads per thread chunk in double, then across chunks: equal to float rounding.
+                GradCheck.AssertClose(two.Gw, one.Gw, 1e-5, 1e-6, "layernorm dw");
+                GradCheck.AssertClose(two.Gb, one.Gb, 1e-5, 1e-6, "layernorm db");
+            }
+            else
+            {
+                Assert.Equal(one.Gw, two.Gw);
+                Assert.Equal(one.Gb, two.Gb);
+            }
+        }
     }
 
     [Fact]

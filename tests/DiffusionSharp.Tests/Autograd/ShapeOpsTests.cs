@@ -58,10 +58,60 @@ public class ShapeOpsTests
             Assert.Equal(((b * 3 + d) * 4 + a) * 5 + c, ys[((a * 2 + b) * 5 + c) * 3 + d]);
     }
 
+    private static IEnumerable<int[]> Permutations(int n)
+    {
+        if (n == 0) { yield return Array.Empty<int>(); yield break; }
+        foreach (var p in Permutations(n - 1))
+            for (int k = 0; k <= p.Length; k++)
+            {
+                var q = new List<int>(p);
+                q.Insert(k, n - 1);
+                yield return q.ToArray();
+            }
+    }
+
+    [Theory]
+    [InlineData(new[] { 2, 3, 4, 5 })]
+    [InlineData(new[] { 2, 1, 4, 3 })]
+    [InlineData(new[] { 1, 3, 1, 5 })]
+    [InlineData(new[] { 3, 40, 1, 37 })]
+    public void EveryPermutationMatchesIndexFormula(int[] dims)
+    {
+        var x = Iota(dims);
+        var st = new Shape(dims).Strides();
+        foreach (var p in Permutations(dims.Length))
+        {
+            var y = x.Permute(p).ToArray();
+            var od = p.Select(a => dims[a]).ToArray();
+            var idx = new int[4];
+            for (int k = 0; k < y.Length; k++)
+            {
+                int src = 0;
+                for (int i = 0; i < 4; i++) src += idx[i] * st[p[i]];
+                if (y[k] != src) Assert.Fail($"perm [{string.Join(",", p)}] of [{string.Join(",", dims)}]: element {k} is {y[k]}, expected {src}.");
+                for (int i = 3; i >= 0; i--) { if (++idx[i] < od[i]) break; idx[i] = 0; }
+            }
+        }
+    }
+
+    [Fact]
+    public void LargeSingleMatrixTransposeSplitsBands()
+    {
+        int rows = 400, cols = 401;  // above 2 * ParallelMap.Grain elements
+        Assert.True(rows * cols >= 2 * DiffusionSharp.Tensors.Kernels.ParallelMap.Grain);
+        var x = Iota(rows, cols);
+        var y = x.Transpose(0, 1).ToArray();
+        for (int r = 0; r < rows; r++) for (int c = 0; c < cols; c++)
+            if (y[c * rows + r] != r * cols + c) Assert.Fail($"({r}, {c})");
+    }
+
     [Theory]
     [InlineData(1, 1, 1)]
     [InlineData(3, 45, 70)]
     [InlineData(2, 33, 31)]
+    [InlineData(2, 64, 40)]
+    [InlineData(1, 8, 8)]
+    [InlineData(2, 17, 72)]
     public void TransposeLastTwoMatchesIndexFormula(int b, int r, int c)
     {
         var x = Iota(b, r, c);

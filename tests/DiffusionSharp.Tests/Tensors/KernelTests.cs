@@ -85,6 +85,63 @@ public class KernelTests
     }
 
     [Fact]
+    public void CombineAndExpShiftSum()
+    {
+        var x = Data(9, MaxLen);
+        var y = Data(10, MaxLen);
+        for (int n = 0; n <= MaxLen; n++)
+        {
+            var dst = new float[n];
+            Affine.Combine(x.AsSpan(1, n), 0.75f, y.AsSpan(1, n), -1.25f, 0.5f, dst);
+            for (int i = 0; i < n; i++) Close(0.75 * x[1 + i] - 1.25 * y[1 + i] + 0.5, dst[i], 1e-6, 1e-6, $"combine n={n} i={i}");
+            float sum = Affine.ExpShiftSum(x.AsSpan(1, n), 2f, dst);
+            double refSum = 0;
+            for (int i = 0; i < n; i++)
+            {
+                double e = Math.Exp(x[1 + i] - 2f);  // the shift is applied in float, as in softmax
+                refSum += e;
+                Close(e, dst[i], 1e-30, 3e-7, $"exp n={n} i={i}");
+            }
+            Close(refSum, sum, 1e-30, 1e-6, $"exp sum n={n}");
+        }
+    }
+
+    [Fact]
+    public void MaskKernels()
+    {
+        var x = Data(13, MaxLen, 1f);
+        var g = Data(14, MaxLen, 1f);
+        for (int n = 0; n <= MaxLen; n++)
+        {
+            var u = x.AsSpan(1, n).ToArray();
+            Affine.ThresholdMask(u, 0.25f, 4f);
+            for (int i = 0; i < n; i++) Assert.Equal(x[1 + i] >= 0.25f ? 4f : 0f, u[i]);
+            var d = new float[n];
+            Affine.PassInside(x.AsSpan(1, n), g.AsSpan(1, n), -0.5f, 0.5f, d);
+            for (int i = 0; i < n; i++) Assert.Equal(x[1 + i] >= -0.5f && x[1 + i] <= 0.5f ? g[1 + i] : 0f, d[i]);
+        }
+    }
+
+    [Fact]
+    public void PairKernels()
+    {
+        var x = Data(11, 2 * MaxLen);
+        var y = Data(12, 2 * MaxLen);
+        for (int n = 0; n <= MaxLen; n++)
+        {
+            var rep = new float[2 * n];
+            PoolKernels.RepeatPairs(x.AsSpan(1, n), rep);
+            for (int i = 0; i < n; i++) { Assert.Equal(x[1 + i], rep[2 * i]); Assert.Equal(x[1 + i], rep[2 * i + 1]); }
+            var d = new float[n + 1];
+            d[n] = 99f;
+            PoolKernels.PairSum2(x.AsSpan(1, 2 * n), y.AsSpan(1, 2 * n), d.AsSpan(0, n), 0.25f);
+            for (int i = 0; i < n; i++)
+                Close(0.25 * ((double)x[1 + 2 * i] + x[2 + 2 * i] + y[1 + 2 * i] + y[2 + 2 * i]), d[i], 1e-6, 1e-6, $"pairsum n={n} i={i}");
+            Assert.Equal(99f, d[n]);
+        }
+    }
+
+    [Fact]
     public void Reductions()
     {
         var x = Data(5, MaxLen);
@@ -100,6 +157,12 @@ public class KernelTests
             Assert.Equal(s, s2, 9);
             Assert.Equal(q, q2, 8);
             Assert.Equal(d, Reduce.Dot(xs, ys), 9);
+            var (s3, d3) = Reduce.SumAndDot(xs, ys);
+            Assert.Equal(s, s3, 9);
+            Assert.Equal(d, d3, 9);
+            double sd = 0;
+            for (int i = 0; i < n; i++) sd += ((double)xs[i] - ys[i]) * ((double)xs[i] - ys[i]);
+            Assert.Equal(sd, Reduce.SquaredDistance(xs, ys), 8);
             var acc = new double[n];
             for (int i = 0; i < n; i++) acc[i] = i;
             Reduce.AccumulateInto(acc, xs);
@@ -147,9 +210,9 @@ public class KernelTests
     [Theory]
     [InlineData(0)]
     [InlineData(1)]
-    [InlineData(65535)]
-    [InlineData(65536 + 17)]
-    [InlineData(100_003)]
+    [InlineData(2 * ParallelMap.Grain - 1)]
+    [InlineData(2 * ParallelMap.Grain + 17)]
+    [InlineData(3 * ParallelMap.Grain + 5)]
     public void ParallelMapCoversEveryElementOnce(int n)
     {
         var x = new float[n + 5];

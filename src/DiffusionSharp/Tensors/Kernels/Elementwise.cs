@@ -57,6 +57,7 @@ public readonly struct DivOp : IBinaryOperator
 public static class Elementwise
 {
     /// <summary>dst[i] = TOp(x[i], y[i]).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Binary<TOp>(ReadOnlySpan<float> x, ReadOnlySpan<float> y, Span<float> dst) where TOp : struct, IBinaryOperator
     {
         if (x.Length != y.Length || dst.Length != x.Length)
@@ -79,6 +80,7 @@ public static class Elementwise
     }
 
     /// <summary>dst[i] = TOp(x[i]).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Unary<TOp>(ReadOnlySpan<float> x, Span<float> dst) where TOp : struct, IUnaryOperator
     {
         if (dst.Length != x.Length) throw new ArgumentException($"Length mismatch: x {x.Length}, dst {dst.Length}.");

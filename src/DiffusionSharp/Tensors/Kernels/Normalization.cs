@@ -17,7 +17,7 @@ public static class NormKernels
         float[]? w, float[]? b, float eps, float[] mean, float[] rstd)
     {
         int cg = c / groups, m = cg * spatial;
-        int grain = Math.Max(1, (1 << 15) / Math.Max(1, m));
+        int grain = Math.Max(1, ParallelMap.Grain / Math.Max(1, m));
         Threading.For(n * groups, grain, (s, e) =>
         {
             for (int ng = s; ng < e; ng++)
@@ -51,7 +51,7 @@ public static class NormKernels
         float[]? w, float[] mean, float[] rstd, double[]? dwPart, double[]? dbPart)
     {
         int cg = c / groups, m = cg * spatial;
-        int grain = Math.Max(1, (1 << 15) / Math.Max(1, m));
+        int grain = Math.Max(1, ParallelMap.Grain / Math.Max(1, m));
         Threading.For(n * groups, grain, (s, e) =>
         {
             var gsum = new double[cg];
@@ -66,8 +66,7 @@ public static class NormKernels
                 {
                     int ch = gi * cg + k, co = off + k * spatial;
                     var gs = g.AsSpan(co, spatial);
-                    gsum[k] = Reduce.Sum(gs);
-                    gxsum[k] = Reduce.Dot(gs, x.AsSpan(co, spatial));
+                    (gsum[k], gxsum[k]) = Reduce.SumAndDot(gs, x.AsSpan(co, spatial));
                     double wc = w?[ch] ?? 1.0;
                     double gxhat = r * (gxsum[k] - mu * gsum[k]);  // sum over the channel of g * xhat
                     a += wc * gsum[k];
@@ -83,9 +82,7 @@ public static class NormKernels
                 {
                     int ch = gi * cg + k, co = off + k * spatial;
                     float ac = (float)(r * (w?[ch] ?? 1.0));
-                    var d = dx.AsSpan(co, spatial);
-                    Affine.ScaleShift(x.AsSpan(co, spatial), bx, c0, d);
-                    TensorPrimitives.MultiplyAdd(g.AsSpan(co, spatial), ac, d, d);
+                    Affine.Combine(g.AsSpan(co, spatial), ac, x.AsSpan(co, spatial), bx, c0, dx.AsSpan(co, spatial));
                 }
             }
         });
@@ -94,7 +91,7 @@ public static class NormKernels
     /// <summary>Layer norm forward over rows of length d: y = (x - mean) * rstd * w + b; writes mean and rstd per row.</summary>
     public static void LayerNormForward(float[] x, float[] y, int rows, int d, float[]? w, float[]? b, float eps, float[] mean, float[] rstd)
     {
-        int grain = Math.Max(1, (1 << 14) / Math.Max(1, d));
+        int grain = Math.Max(1, ParallelMap.Grain / Math.Max(1, d));
         Threading.For(rows, grain, (s, e) =>
         {
             for (int i = s; i < e; i++)
@@ -121,7 +118,7 @@ public static class NormKernels
     public static void LayerNormBackward(float[] x, float[] g, float[]? dx, int rows, int d, float[]? w, float[] mean, float[] rstd,
         double[]? dw, double[]? db)
     {
-        int grain = Math.Max(1, (1 << 14) / Math.Max(1, d));
+        int grain = Math.Max(1, ParallelMap.Grain / Math.Max(1, d));
         var gate = new object();
         Threading.For(rows, grain, (s, e) =>
         {

@@ -11,8 +11,8 @@ public delegate void SpanMap2(ReadOnlySpan<float> x, ReadOnlySpan<float> y, Span
 /// <summary>Elementwise loops split over <see cref="Threading"/> for large arrays (chunks stay cache-line aligned).</summary>
 public static class ParallelMap
 {
-    /// <summary>Elements per chunk below which a map runs on one thread.</summary>
-    public const int Grain = 1 << 15;
+    /// <summary>Minimum elements per parallel chunk for memory-bound kernels (tens of microseconds of work, well above the fork cost).</summary>
+    public const int Grain = 1 << 16;
 
     /// <summary>dst[i] = TOp(x[i]) for i in [0, n).</summary>
     public static void Unary<TOp>(float[] x, float[] dst, int n) where TOp : struct, IUnaryOperator

@@ -8,6 +8,7 @@ namespace DiffusionSharp.Tensors.Kernels;
 public static class Reduce
 {
     /// <summary>Sum of x in double.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static double Sum(ReadOnlySpan<float> x)
     {
         ref float p = ref MemoryMarshal.GetReference(x);
@@ -38,6 +39,7 @@ public static class Reduce
     }
 
     /// <summary>Sum and sum of squares of x in double (single pass).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static (double Sum, double SumSq) SumAndSquares(ReadOnlySpan<float> x)
     {
         ref float p = ref MemoryMarshal.GetReference(x);
@@ -72,6 +74,7 @@ public static class Reduce
     }
 
     /// <summary>Sum of x * y in double.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static double Dot(ReadOnlySpan<float> x, ReadOnlySpan<float> y)
     {
         if (x.Length != y.Length) throw new ArgumentException($"Length mismatch: x {x.Length}, y {y.Length}.");
@@ -107,7 +110,86 @@ public static class Reduce
         return s;
     }
 
+    /// <summary>Sum of g and sum of g * x in double, in one pass.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static (double Sum, double Dot) SumAndDot(ReadOnlySpan<float> g, ReadOnlySpan<float> x)
+    {
+        if (x.Length != g.Length) throw new ArgumentException($"Length mismatch: g {g.Length}, x {x.Length}.");
+        ref float pg = ref MemoryMarshal.GetReference(g);
+        ref float px = ref MemoryMarshal.GetReference(x);
+        int n = g.Length, i = 0;
+        double s = 0, d = 0;
+        if (Vector512.IsHardwareAccelerated && n >= 16)
+        {
+            Vector512<double> s0 = default, s1 = default, d0 = default, d1 = default;
+            for (; i <= n - 16; i += 16)
+            {
+                var (gl, gh) = Vector512.Widen(Vector512.LoadUnsafe(ref pg, (nuint)i));
+                var (xl, xh) = Vector512.Widen(Vector512.LoadUnsafe(ref px, (nuint)i));
+                s0 += gl; s1 += gh;
+                d0 = Vector512.FusedMultiplyAdd(gl, xl, d0);
+                d1 = Vector512.FusedMultiplyAdd(gh, xh, d1);
+            }
+            s += Vector512.Sum(s0 + s1); d += Vector512.Sum(d0 + d1);
+        }
+        if (Vector256.IsHardwareAccelerated && n - i >= 8)
+        {
+            Vector256<double> s0 = default, s1 = default, d0 = default, d1 = default;
+            for (; i <= n - 8; i += 8)
+            {
+                var (gl, gh) = Vector256.Widen(Vector256.LoadUnsafe(ref pg, (nuint)i));
+                var (xl, xh) = Vector256.Widen(Vector256.LoadUnsafe(ref px, (nuint)i));
+                s0 += gl; s1 += gh;
+                d0 = Vector256.FusedMultiplyAdd(gl, xl, d0);
+                d1 = Vector256.FusedMultiplyAdd(gh, xh, d1);
+            }
+            s += Vector256.Sum(s0 + s1); d += Vector256.Sum(d0 + d1);
+        }
+        for (; i < n; i++) { double gv = Unsafe.Add(ref pg, i); s += gv; d += gv * Unsafe.Add(ref px, i); }
+        return (s, d);
+    }
+
+    /// <summary>Sum of (x - y)^2 in double.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static double SquaredDistance(ReadOnlySpan<float> x, ReadOnlySpan<float> y)
+    {
+        if (x.Length != y.Length) throw new ArgumentException($"Length mismatch: x {x.Length}, y {y.Length}.");
+        ref float px = ref MemoryMarshal.GetReference(x);
+        ref float py = ref MemoryMarshal.GetReference(y);
+        int n = x.Length, i = 0;
+        double s = 0;
+        if (Vector512.IsHardwareAccelerated && n >= 16)
+        {
+            Vector512<double> a0 = default, a1 = default;
+            for (; i <= n - 16; i += 16)
+            {
+                var (xl, xh) = Vector512.Widen(Vector512.LoadUnsafe(ref px, (nuint)i));
+                var (yl, yh) = Vector512.Widen(Vector512.LoadUnsafe(ref py, (nuint)i));
+                var dl = xl - yl; var dh = xh - yh;
+                a0 = Vector512.FusedMultiplyAdd(dl, dl, a0);
+                a1 = Vector512.FusedMultiplyAdd(dh, dh, a1);
+            }
+            s += Vector512.Sum(a0 + a1);
+        }
+        if (Vector256.IsHardwareAccelerated && n - i >= 8)
+        {
+            Vector256<double> a0 = default, a1 = default;
+            for (; i <= n - 8; i += 8)
+            {
+                var (xl, xh) = Vector256.Widen(Vector256.LoadUnsafe(ref px, (nuint)i));
+                var (yl, yh) = Vector256.Widen(Vector256.LoadUnsafe(ref py, (nuint)i));
+                var dl = xl - yl; var dh = xh - yh;
+                a0 = Vector256.FusedMultiplyAdd(dl, dl, a0);
+                a1 = Vector256.FusedMultiplyAdd(dh, dh, a1);
+            }
+            s += Vector256.Sum(a0 + a1);
+        }
+        for (; i < n; i++) { double dv = (double)Unsafe.Add(ref px, i) - Unsafe.Add(ref py, i); s += dv * dv; }
+        return s;
+    }
+
     /// <summary>acc[i] += x[i] with acc in double.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void AccumulateInto(Span<double> acc, ReadOnlySpan<float> x)
     {
         if (acc.Length != x.Length) throw new ArgumentException($"Length mismatch: acc {acc.Length}, x {x.Length}.");
@@ -135,6 +217,7 @@ public static class Reduce
     /// Sums <paramref name="src"/> of shape <paramref name="dims"/> over the axes flagged in <paramref name="reduced"/> into
     /// <paramref name="dst"/> (the kept axes, row-major), accumulating in double.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void SumAxes(ReadOnlySpan<float> src, ReadOnlySpan<int> dims, ReadOnlySpan<bool> reduced, Span<float> dst)
     {
         // Coalesce adjacent axes of the same kind and drop size-1 axes.

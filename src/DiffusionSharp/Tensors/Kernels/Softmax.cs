@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 using DiffusionSharp.Runtime;
 
@@ -14,7 +15,7 @@ public static class SoftmaxKernels
     {
         if (outer == 0 || len == 0 || inner == 0) return;
         int block = len * inner;
-        int grain = Math.Max(1, (1 << 14) / Math.Max(1, block));
+        int grain = Math.Max(1, ParallelMap.Grain / Math.Max(1, block));
         Threading.For(outer, grain, (s, e) =>
         {
             float[]? buf = inner > 1 ? new float[2 * inner] : null;
@@ -26,18 +27,19 @@ public static class SoftmaxKernels
         });
     }
 
-    /// <summary>Softmax (or log-softmax) of one contiguous row.</summary>
+    /// <summary>Softmax (or log-softmax) of one contiguous row: max pass, fused exp-and-sum pass, scale pass.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Row(ReadOnlySpan<float> x, Span<float> y, bool log)
     {
+        if (x.Length == 0) return;
         // Shift by the row max so exp never overflows.
         float max = TensorPrimitives.Max(x);
-        TensorPrimitives.Subtract(x, max, y);
-        TensorPrimitives.Exp(y, y);
-        float sum = TensorPrimitives.Sum(y);
-        if (log) TensorPrimitives.Subtract(x, max + MathF.Log(sum), y);
+        float sum = Affine.ExpShiftSum(x, max, y);
+        if (log) Affine.ScaleShift(x, 1f, -(max + MathF.Log(sum)), y);
         else TensorPrimitives.Multiply(y, 1f / sum, y);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Columns(ReadOnlySpan<float> x, Span<float> y, int len, int inner, bool log, float[] buf)
     {
         var max = buf.AsSpan(0, inner);
@@ -72,7 +74,7 @@ public static class SoftmaxKernels
     {
         if (outer == 0 || len == 0 || inner == 0) return;
         int block = len * inner;
-        int grain = Math.Max(1, (1 << 14) / Math.Max(1, block));
+        int grain = Math.Max(1, ParallelMap.Grain / Math.Max(1, block));
         Threading.For(outer, grain, (s, e) =>
         {
             float[] buf = new float[Math.Max(inner, len)];
@@ -114,20 +116,20 @@ public static class SoftmaxKernels
         });
     }
 
-    /// <summary>Backward of one contiguous row.</summary>
+    /// <summary>Backward of one contiguous row (two passes: a double-lane reduction, then one fused update).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void RowBackward(ReadOnlySpan<float> y, ReadOnlySpan<float> g, Span<float> gx, bool log)
     {
         if (log)
         {
-            float sg = TensorPrimitives.Sum(g);
+            float sg = (float)Reduce.Sum(g);
             TensorPrimitives.Exp(y, gx);
             TensorPrimitives.MultiplyAdd(gx, -sg, g, gx);
         }
         else
         {
-            float dot = TensorPrimitives.Dot(g, y);
-            TensorPrimitives.Subtract(g, dot, gx);
-            TensorPrimitives.Multiply(gx, y, gx);
+            float dot = (float)Reduce.Dot(g, y);
+            TensorPrimitives.AddMultiply(g, -dot, y, gx);
         }
     }
 }
