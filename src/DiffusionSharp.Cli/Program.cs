@@ -13,6 +13,9 @@ public static class Program
     {
         var root = new RootCommand("DiffusionSharp: train, sample and evaluate diffusion models in .NET.");
         root.Options.Add(ThreadsOption);
+        root.Subcommands.Add(SampleCommand.Create());
+        root.Subcommands.Add(TrainCommand.Create());
+        root.Subcommands.Add(InfoCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
         var parse = root.Parse(args);
         var threads = parse.GetValue(ThreadsOption);
@@ -21,6 +24,15 @@ public static class Program
             if (t < 1) { Console.Error.WriteLine("--threads must be at least 1."); return 2; }
             DiffusionSharp.Runtime.Threading.Threads = t;
         }
-        return parse.Invoke();
+        try
+        {
+            return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or ArgumentException or InvalidOperationException
+                                      or NotSupportedException or UnauthorizedAccessException or FormatException)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 1;
+        }
     }
 }

@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using DiffusionSharp.Tensors;
 
 namespace DiffusionSharp.Optim;
@@ -82,8 +84,35 @@ public sealed class Ema
             var s = _shadow[i].Span;
             var p = parameters[i].Span;
             if (!parameters[i].RequiresGrad) { p.CopyTo(s); continue; }
-            for (int j = 0; j < s.Length; j++) s[j] -= omd * (s[j] - p[j]);
+            Blend(s, p, omd);
         }
+    }
+
+    // s -= omd * (s - p), in the same operation order at every vector width.
+    private static void Blend(Span<float> s, ReadOnlySpan<float> p, float omd)
+    {
+        int n = s.Length, j = 0;
+        ref float ps = ref MemoryMarshal.GetReference(s);
+        ref float pp = ref MemoryMarshal.GetReference(p);
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var w = Vector512.Create(omd);
+            for (; j <= n - 16; j += 16)
+            {
+                var sv = Vector512.LoadUnsafe(ref ps, (nuint)j);
+                (sv - w * (sv - Vector512.LoadUnsafe(ref pp, (nuint)j))).StoreUnsafe(ref ps, (nuint)j);
+            }
+        }
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var w = Vector256.Create(omd);
+            for (; j <= n - 8; j += 8)
+            {
+                var sv = Vector256.LoadUnsafe(ref ps, (nuint)j);
+                (sv - w * (sv - Vector256.LoadUnsafe(ref pp, (nuint)j))).StoreUnsafe(ref ps, (nuint)j);
+            }
+        }
+        for (; j < n; j++) s[j] -= omd * (s[j] - p[j]);
     }
 
     /// <summary>Copies the averaged weights into <paramref name="parameters"/> (e.g. before sampling or saving).</summary>

@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using DiffusionSharp.Tensors;
 
 namespace DiffusionSharp.Optim;
@@ -34,9 +35,7 @@ public static class GradClip
             }
             else
             {
-                double ss = 0;
-                foreach (var x in s) ss += (double)x * x;
-                float n = (float)Math.Sqrt(ss);
+                float n = (float)Math.Sqrt(SumOfSquares(s));
                 acc += (double)n * n;
             }
         }
@@ -48,5 +47,38 @@ public static class GradClip
         if (coef != 1f)
             foreach (var g in grads) System.Numerics.Tensors.TensorPrimitives.Multiply(g.Span, coef, g.Span);
         return total;
+    }
+
+    // Sum of squares accumulated in double (as PyTorch's CPU reductions do for float32), vectorised.
+    private static double SumOfSquares(ReadOnlySpan<float> x)
+    {
+        int n = x.Length, i = 0;
+        double sum = 0;
+        if (Vector512.IsHardwareAccelerated && n >= 16)
+        {
+            var acc0 = Vector512<double>.Zero;
+            var acc1 = Vector512<double>.Zero;
+            for (; i <= n - 16; i += 16)
+            {
+                var (lo, hi) = Vector512.Widen(Vector512.Create(x.Slice(i, 16)));
+                acc0 = Vector512.FusedMultiplyAdd(lo, lo, acc0);
+                acc1 = Vector512.FusedMultiplyAdd(hi, hi, acc1);
+            }
+            sum = Vector512.Sum(acc0 + acc1);
+        }
+        else if (Vector256.IsHardwareAccelerated && n >= 8)
+        {
+            var acc0 = Vector256<double>.Zero;
+            var acc1 = Vector256<double>.Zero;
+            for (; i <= n - 8; i += 8)
+            {
+                var (lo, hi) = Vector256.Widen(Vector256.Create(x.Slice(i, 8)));
+                acc0 = Vector256.FusedMultiplyAdd(lo, lo, acc0);
+                acc1 = Vector256.FusedMultiplyAdd(hi, hi, acc1);
+            }
+            sum = Vector256.Sum(acc0 + acc1);
+        }
+        for (; i < n; i++) sum += (double)x[i] * x[i];
+        return sum;
     }
 }

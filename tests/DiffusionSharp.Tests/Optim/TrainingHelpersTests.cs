@@ -30,6 +30,26 @@ public class GradClipTests
     }
 
     [Fact]
+    public void LargeGradientNormMatchesDoubleReference()
+    {
+        var g = new Generator(4);
+        var a = Tensor.Zeros(10_007);
+        a.RequiresGrad = true;
+        a.Grad = Tensor.Randn(g, 10_007);
+        var b = Tensor.Zeros(5);
+        b.RequiresGrad = true;
+        b.Grad = Tensor.Randn(g, 5);
+        double na = Math.Sqrt(a.Grad.ToArray().Sum(x => (double)x * x));
+        double nb = Math.Sqrt(b.Grad.ToArray().Sum(x => (double)x * x));
+        double expect = Math.Sqrt(na * na + nb * nb);
+        var before = a.Grad.ToArray();
+        float total = GradClip.ClipGlobalNorm(new[] { a, b }, 2.0);
+        Assert.Equal(expect, total, expect * 2e-7);
+        float coef = 2f / (total + 1e-6f);
+        for (int i = 0; i < before.Length; i++) Assert.Equal(before[i] * coef, a.Grad.Span[i]);
+    }
+
+    [Fact]
     public void SmallGradientsAreLeftAlone()
     {
         var a = WithGrad(new float[2], new float[] { 0.3f, 0.4f });

@@ -1,0 +1,34 @@
+namespace DiffusionSharp.Cli.Commands;
+
+/// <summary>Finds the bundled model folder (models/fashion-mnist) from the working directory or the install location.</summary>
+public static class ModelLocator
+{
+    /// <summary>Relative path of the bundled model inside the repository.</summary>
+    public const string BundledRelative = "models/fashion-mnist";
+
+    /// <summary>The bundled model folder, or null when none is found.</summary>
+    public static string? FindBundled()
+    {
+        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
+        {
+            for (var dir = new DirectoryInfo(start); dir != null; dir = dir.Parent)
+            {
+                var candidate = Path.Combine(dir.FullName, BundledRelative);
+                if (Directory.Exists(Path.Combine(candidate, "unet"))) return candidate;
+            }
+        }
+        return null;
+    }
+
+    /// <summary>The model folder to use: the given one, else the bundled one, else a clear error.</summary>
+    public static string Resolve(string? given)
+    {
+        if (given != null)
+        {
+            if (!Directory.Exists(given)) throw new DirectoryNotFoundException($"Model folder not found: {given}");
+            return given;
+        }
+        return FindBundled() ?? throw new DirectoryNotFoundException(
+            $"No --model given and the bundled model ({BundledRelative}) was not found above {Directory.GetCurrentDirectory()}.");
+    }
+}

@@ -1,0 +1,251 @@
+using System.Text.Json;
+using DiffusionSharp.Autograd;
+using DiffusionSharp.Diffusion.Samplers;
+using DiffusionSharp.Diffusion.Schedulers;
+using DiffusionSharp.Nn.UNet;
+using DiffusionSharp.Tensors;
+
+namespace DiffusionSharp.Diffusion;
+
+/// <summary>What to sample.</summary>
+public sealed record SampleRequest
+{
+    /// <summary>Number of images.</summary>
+    public int Count { get; init; } = 64;
+    /// <summary>Model evaluations of the sampler (scheduler inference steps).</summary>
+    public int Steps { get; init; } = 20;
+    /// <summary>Seed of the initial noise and of every stochastic step.</summary>
+    public ulong Seed { get; init; }
+    /// <summary>Sampler name (see <see cref="DiffusionPipeline.SamplerNames"/>).</summary>
+    public string Sampler { get; init; } = "dpmpp";
+    /// <summary>Class of every image; null cycles through the classes of a conditional model.</summary>
+    public int? ClassLabel { get; init; }
+    /// <summary>Classifier-free guidance scale (1 = plain conditional model).</summary>
+    public double GuidanceScale { get; init; } = 1.0;
+    /// <summary>Images per network call.</summary>
+    public int BatchSize { get; init; } = 64;
+    /// <summary>DDIM eta (0 = deterministic).</summary>
+    public double Eta { get; init; }
+}
+
+/// <summary>
+/// A trained U-Net with its noise schedule: samples images with any diffusers-style scheduler or k-diffusion sampler,
+/// with optional class conditioning and classifier-free guidance.
+/// </summary>
+public sealed class DiffusionPipeline
+{
+    /// <summary>Names accepted by <see cref="SampleRequest.Sampler"/>.</summary>
+    public static readonly IReadOnlyList<string> SamplerNames = new[]
+    {
+        "dpmpp", "dpmpp-sde", "ddim", "ddpm", "euler", "euler-ancestral", "heun",
+        "k-euler", "k-euler-ancestral", "k-heun", "k-dpm2", "k-lms", "k-dpmpp-2m", "k-dpmpp-2m-sde",
+    };
+
+    /// <summary>The network.</summary>
+    public UNet2DModel Unet { get; }
+    /// <summary>The training-process config (diffusers scheduler_config.json keys).</summary>
+    public SchedulerConfig SchedulerConfig { get; }
+    /// <summary>Null-class label for classifier-free guidance, when the model was trained with one.</summary>
+    public int? NullClass { get; }
+    /// <summary>Class names in label order (may be empty).</summary>
+    public IReadOnlyList<string> ClassNames { get; }
+
+    private readonly string _schedulerJson;
+
+    /// <summary>Wraps a model and its scheduler config (diffusers scheduler_config.json text).</summary>
+    public DiffusionPipeline(UNet2DModel unet, string schedulerConfigJson, int? nullClass = null, IReadOnlyList<string>? classNames = null)
+    {
+        Unet = unet;
+        _schedulerJson = schedulerConfigJson;
+        SchedulerConfig = SchedulerConfig.Parse(schedulerConfigJson);
+        NullClass = nullClass;
+        ClassNames = classNames ?? Array.Empty<string>();
+    }
+
+    /// <summary>
+    /// Loads a model folder: either a pipeline folder (<c>unet/</c>, <c>scheduler/scheduler_config.json</c>, optional
+    /// <c>model_info.json</c>) or a bare UNet folder (then the DDPM linear schedule is assumed).
+    /// </summary>
+    public static DiffusionPipeline FromPretrained(string directory)
+    {
+        if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"Model folder not found: {directory}");
+        string unetDir = Directory.Exists(Path.Combine(directory, "unet")) ? Path.Combine(directory, "unet") : directory;
+        var unet = UNet2DModel.FromPretrained(unetDir);
+        var schedPath = Path.Combine(directory, "scheduler", "scheduler_config.json");
+        var config = File.Exists(schedPath) ? File.ReadAllText(schedPath) : "{\"_class_name\": \"DDPMScheduler\"}";
+        int? nullClass = null;
+        string[] names = Array.Empty<string>();
+        var infoPath = Path.Combine(directory, "model_info.json");
+        if (File.Exists(infoPath))
+        {
+            try
+            {
+                using var doc = JsonDocument.Parse(File.ReadAllText(infoPath));
+                if (doc.RootElement.TryGetProperty("NullClass", out var nc) && nc.ValueKind == JsonValueKind.Number) nullClass = nc.GetInt32();
+                if (doc.RootElement.TryGetProperty("ClassNames", out var cn) && cn.ValueKind == JsonValueKind.Array)
+                    names = cn.EnumerateArray().Select(e => e.GetString() ?? "").ToArray();
+            }
+            catch (JsonException e)
+            {
+                throw new InvalidDataException($"{infoPath}: not valid JSON (line {e.LineNumber}, position {e.BytePositionInLine}): {e.Message}", e);
+            }
+        }
+        return new DiffusionPipeline(unet, config, nullClass, names);
+    }
+
+    /// <summary>Builds the diffusers-style scheduler <paramref name="name"/> over this model's training schedule.</summary>
+    public Scheduler CreateScheduler(string name, double eta = 0) => name switch
+    {
+        "dpmpp" => new DPMSolverMultistepScheduler(SchedulerConfig),
+        "dpmpp-sde" => new DPMSolverMultistepScheduler(WithKey("algorithm_type", "\"sde-dpmsolver++\"")),
+        "ddim" => new DDIMScheduler(SchedulerConfig) { Eta = eta },
+        "ddpm" => new DDPMScheduler(SchedulerConfig),
+        "euler" => new EulerDiscreteScheduler(SchedulerConfig),
+        "euler-ancestral" => new EulerAncestralDiscreteScheduler(SchedulerConfig),
+        "heun" => new HeunDiscreteScheduler(SchedulerConfig),
+        _ => throw new ArgumentException($"Unknown scheduler '{name}'; expected one of {string.Join(", ", SamplerNames)}."),
+    };
+
+    private SchedulerConfig WithKey(string key, string jsonValue)
+    {
+        var obj = System.Text.Json.Nodes.JsonNode.Parse(_schedulerJson)!.AsObject();
+        obj[key] = System.Text.Json.Nodes.JsonNode.Parse(jsonValue);
+        return SchedulerConfig.Parse(obj.ToJsonString());
+    }
+
+    private bool LearnedVariance => Unet.Config.OutChannels == 2 * Unet.Config.InChannels;
+
+    /// <summary>
+    /// Samples <see cref="SampleRequest.Count"/> images [N, C, H, W] in [-1, 1]. <paramref name="progress"/> receives
+    /// (model evaluations done, total).
+    /// </summary>
+    public Tensor Sample(SampleRequest request, Action<int, int>? progress = null)
+    {
+        if (request.Count < 1) throw new ArgumentOutOfRangeException(nameof(request), $"Count must be at least 1, got {request.Count}.");
+        if (request.Steps < 1) throw new ArgumentOutOfRangeException(nameof(request), $"Steps must be at least 1, got {request.Steps}.");
+        if (!SamplerNames.Contains(request.Sampler))
+            throw new ArgumentException($"Unknown sampler '{request.Sampler}'; expected one of {string.Join(", ", SamplerNames)}.");
+        bool conditional = Unet.Config.NumClassEmbeds is int;
+        if (!conditional && request.ClassLabel != null) throw new ArgumentException("This model is not class conditional; drop the class label.");
+        if (request.GuidanceScale != 1.0 && NullClass == null)
+            throw new ArgumentException("Classifier-free guidance needs a model trained with a null class (class dropout); use guidance scale 1.");
+        int numClasses = NullClass ?? Unet.Config.NumClassEmbeds ?? 0;
+        if (request.ClassLabel is int lab && (lab < 0 || lab >= numClasses))
+            throw new ArgumentOutOfRangeException(nameof(request), $"Class {lab} is out of range; the model has classes 0..{numClasses - 1}.");
+
+        using var _ = GradMode.NoGrad();
+        Unet.Eval();
+        var gen = new Generator(request.Seed);
+        int c = Unet.Config.InChannels, s = Unet.Config.SampleSize ?? 32;
+        var chunks = new List<Tensor>();
+        int done = 0, perChunkCalls = 0, totalCalls = 0;
+        for (int start = 0; start < request.Count; start += request.BatchSize)
+        {
+            int n = Math.Min(request.BatchSize, request.Count - start);
+            float[]? labels = null;
+            if (conditional)
+            {
+                labels = new float[n];
+                for (int i = 0; i < n; i++) labels[i] = request.ClassLabel ?? (start + i) % numClasses;
+            }
+            var noise = Tensor.Randn(gen, n, c, s, s);
+            var chunkGen = new Generator(request.Seed + 1 + (ulong)start);
+            chunks.Add(SampleChunk(request, noise, labels, chunkGen, calls =>
+            {
+                perChunkCalls = calls.total;
+                totalCalls = perChunkCalls * ((request.Count + request.BatchSize - 1) / request.BatchSize);
+                progress?.Invoke(done + calls.done, totalCalls);
+            }));
+            done += perChunkCalls;
+        }
+        if (chunks.Count == 1) return chunks[0];
+        var all = Tensor.Concat(chunks, 0);
+        foreach (var ch in chunks) ch.Dispose();
+        return all;
+    }
+
+    // One network evaluation with optional classifier-free guidance: eps = eps_u + w (eps_c - eps_u) (Ho and Salimans 2022, Eq. 6).
+    private Tensor Eval(Tensor x, double t, float[]? labels, double scale)
+    {
+        int n = x.Dim(0);
+        Tensor output;
+        if (labels == null) output = Unet.Forward(x, Tensor.Full(new Shape(n), (float)t));
+        else if (scale == 1.0 || NullClass == null) output = Unet.Forward(x, Tensor.Full(new Shape(n), (float)t), Tensor.FromArray(labels, n));
+        else
+        {
+            var both = Tensor.Concat(new[] { x, x }, 0);
+            var lv = new float[2 * n];
+            for (int i = 0; i < n; i++) { lv[i] = labels[i]; lv[n + i] = NullClass.Value; }
+            using var o = Unet.Forward(both, Tensor.Full(new Shape(2 * n), (float)t), Tensor.FromArray(lv, 2 * n));
+            using var cond = o.Narrow(0, 0, n);
+            using var unc = o.Narrow(0, n, n);
+            output = unc + (cond - unc) * (float)scale;
+            both.Dispose();
+        }
+        return output;
+    }
+
+    private Tensor MeanChannels(Tensor output)
+    {
+        if (!LearnedVariance) return output;
+        var m = output.Narrow(1, 0, Unet.Config.InChannels);
+        output.Dispose();
+        return m;
+    }
+
+    private Tensor SampleChunk(SampleRequest req, Tensor noise, float[]? labels, Generator gen, Action<(int done, int total)> progress)
+    {
+        if (req.Sampler.StartsWith("k-", StringComparison.Ordinal)) return SampleK(req, noise, labels, gen, progress);
+        var sched = CreateScheduler(req.Sampler, req.Eta);
+        sched.SetTimesteps(req.Steps);
+        var ts = sched.Timesteps;
+        var x = noise * (float)sched.InitNoiseSigma;
+        noise.Dispose();
+        bool keepVariance = sched is DDPMScheduler d && d.VarianceType is "learned" or "learned_range";
+        for (int i = 0; i < ts.Count; i++)
+        {
+            using var xin = sched.ScaleModelInput(x, ts[i]);
+            var output = Eval(xin, ts[i], labels, req.GuidanceScale);
+            if (!keepVariance) output = MeanChannels(output);
+            var r = sched.Step(output, ts[i], x, generator: gen);
+            output.Dispose();
+            r.PredOriginalSample.Dispose();
+            x.Dispose();
+            x = r.PrevSample;
+            progress((i + 1, ts.Count));
+        }
+        return x.Clamp(-1f, 1f);
+    }
+
+    private Tensor SampleK(SampleRequest req, Tensor noise, float[]? labels, Generator gen, Action<(int done, int total)> progress)
+    {
+        var sched = new EulerDiscreteScheduler(SchedulerConfig);
+        int calls = 0;
+        int total = req.Sampler is "k-heun" or "k-dpm2" ? 2 * req.Steps - 1 : req.Steps;
+        var denoiser = DiscreteTimeDenoiser.FromScheduler(sched, (x, t) =>
+        {
+            var o = MeanChannels(Eval(x, t, labels, req.GuidanceScale));
+            progress((Math.Min(++calls, total), total));
+            return o;
+        });
+        var sigmas = denoiser.GetSigmas(req.Steps);
+        var x = noise * (float)sigmas[0];
+        noise.Dispose();
+        Func<Tensor, double, Tensor> d = denoiser.Denoise;
+        Tensor result = req.Sampler switch
+        {
+            "k-euler" => KSamplers.Euler(d, x, sigmas),
+            "k-euler-ancestral" => KSamplers.EulerAncestral(d, x, sigmas, generator: gen),
+            "k-heun" => KSamplers.Heun(d, x, sigmas),
+            "k-dpm2" => KSamplers.Dpm2(d, x, sigmas),
+            "k-lms" => KSamplers.Lms(d, x, sigmas),
+            "k-dpmpp-2m" => KSamplers.DpmPP2M(d, x, sigmas),
+            "k-dpmpp-2m-sde" => KSamplers.DpmPP2MSde(d, x, sigmas, generator: gen),
+            _ => throw new ArgumentException($"Unknown sampler '{req.Sampler}'."),
+        };
+        x.Dispose();
+        var clamped = result.Clamp(-1f, 1f);
+        result.Dispose();
+        return clamped;
+    }
+}

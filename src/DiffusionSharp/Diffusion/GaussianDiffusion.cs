@@ -1,0 +1,523 @@
+using DiffusionSharp.Autograd;
+using DiffusionSharp.Diffusion.Losses;
+using DiffusionSharp.Tensors;
+using static DiffusionSharp.Diffusion.DiffusionTensorOps;
+
+namespace DiffusionSharp.Diffusion;
+
+/// <summary>What the network predicts.</summary>
+public enum ModelMeanType
+{
+    /// <summary>The added noise epsilon (Ho et al. 2020).</summary>
+    Epsilon,
+    /// <summary>The clean sample x_0.</summary>
+    StartX,
+    /// <summary>v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x_0 (Salimans and Ho 2022).</summary>
+    Velocity,
+}
+
+/// <summary>How the reverse-process variance is chosen.</summary>
+public enum ModelVarianceType
+{
+    /// <summary>Posterior variance beta-tilde_t (the lower bound).</summary>
+    FixedSmall,
+    /// <summary>beta_t, with beta-tilde_1 at t = 0 (the upper bound).</summary>
+    FixedLarge,
+    /// <summary>The network outputs log sigma^2 directly in the second half of axis 1.</summary>
+    Learned,
+    /// <summary>The network outputs v in [-1, 1]; log sigma^2 = v' log beta + (1 - v') log beta-tilde, v' = (v+1)/2 (Nichol and Dhariwal Eq. 15).</summary>
+    LearnedRange,
+}
+
+/// <summary>The training objective.</summary>
+public enum DiffusionLossType
+{
+    /// <summary>L_simple: mean squared error against the mean-type target.</summary>
+    Simple,
+    /// <summary>L_vlb only (KL terms and the decoder NLL).</summary>
+    Kl,
+    /// <summary>L_hybrid = L_simple + lambda L_vlb with the vlb term stopped from moving the mean (Nichol and Dhariwal Sec. 3.1).</summary>
+    Hybrid,
+}
+
+/// <summary>A denoising network: (x_t [B, ...], timesteps [B] on the original 0..T-1 scale) -> prediction.</summary>
+public delegate Tensor DenoiserModel(Tensor x, Tensor timesteps);
+
+/// <summary>Mean and variance of p(x_{t-1} | x_t) and the predictions behind them.</summary>
+public sealed record PMeanVariance(Tensor Mean, Tensor LogVariance, Tensor PredXStart, Tensor PredEpsilon)
+{
+    /// <summary>exp(LogVariance), computed without autograd.</summary>
+    public Tensor Variance()
+    {
+        var v = Tensor.Empty(LogVariance.Shape);
+        var s = LogVariance.Span; var o = v.Span;
+        for (int i = 0; i < o.Length; i++) o[i] = (float)Math.Exp(s[i]);
+        return v;
+    }
+}
+
+/// <summary>Per-sample training-loss terms, each [B].</summary>
+public sealed record DiffusionLossTerms(Tensor Loss, Tensor? Mse, Tensor? Vb);
+
+/// <summary>Per-sample results of the full-chain likelihood bound, in bits per dimension.</summary>
+public sealed record BpdResult(double[] TotalBpd, double[] PriorBpd, double[,] VbTerms, double[,] XStartMse, double[,] EpsMse);
+
+/// <summary>
+/// Discrete-time Gaussian diffusion (DDPM, Ho et al. 2020; improved DDPM, Nichol and Dhariwal 2021) over a beta table
+/// held in double. Optional timestep map makes it a respaced process whose step i is original step Map[i].
+/// </summary>
+public sealed class GaussianDiffusion
+{
+    /// <summary>Betas of this process.</summary>
+    public double[] Betas { get; }
+    /// <summary>alpha_bar_t = prod_{s&lt;=t} (1 - beta_s).</summary>
+    public double[] AlphasCumprod { get; }
+    /// <summary>alpha_bar_{t-1}, 1 at t = 0.</summary>
+    public double[] AlphasCumprodPrev { get; }
+    /// <summary>alpha_bar_{t+1}, 0 at t = T-1.</summary>
+    public double[] AlphasCumprodNext { get; }
+    /// <summary>beta-tilde_t = beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) (Ho et al. Eq. 7).</summary>
+    public double[] PosteriorVariance { get; }
+    /// <summary>log beta-tilde with the t = 0 entry replaced by t = 1 (beta-tilde_0 = 0).</summary>
+    public double[] PosteriorLogVarianceClipped { get; }
+    /// <summary>Coefficient of x_0 in the posterior mean (Ho et al. Eq. 7).</summary>
+    public double[] PosteriorMeanCoef1 { get; }
+    /// <summary>Coefficient of x_t in the posterior mean (Ho et al. Eq. 7).</summary>
+    public double[] PosteriorMeanCoef2 { get; }
+    /// <summary>Original timestep of each step (identity unless respaced).</summary>
+    public int[] TimestepMap { get; }
+    /// <summary>Number of steps T.</summary>
+    public int NumTimesteps => Betas.Length;
+
+    /// <summary>Prediction target.</summary>
+    public ModelMeanType MeanType { get; }
+    /// <summary>Variance choice.</summary>
+    public ModelVarianceType VarianceType { get; }
+    /// <summary>Objective used by <see cref="TrainingLosses"/>.</summary>
+    public DiffusionLossType LossType { get; }
+    /// <summary>lambda of L_hybrid (0.001 in Nichol and Dhariwal).</summary>
+    public double HybridLambda { get; init; } = 0.001;
+    /// <summary>When set, weights L_simple by min(SNR, gamma) relative to the target (Hang et al. 2023).</summary>
+    public double? MinSnrGamma { get; init; }
+
+    /// <summary>Builds the process tables from <paramref name="betas"/>.</summary>
+    public GaussianDiffusion(double[] betas, ModelMeanType meanType = ModelMeanType.Epsilon,
+        ModelVarianceType varianceType = ModelVarianceType.FixedSmall, DiffusionLossType lossType = DiffusionLossType.Simple,
+        int[]? timestepMap = null)
+    {
+        ArgumentNullException.ThrowIfNull(betas);
+        if (betas.Length == 0) throw new ArgumentException("Expected at least one beta.");
+        foreach (var b in betas)
+            if (!(b > 0 && b <= 1)) throw new ArgumentException($"Betas must lie in (0, 1], found {b}.");
+        if (timestepMap != null && timestepMap.Length != betas.Length)
+            throw new ArgumentException($"Timestep map has {timestepMap.Length} entries, expected {betas.Length}.");
+        Betas = (double[])betas.Clone();
+        MeanType = meanType; VarianceType = varianceType; LossType = lossType;
+        int n = betas.Length;
+        TimestepMap = timestepMap != null ? (int[])timestepMap.Clone() : Enumerable.Range(0, n).ToArray();
+        AlphasCumprod = new double[n]; AlphasCumprodPrev = new double[n]; AlphasCumprodNext = new double[n];
+        PosteriorVariance = new double[n]; PosteriorLogVarianceClipped = new double[n];
+        PosteriorMeanCoef1 = new double[n]; PosteriorMeanCoef2 = new double[n];
+        double acc = 1;
+        for (int i = 0; i < n; i++) { acc *= 1 - betas[i]; AlphasCumprod[i] = acc; }
+        for (int i = 0; i < n; i++)
+        {
+            AlphasCumprodPrev[i] = i == 0 ? 1 : AlphasCumprod[i - 1];
+            AlphasCumprodNext[i] = i == n - 1 ? 0 : AlphasCumprod[i + 1];
+            PosteriorVariance[i] = betas[i] * (1 - AlphasCumprodPrev[i]) / (1 - AlphasCumprod[i]);
+            PosteriorMeanCoef1[i] = betas[i] * Math.Sqrt(AlphasCumprodPrev[i]) / (1 - AlphasCumprod[i]);
+            PosteriorMeanCoef2[i] = (1 - AlphasCumprodPrev[i]) * Math.Sqrt(1 - betas[i]) / (1 - AlphasCumprod[i]);
+        }
+        for (int i = 0; i < n; i++)
+            PosteriorLogVarianceClipped[i] = Math.Log(n > 1 && i == 0 ? PosteriorVariance[1] : PosteriorVariance[i]);
+        if (n == 1) PosteriorLogVarianceClipped[0] = Math.Log(betas[0]);
+    }
+
+    /// <summary>
+    /// A process over a subsequence of this one's steps: betas recomputed so alpha_bar at the kept steps is unchanged
+    /// (improved-diffusion's SpacedDiffusion). <paramref name="useTimesteps"/> may be a spec such as "ddim100" via DiffusionBetas.SpaceTimesteps.
+    /// </summary>
+    public GaussianDiffusion Respace(IEnumerable<int> useTimesteps)
+    {
+        var keep = new SortedSet<int>(useTimesteps);
+        if (keep.Count == 0) throw new ArgumentException("Respacing needs at least one timestep.");
+        var betas = new List<double>(); var map = new List<int>();
+        double last = 1;
+        for (int i = 0; i < NumTimesteps; i++)
+        {
+            if (!keep.Contains(i)) continue;
+            betas.Add(1 - AlphasCumprod[i] / last);
+            last = AlphasCumprod[i];
+            map.Add(TimestepMap[i]);
+        }
+        if (map.Count != keep.Count) throw new ArgumentException($"Respacing asked for steps outside 0..{NumTimesteps - 1}.");
+        return new GaussianDiffusion(betas.ToArray(), MeanType, VarianceType, LossType, map.ToArray())
+        {
+            HybridLambda = HybridLambda, MinSnrGamma = MinSnrGamma,
+        };
+    }
+
+    /// <summary>Signal-to-noise ratio alpha_bar_t / (1 - alpha_bar_t).</summary>
+    public double Snr(int t) => AlphasCumprod[t] / (1 - AlphasCumprod[t]);
+
+    private void CheckT(Tensor x, int[] t)
+    {
+        if (x.Rank < 1 || x.Dim(0) != t.Length) throw new ArgumentException($"Expected {t.Length} samples (one per timestep), got x of shape {x.Shape}.");
+        foreach (var s in t)
+            if ((uint)s >= (uint)NumTimesteps) throw new ArgumentOutOfRangeException(nameof(t), $"Timestep {s} outside 0..{NumTimesteps - 1}.");
+    }
+
+    private Tensor Coef(Func<int, double> f, int[] t, Shape like)
+    {
+        var v = new double[t.Length];
+        for (int i = 0; i < t.Length; i++) v[i] = f(t[i]);
+        return PerSample(v, like);
+    }
+
+    /// <summary>Mean and variance of q(x_t | x_0) = N(sqrt(alpha_bar) x_0, (1 - alpha_bar) I) (Ho et al. Eq. 4).</summary>
+    public (Tensor Mean, double[] Variance, double[] LogVariance) QMeanVariance(Tensor x0, int[] t)
+    {
+        CheckT(x0, t);
+        var mean = x0 * Coef(s => Math.Sqrt(AlphasCumprod[s]), t, x0.Shape);
+        return (mean, t.Select(s => 1 - AlphasCumprod[s]).ToArray(), t.Select(s => Math.Log(1 - AlphasCumprod[s])).ToArray());
+    }
+
+    /// <summary>x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) noise (Ho et al. Eq. 4), computed in double.</summary>
+    public Tensor QSample(Tensor x0, int[] t, Tensor noise)
+    {
+        CheckT(x0, t);
+        noise.ExpectShape(x0.Shape, "noise");
+        var y = Tensor.Empty(x0.Shape);
+        int per = x0.Size / t.Length;
+        var xs = x0.Span; var ns = noise.Span; var o = y.Span;
+        for (int b = 0; b < t.Length; b++)
+        {
+            double a = Math.Sqrt(AlphasCumprod[t[b]]), s = Math.Sqrt(1 - AlphasCumprod[t[b]]);
+            for (int j = b * per; j < (b + 1) * per; j++) o[j] = (float)(a * xs[j] + s * ns[j]);
+        }
+        return y;
+    }
+
+    /// <summary>Mean, variance and clipped log-variance of q(x_{t-1} | x_t, x_0) (Ho et al. Eq. 6-7). The mean is differentiable.</summary>
+    public (Tensor Mean, Tensor Variance, Tensor LogVariance) QPosteriorMeanVariance(Tensor x0, Tensor xt, int[] t)
+    {
+        CheckT(xt, t);
+        x0.ExpectShape(xt.Shape, "x_0");
+        var mean = Coef(s => PosteriorMeanCoef1[s], t, xt.Shape) * x0 + Coef(s => PosteriorMeanCoef2[s], t, xt.Shape) * xt;
+        return (mean, Coef(s => PosteriorVariance[s], t, xt.Shape).Expand(xt.Shape).Clone(),
+            Coef(s => PosteriorLogVarianceClipped[s], t, xt.Shape).Expand(xt.Shape).Clone());
+    }
+
+    /// <summary>x_0 = sqrt(1/alpha_bar) x_t - sqrt(1/alpha_bar - 1) eps.</summary>
+    public Tensor PredictXStartFromEps(Tensor xt, int[] t, Tensor eps)
+    {
+        CheckT(xt, t);
+        return Coef(s => Math.Sqrt(1 / AlphasCumprod[s]), t, xt.Shape) * xt - Coef(s => Math.Sqrt(1 / AlphasCumprod[s] - 1), t, xt.Shape) * eps;
+    }
+
+    /// <summary>eps = (sqrt(1/alpha_bar) x_t - x_0) / sqrt(1/alpha_bar - 1).</summary>
+    public Tensor PredictEpsFromXStart(Tensor xt, int[] t, Tensor x0)
+    {
+        CheckT(xt, t);
+        return (Coef(s => Math.Sqrt(1 / AlphasCumprod[s]), t, xt.Shape) * xt - x0) * Coef(s => 1 / Math.Sqrt(1 / AlphasCumprod[s] - 1), t, xt.Shape);
+    }
+
+    /// <summary>x_0 = sqrt(alpha_bar) x_t - sqrt(1 - alpha_bar) v (Salimans and Ho 2022, Sec. 4).</summary>
+    public Tensor PredictXStartFromV(Tensor xt, int[] t, Tensor v)
+    {
+        CheckT(xt, t);
+        return Coef(s => Math.Sqrt(AlphasCumprod[s]), t, xt.Shape) * xt - Coef(s => Math.Sqrt(1 - AlphasCumprod[s]), t, xt.Shape) * v;
+    }
+
+    /// <summary>eps = sqrt(1 - alpha_bar) x_t + sqrt(alpha_bar) v.</summary>
+    public Tensor PredictEpsFromV(Tensor xt, int[] t, Tensor v)
+    {
+        CheckT(xt, t);
+        return Coef(s => Math.Sqrt(1 - AlphasCumprod[s]), t, xt.Shape) * xt + Coef(s => Math.Sqrt(AlphasCumprod[s]), t, xt.Shape) * v;
+    }
+
+    /// <summary>v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x_0.</summary>
+    public Tensor VelocityFrom(Tensor x0, Tensor eps, int[] t)
+    {
+        CheckT(x0, t);
+        return Coef(s => Math.Sqrt(AlphasCumprod[s]), t, x0.Shape) * eps - Coef(s => Math.Sqrt(1 - AlphasCumprod[s]), t, x0.Shape) * x0;
+    }
+
+    /// <summary>Timesteps on the original scale as a float tensor, for the network.</summary>
+    public Tensor ModelTimesteps(int[] t)
+    {
+        var ts = Tensor.Empty(t.Length);
+        for (int i = 0; i < t.Length; i++) ts.Span[i] = TimestepMap[t[i]];
+        return ts;
+    }
+
+    /// <summary>Runs the network and derives p(x_{t-1} | x_t); differentiable when grad mode is on.</summary>
+    public PMeanVariance PMeanVariance(DenoiserModel model, Tensor x, int[] t, bool clipDenoised = false, Func<Tensor, Tensor>? denoisedFn = null)
+    {
+        CheckT(x, t);
+        var output = model(x, ModelTimesteps(t));
+        Tensor meanOut = output; Tensor? varOut = null;
+        if (VarianceType is ModelVarianceType.Learned or ModelVarianceType.LearnedRange)
+        {
+            var expected = x.Shape.ToArray(); expected[1] *= 2;
+            output.ExpectShape(new Shape(expected), "model output (mean and variance channels)");
+            (meanOut, varOut) = SplitChannels(output);
+        }
+        else output.ExpectShape(x.Shape, "model output");
+        return PMeanVarianceFromOutput(meanOut, varOut, x, t, clipDenoised, denoisedFn);
+    }
+
+    /// <summary>p(x_{t-1} | x_t) from already computed network outputs (mean part and, for learned variances, variance part).</summary>
+    public PMeanVariance PMeanVarianceFromOutput(Tensor meanOut, Tensor? varOut, Tensor x, int[] t, bool clipDenoised = false, Func<Tensor, Tensor>? denoisedFn = null)
+    {
+        Tensor logVar;
+        switch (VarianceType)
+        {
+            case ModelVarianceType.Learned:
+                logVar = varOut ?? throw new ArgumentException("Learned variance needs the variance output.");
+                break;
+            case ModelVarianceType.LearnedRange:
+                {
+                    if (varOut == null) throw new ArgumentException("Learned-range variance needs the variance output.");
+                    var minLog = Coef(s => PosteriorLogVarianceClipped[s], t, x.Shape);
+                    var maxLog = Coef(s => Math.Log(Betas[s]), t, x.Shape);
+                    var frac = Scale(varOut + Tensor.Scalar(1f), 0.5);  // Eq. 15 of Nichol and Dhariwal 2021
+                    logVar = frac * maxLog + (Tensor.Scalar(1f) - frac) * minLog;
+                    break;
+                }
+            case ModelVarianceType.FixedLarge:
+                logVar = Coef(s => Math.Log(s == 0 && NumTimesteps > 1 ? PosteriorVariance[1] : Betas[s]), t, x.Shape).Expand(x.Shape).Clone();
+                break;
+            default:
+                logVar = Coef(s => PosteriorLogVarianceClipped[s], t, x.Shape).Expand(x.Shape).Clone();
+                break;
+        }
+        Tensor Process(Tensor x0)
+        {
+            if (denoisedFn != null) x0 = denoisedFn(x0);
+            return clipDenoised ? Map(x0, v => Math.Clamp(v, -1, 1), (v, _) => v is >= -1 and <= 1 ? 1 : 0) : x0;
+        }
+        Tensor predX0 = MeanType switch
+        {
+            ModelMeanType.Epsilon => Process(PredictXStartFromEps(x, t, meanOut)),
+            ModelMeanType.Velocity => Process(PredictXStartFromV(x, t, meanOut)),
+            _ => Process(meanOut),
+        };
+        var eps = PredictEpsFromXStart(x, t, predX0);
+        var (mean, _, _) = QPosteriorMeanVariance(predX0, x, t);
+        return new PMeanVariance(mean, logVar, predX0, eps);
+    }
+
+    /// <summary>One ancestral step x_{t-1} = mean + sigma z (no noise at t = 0). The optional hook alters p before sampling (guidance).</summary>
+    public Tensor PSample(DenoiserModel model, Tensor x, int[] t, NoiseSource noise, bool clipDenoised = false,
+        Func<PMeanVariance, Tensor, int[], PMeanVariance>? guide = null)
+    {
+        PMeanVariance p;
+        using (GradMode.NoGrad()) p = PMeanVariance(model, x, t, clipDenoised);
+        if (guide != null) p = guide(p, x, t);  // guidance may differentiate a classifier, so it runs with grad mode on
+        var z = noise.Randn(x.Shape);
+        var y = Tensor.Empty(x.Shape);
+        int per = x.Size / t.Length;
+        var m = p.Mean.Span; var lv = p.LogVariance.Span; var zs = z.Span; var o = y.Span;
+        for (int b = 0; b < t.Length; b++)
+            for (int j = b * per; j < (b + 1) * per; j++)
+                o[j] = t[b] == 0 ? m[j] : (float)(m[j] + Math.Exp(0.5 * lv[j]) * zs[j]);
+        return y;
+    }
+
+    /// <summary>Ancestral sampling from x_T ~ N(0, I) (or <paramref name="xT"/>) down to x_0 (Ho et al. Alg. 2).</summary>
+    public Tensor PSampleLoop(DenoiserModel model, Shape shape, NoiseSource noise, bool clipDenoised = false, Tensor? xT = null,
+        Func<PMeanVariance, Tensor, int[], PMeanVariance>? guide = null)
+    {
+        var x = xT?.Clone() ?? noise.Randn(shape);
+        x.ExpectShape(shape, "x_T");
+        for (int i = NumTimesteps - 1; i >= 0; i--)
+        {
+            var t = Enumerable.Repeat(i, shape[0]).ToArray();
+            var next = PSample(model, x, t, noise, clipDenoised, guide);
+            x.Dispose();
+            x = next;
+        }
+        return x;
+    }
+
+    /// <summary>One DDIM step (Song et al. 2021 Eq. 12) from step t to t-1; eta = 0 is deterministic.</summary>
+    public Tensor DdimSample(DenoiserModel model, Tensor x, int[] t, double eta = 0, NoiseSource? noise = null, bool clipDenoised = false,
+        Func<PMeanVariance, Tensor, int[], PMeanVariance>? guide = null)
+    {
+        PMeanVariance p;
+        using (GradMode.NoGrad()) p = PMeanVariance(model, x, t, clipDenoised);
+        if (guide != null) p = guide(p, x, t);
+        Tensor? z = eta > 0 ? (noise ?? throw new ArgumentException("eta > 0 needs a noise source.")).Randn(x.Shape) : null;
+        var y = Tensor.Empty(x.Shape);
+        int per = x.Size / t.Length;
+        var x0 = p.PredXStart.Span; var e = p.PredEpsilon.Span; var o = y.Span;
+        for (int b = 0; b < t.Length; b++)
+        {
+            double ab = AlphasCumprod[t[b]], abPrev = AlphasCumprodPrev[t[b]];
+            double sigma = eta * Math.Sqrt((1 - abPrev) / (1 - ab)) * Math.Sqrt(1 - ab / abPrev);
+            double ce = Math.Sqrt(Math.Max(0, 1 - abPrev - sigma * sigma)), cx = Math.Sqrt(abPrev);
+            for (int j = b * per; j < (b + 1) * per; j++)
+                o[j] = (float)(cx * x0[j] + ce * e[j] + (t[b] > 0 && z != null ? sigma * z.Span[j] : 0));
+        }
+        return y;
+    }
+
+    /// <summary>One deterministic DDIM step forward in time, t to t+1 (inversion, eta = 0).</summary>
+    public Tensor DdimReverseSample(DenoiserModel model, Tensor x, int[] t, bool clipDenoised = false)
+    {
+        using var _ = GradMode.NoGrad();
+        var p = PMeanVariance(model, x, t, clipDenoised);
+        var y = Tensor.Empty(x.Shape);
+        int per = x.Size / t.Length;
+        var x0 = p.PredXStart.Span; var e = p.PredEpsilon.Span; var o = y.Span;
+        for (int b = 0; b < t.Length; b++)
+        {
+            double abNext = AlphasCumprodNext[t[b]];
+            for (int j = b * per; j < (b + 1) * per; j++)
+                o[j] = (float)(Math.Sqrt(abNext) * x0[j] + Math.Sqrt(1 - abNext) * e[j]);
+        }
+        return y;
+    }
+
+    /// <summary>Deterministic DDIM sampling loop (eta = 0 unless given).</summary>
+    public Tensor DdimSampleLoop(DenoiserModel model, Shape shape, NoiseSource noise, double eta = 0, bool clipDenoised = false, Tensor? xT = null,
+        Func<PMeanVariance, Tensor, int[], PMeanVariance>? guide = null)
+    {
+        var x = xT?.Clone() ?? noise.Randn(shape);
+        for (int i = NumTimesteps - 1; i >= 0; i--)
+        {
+            var next = DdimSample(model, x, Enumerable.Repeat(i, shape[0]).ToArray(), eta, noise, clipDenoised, guide);
+            x.Dispose();
+            x = next;
+        }
+        return x;
+    }
+
+    /// <summary>
+    /// One term of the bound in bits per dimension: KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t)) for t &gt; 0 and the discretised
+    /// decoder NLL -log p(x_0 | x_1) at t = 0 (Ho et al. Eq. 5 and Sec. 3.3). Differentiable in p.
+    /// </summary>
+    public Tensor VbTermsBpd(Tensor x0, Tensor xt, int[] t, PMeanVariance p)
+    {
+        var (trueMean, _, trueLogVar) = QPosteriorMeanVariance(x0, xt, t);
+        var kl = Scale(MeanFlat(GaussianLosses.NormalKl(trueMean, trueLogVar, p.Mean, p.LogVariance)), 1 / Math.Log(2));
+        var nll = Scale(MeanFlat(GaussianLosses.DiscretizedGaussianLogLikelihood(x0, p.Mean, Scale(p.LogVariance, 0.5))), -1 / Math.Log(2));
+        var isZero = new double[t.Length];
+        for (int i = 0; i < t.Length; i++) isZero[i] = t[i] == 0 ? 1 : 0;
+        var mask = Tensor.FromArray(isZero.Select(v => (float)v).ToArray(), t.Length);
+        var notMask = Tensor.FromArray(isZero.Select(v => (float)(1 - v)).ToArray(), t.Length);
+        return nll * mask + kl * notMask;
+    }
+
+    /// <summary>Weight of the MSE per sample for min-SNR-gamma (Hang et al. 2023): min(SNR, g) divided by SNR, 1 or SNR + 1 for eps, x_0, v targets.</summary>
+    public double MinSnrWeight(int t, double gamma)
+    {
+        double snr = Snr(t), w = Math.Min(snr, gamma);
+        return MeanType switch
+        {
+            ModelMeanType.Epsilon => w / snr,
+            ModelMeanType.Velocity => w / (snr + 1),
+            _ => w,
+        };
+    }
+
+    /// <summary>
+    /// Per-sample training loss at timesteps t with the given noise (x_t from <see cref="QSample"/>).
+    /// Hybrid: Mse + lambda T Vb, where Vb sees the mean output detached so only the variance learns from it.
+    /// </summary>
+    public DiffusionLossTerms TrainingLosses(DenoiserModel model, Tensor x0, int[] t, Tensor noise)
+    {
+        CheckT(x0, t);
+        var xt = QSample(x0, t, noise);
+        var output = model(xt, ModelTimesteps(t));
+        bool learned = VarianceType is ModelVarianceType.Learned or ModelVarianceType.LearnedRange;
+        Tensor meanOut = output; Tensor? varOut = null;
+        if (learned)
+        {
+            var expected = x0.Shape.ToArray(); expected[1] *= 2;
+            output.ExpectShape(new Shape(expected), "model output (mean and variance channels)");
+            (meanOut, varOut) = SplitChannels(output);
+        }
+        else output.ExpectShape(x0.Shape, "model output");
+
+        if (LossType == DiffusionLossType.Kl)
+        {
+            var vbOnly = VbTermsBpd(x0, xt, t, PMeanVarianceFromOutput(meanOut, varOut, xt, t));
+            return new DiffusionLossTerms(Scale(vbOnly, NumTimesteps), null, vbOnly);  // L_vlb estimate: T times a uniformly drawn term
+        }
+
+        Tensor target = MeanType switch
+        {
+            ModelMeanType.Epsilon => noise,
+            ModelMeanType.StartX => x0,
+            _ => VelocityFrom(x0, noise, t),
+        };
+        var diff = meanOut - target;
+        var mse = MeanFlat(diff * diff);
+        if (MinSnrGamma is double gamma)
+        {
+            var w = new double[t.Length];
+            for (int i = 0; i < t.Length; i++) w[i] = MinSnrWeight(t[i], gamma);
+            mse = mse * PerSample(w, mse.Shape);
+        }
+        if (LossType == DiffusionLossType.Hybrid)
+        {
+            if (!learned) throw new InvalidOperationException("The hybrid loss needs a learned variance (Learned or LearnedRange).");
+            var vb = VbTermsBpd(x0, xt, t, PMeanVarianceFromOutput(meanOut.Detach(), varOut, xt, t));
+            return new DiffusionLossTerms(mse + Scale(vb, HybridLambda * NumTimesteps), mse, vb);
+        }
+        return new DiffusionLossTerms(mse, mse, null);
+    }
+
+    /// <summary>
+    /// Full-chain negative log-likelihood bound in bits per dimension for 8-bit data in [-1, 1]: every vlb term, the decoder
+    /// term and the prior KL(q(x_T|x_0) || N(0, I)) (improved-diffusion's calc_bpd_loop).
+    /// </summary>
+    public BpdResult CalcBpdLoop(DenoiserModel model, Tensor x0, NoiseSource noise, bool clipDenoised = false)
+    {
+        using var _ = GradMode.NoGrad();
+        int b = x0.Dim(0), n = NumTimesteps;
+        var vb = new double[b, n]; var xmse = new double[b, n]; var emse = new double[b, n];
+        for (int i = n - 1; i >= 0; i--)
+        {
+            var t = Enumerable.Repeat(i, b).ToArray();
+            var z = noise.Randn(x0.Shape);
+            var xt = QSample(x0, t, z);
+            var p = PMeanVariance(model, xt, t, clipDenoised);
+            var terms = VbTermsBpd(x0, xt, t, p).ToArray();
+            var d0 = MeanFlat((p.PredXStart - x0) * (p.PredXStart - x0)).ToArray();
+            var de = MeanFlat((p.PredEpsilon - z) * (p.PredEpsilon - z)).ToArray();
+            for (int k = 0; k < b; k++) { vb[k, i] = terms[k]; xmse[k, i] = d0[k]; emse[k, i] = de[k]; }
+        }
+        var prior = PriorBpd(x0);
+        var total = new double[b];
+        for (int k = 0; k < b; k++)
+        {
+            double s = prior[k];
+            for (int i = 0; i < n; i++) s += vb[k, i];
+            total[k] = s;
+        }
+        return new BpdResult(total, prior, vb, xmse, emse);
+    }
+
+    /// <summary>KL(q(x_T | x_0) || N(0, I)) per sample in bits per dimension, in double.</summary>
+    public double[] PriorBpd(Tensor x0)
+    {
+        int b = x0.Dim(0), per = x0.Size / b;
+        double ab = AlphasCumprod[NumTimesteps - 1], v = 1 - ab;
+        var r = new double[b];
+        var xs = x0.Span;
+        for (int k = 0; k < b; k++)
+        {
+            double s = 0;
+            for (int j = k * per; j < (k + 1) * per; j++)
+            {
+                double m = Math.Sqrt(ab) * xs[j];
+                s += 0.5 * (-1 - Math.Log(v) + v + m * m);
+            }
+            r[k] = s / per / Math.Log(2);
+        }
+        return r;
+    }
+}

@@ -1,0 +1,220 @@
+using DiffusionSharp.Diffusion.Schedules;
+using DiffusionSharp.Tensors;
+
+namespace DiffusionSharp.Diffusion.Schedulers;
+
+/// <summary>
+/// Ancestral sampling of Ho et al. 2020 (DDPM) with diffusers' options: variance types fixed_small, fixed_small_log,
+/// fixed_large, fixed_large_log, learned, learned_range (Nichol and Dhariwal 2021), x0 clipping or dynamic thresholding.
+/// </summary>
+public sealed class DDPMScheduler : Scheduler
+{
+    private bool _customTimesteps;
+
+    /// <summary>Builds the scheduler from a parsed config (missing keys take diffusers' defaults).</summary>
+    public DDPMScheduler(SchedulerConfig config) : base(config, "leading")
+    {
+        VarianceType = config.GetString("variance_type", "fixed_small");
+        if (VarianceType is not ("fixed_small" or "fixed_small_log" or "fixed_large" or "fixed_large_log" or "learned" or "learned_range"))
+            throw new NotSupportedException($"variance_type '{VarianceType}' is not supported; expected fixed_small, fixed_small_log, fixed_large, fixed_large_log, learned or learned_range.");
+        ClipSample = config.GetBool("clip_sample", true);
+        ClipSampleRange = config.GetDouble("clip_sample_range", 1.0);
+        Thresholding = config.GetBool("thresholding", false);
+        DynamicThresholdingRatio = config.GetDouble("dynamic_thresholding_ratio", 0.995);
+        SampleMaxValue = config.GetDouble("sample_max_value", 1.0);
+        TimestepsArr = new double[NumTrainTimesteps];
+        for (int i = 0; i < NumTrainTimesteps; i++) TimestepsArr[i] = NumTrainTimesteps - 1 - i;
+    }
+
+    /// <summary>Parses a diffusers <c>scheduler_config.json</c>.</summary>
+    public static DDPMScheduler FromConfig(string json) => new(SchedulerConfig.Parse(json));
+
+    /// <summary>The posterior variance choice.</summary>
+    public string VarianceType { get; }
+
+    /// <summary>Whether predicted x0 is clipped to [-ClipSampleRange, ClipSampleRange].</summary>
+    public bool ClipSample { get; }
+
+    /// <summary>Clipping bound for predicted x0.</summary>
+    public double ClipSampleRange { get; }
+
+    /// <summary>Whether dynamic thresholding replaces clipping.</summary>
+    public bool Thresholding { get; }
+
+    /// <summary>Quantile of |x0| used by dynamic thresholding.</summary>
+    public double DynamicThresholdingRatio { get; }
+
+    /// <summary>Upper bound of the dynamic threshold.</summary>
+    public double SampleMaxValue { get; }
+
+    /// <inheritdoc/>
+    public override double InitNoiseSigma => 1.0;
+
+    /// <inheritdoc/>
+    public override void SetTimesteps(int numInferenceSteps)
+    {
+        TimestepsArr = TimestepSpacingMode switch
+        {
+            "leading" => TimestepSpacing.Leading(NumTrainTimesteps, numInferenceSteps, StepsOffset),
+            "trailing" => TimestepSpacing.Trailing(NumTrainTimesteps, numInferenceSteps),
+            _ => TimestepSpacing.Linspace(NumTrainTimesteps, numInferenceSteps, round: true),
+        };
+        NumInferenceSteps = numInferenceSteps;
+        _customTimesteps = false;
+    }
+
+    /// <summary>Uses the given strictly descending training timesteps.</summary>
+    public void SetTimesteps(IReadOnlyList<int> timesteps)
+    {
+        if (timesteps.Count == 0) throw new ArgumentException("Expected at least one custom timestep.");
+        for (int i = 0; i < timesteps.Count; i++)
+        {
+            CheckTrainT(timesteps[i]);
+            if (i > 0 && timesteps[i] >= timesteps[i - 1])
+                throw new ArgumentException($"Custom timesteps must be strictly descending; found {timesteps[i - 1]} then {timesteps[i]}.");
+        }
+        TimestepsArr = timesteps.Select(t => (double)t).ToArray();
+        NumInferenceSteps = timesteps.Count;
+        _customTimesteps = true;
+    }
+
+    /// <summary>The timestep after <paramref name="t"/>: the next custom timestep, else t - T // N (diffusers' rule).</summary>
+    public int PreviousTimestep(int t)
+    {
+        if (_customTimesteps)
+        {
+            int idx = Array.IndexOf(TimestepsArr, (double)t);
+            if (idx < 0) throw new ArgumentException($"Timestep {t} is not one of the custom timesteps.");
+            return idx == TimestepsArr.Length - 1 ? -1 : (int)TimestepsArr[idx + 1];
+        }
+        int n = NumInferenceSteps > 0 ? NumInferenceSteps : NumTrainTimesteps;
+        return t - NumTrainTimesteps / n;
+    }
+
+    /// <summary>
+    /// Posterior variance at t: beta~_t = (1 - abar_{t-1}) / (1 - abar_t) beta_t (Ho et al. 2020, Eq. 7) clamped at 1e-20,
+    /// transformed per <see cref="VarianceType"/> (log forms return the log-variance, fixed_small_log the std).
+    /// </summary>
+    public double GetVariance(int t)
+    {
+        GetAlphas(t, out float apt, out float aptp);
+        float currentBeta = 1f - apt / aptp;
+        float variance = MathF.Max((1f - aptp) / (1f - apt) * currentBeta, 1e-20f);
+        return VarianceType switch
+        {
+            "fixed_small" => variance,
+            "fixed_small_log" => MathF.Exp(0.5f * MathF.Log(variance)),
+            "fixed_large" => currentBeta,
+            "fixed_large_log" => MathF.Log(currentBeta),
+            _ => throw new InvalidOperationException($"variance_type '{VarianceType}' needs the model's predicted variance."),
+        };
+    }
+
+    private void GetAlphas(int t, out float apt, out float aptp)
+    {
+        apt = (float)AlphasCumprodF[CheckTrainT(t)];
+        int prev = PreviousTimestep(t);
+        aptp = prev >= 0 ? (float)AlphasCumprodF[prev] : 1f;
+    }
+
+    /// <inheritdoc/>
+    public override SchedulerStepOutput Step(Tensor modelOutput, double timestep, Tensor sample, Tensor? noise = null, Generator? generator = null)
+    {
+        int t = (int)timestep;
+        if (t != timestep) throw new ArgumentException($"DDPMScheduler needs an integer timestep, got {timestep}.");
+        int c = sample.Rank >= 2 ? sample.Dim(1) : 0;
+        bool learned = VarianceType is "learned" or "learned_range";
+        Tensor eps = modelOutput;
+        Tensor? predictedVariance = null;
+        if (learned && modelOutput.Rank == sample.Rank && modelOutput.Rank >= 2 && modelOutput.Dim(1) == 2 * c)
+        {
+            SplitChannels(modelOutput, c, out eps, out predictedVariance);
+        }
+        else CheckSameShape(modelOutput, sample, "model output");
+        if (learned && predictedVariance == null && t > 0)
+            throw new ArgumentException($"variance_type '{VarianceType}' needs a model output with 2x the sample's channels: sample {sample.Shape}, model output {modelOutput.Shape}.");
+
+        GetAlphas(t, out float apt, out float aptp);
+        float bpt = 1f - apt, bptp = 1f - aptp;
+        float currentAlpha = apt / aptp, currentBeta = 1f - currentAlpha;
+
+        var x0 = Tensor.Empty(sample.Shape);
+        ReadOnlySpan<float> m = eps.Span, s = sample.Span;
+        var p = x0.Span;
+        float sa = MathF.Sqrt(apt), sb = MathF.Sqrt(bpt);
+        switch (PredictionType)
+        {
+            case PredictionType.Epsilon:
+                for (int i = 0; i < p.Length; i++) p[i] = (s[i] - sb * m[i]) / sa;  // Eq. 15 of Ho et al. 2020
+                break;
+            case PredictionType.Sample:
+                m.CopyTo(p);
+                break;
+            default:
+                for (int i = 0; i < p.Length; i++) p[i] = sa * s[i] - sb * m[i];
+                break;
+        }
+        if (Thresholding) DynamicThreshold(x0, DynamicThresholdingRatio, SampleMaxValue);
+        else if (ClipSample) ClampInPlace(p, (float)ClipSampleRange);
+
+        // posterior mean coefficients, Eq. 7 of Ho et al. 2020
+        float cx0 = MathF.Sqrt(aptp) * currentBeta / bpt;
+        float cxt = MathF.Sqrt(currentAlpha) * bptp / bpt;
+        var prev = Tensor.Empty(sample.Shape);
+        var o = prev.Span;
+        for (int i = 0; i < o.Length; i++) o[i] = cx0 * p[i] + cxt * s[i];
+
+        if (t > 0)
+        {
+            var z = DrawNoise(noise, generator, sample, out bool owned);
+            ReadOnlySpan<float> zs = z.Span;
+            if (!learned)
+            {
+                float std = VarianceType switch
+                {
+                    "fixed_small_log" => (float)GetVariance(t),
+                    "fixed_large_log" => MathF.Exp(0.5f * (float)GetVariance(t)),
+                    _ => MathF.Sqrt((float)GetVariance(t)),
+                };
+                for (int i = 0; i < o.Length; i++) o[i] += std * zs[i];
+            }
+            else
+            {
+                ReadOnlySpan<float> v = predictedVariance!.Span;
+                float variance = MathF.Max((1f - aptp) / (1f - apt) * currentBeta, 1e-20f);
+                float minLog = MathF.Log(variance), maxLog = MathF.Log(currentBeta);
+                for (int i = 0; i < o.Length; i++)
+                {
+                    float std;
+                    if (VarianceType == "learned") std = MathF.Sqrt(v[i]);  // the model outputs the variance itself
+                    else
+                    {
+                        float frac = (v[i] + 1f) / 2f;  // interpolate log-variance, Eq. 15 of Nichol and Dhariwal 2021
+                        std = MathF.Exp(0.5f * (frac * maxLog + (1f - frac) * minLog));
+                    }
+                    o[i] += std * zs[i];
+                }
+            }
+            if (owned) z.Dispose();
+        }
+        if (!ReferenceEquals(eps, modelOutput)) { eps.Dispose(); predictedVariance!.Dispose(); }
+        return new SchedulerStepOutput(prev, x0);
+    }
+
+    private static void SplitChannels(Tensor y, int c, out Tensor first, out Tensor second)
+    {
+        int batch = y.Dim(0), inner = y.Size / (batch * 2 * c);
+        var shape = y.Shape.ToArray();
+        shape[1] = c;
+        first = Tensor.Empty(shape);
+        second = Tensor.Empty(shape);
+        ReadOnlySpan<float> src = y.Span;
+        Span<float> a = first.Span, b = second.Span;
+        int block = c * inner;
+        for (int n = 0; n < batch; n++)
+        {
+            src.Slice(n * 2 * block, block).CopyTo(a.Slice(n * block, block));
+            src.Slice(n * 2 * block + block, block).CopyTo(b.Slice(n * block, block));
+        }
+    }
+}

@@ -1,0 +1,448 @@
+using DiffusionSharp.Diffusion.Schedules;
+using DiffusionSharp.Tensors;
+
+namespace DiffusionSharp.Diffusion.Schedulers;
+
+/// <summary>
+/// Multistep DPM-Solver (Lu et al. 2022) and DPM-Solver++ (Lu et al. 2022b, Algorithm 2) of orders 1-3, with the SDE
+/// variant sde-dpmsolver++, midpoint or heun second-order updates, Karras / exponential / Lu-lambda sigmas and
+/// lower-order final steps, following diffusers' DPMSolverMultistepScheduler.
+/// </summary>
+public sealed class DPMSolverMultistepScheduler : Scheduler
+{
+    private readonly double[] _trainSigmas, _trainLogSigmas;
+    private double[] _sigmas = Array.Empty<double>();
+    private readonly Tensor?[] _modelOutputs;
+    private int _lowerOrderNums;
+    private int? _stepIndex, _beginIndex;
+
+    /// <summary>Builds the scheduler from a parsed config (missing keys take diffusers' defaults).</summary>
+    public DPMSolverMultistepScheduler(SchedulerConfig config) : base(config, "linspace")
+    {
+        SolverOrder = config.GetInt("solver_order", 2);
+        if (SolverOrder is < 1 or > 3) throw new ArgumentOutOfRangeException(nameof(config), $"solver_order must be 1, 2 or 3, got {SolverOrder}.");
+        AlgorithmType = config.GetString("algorithm_type", "dpmsolver++");
+        if (AlgorithmType == "deis") AlgorithmType = "dpmsolver++";
+        if (AlgorithmType is not ("dpmsolver" or "dpmsolver++" or "sde-dpmsolver" or "sde-dpmsolver++"))
+            throw new NotSupportedException($"algorithm_type '{AlgorithmType}' is not supported; expected dpmsolver++, sde-dpmsolver++, dpmsolver or sde-dpmsolver.");
+        SolverType = config.GetString("solver_type", "midpoint");
+        if (SolverType is "logrho" or "bh1" or "bh2") SolverType = "midpoint";
+        if (SolverType is not ("midpoint" or "heun"))
+            throw new NotSupportedException($"solver_type '{SolverType}' is not supported; expected midpoint or heun.");
+        if (SolverOrder == 3 && AlgorithmType.StartsWith("sde", StringComparison.Ordinal))
+            throw new NotSupportedException($"solver_order 3 is not supported with algorithm_type '{AlgorithmType}'; use order 1 or 2.");
+        LowerOrderFinal = config.GetBool("lower_order_final", true);
+        EulerAtFinal = config.GetBool("euler_at_final", false);
+        UseKarrasSigmas = config.GetBool("use_karras_sigmas", false);
+        UseExponentialSigmas = config.GetBool("use_exponential_sigmas", false);
+        UseLuLambdas = config.GetBool("use_lu_lambdas", false);
+        if ((UseKarrasSigmas ? 1 : 0) + (UseExponentialSigmas ? 1 : 0) + (UseLuLambdas ? 1 : 0) > 1)
+            throw new ArgumentException("Only one of use_karras_sigmas, use_exponential_sigmas and use_lu_lambdas may be true.");
+        FinalSigmasType = config.GetString("final_sigmas_type", "zero");
+        if (FinalSigmasType is not ("zero" or "sigma_min"))
+            throw new NotSupportedException($"final_sigmas_type '{FinalSigmasType}' is not supported; expected zero or sigma_min.");
+        if (FinalSigmasType == "zero" && AlgorithmType is "dpmsolver" or "sde-dpmsolver")
+            throw new ArgumentException($"final_sigmas_type 'zero' needs algorithm_type dpmsolver++ or sde-dpmsolver++, got {AlgorithmType}; use sigma_min.");
+        LambdaMinClipped = config.GetDouble("lambda_min_clipped", double.NegativeInfinity);
+        VarianceType = config.GetNullableString("variance_type");
+        Thresholding = config.GetBool("thresholding", false);
+        DynamicThresholdingRatio = config.GetDouble("dynamic_thresholding_ratio", 0.995);
+        SampleMaxValue = config.GetDouble("sample_max_value", 1.0);
+
+        if (RescaleBetasZeroSnr) AlphasCumprodF[^1] = Math.Pow(2, -24);
+        _trainSigmas = new double[NumTrainTimesteps];
+        _trainLogSigmas = new double[NumTrainTimesteps];
+        for (int i = 0; i < NumTrainTimesteps; i++)
+        {
+            float ac = (float)AlphasCumprodF[i];
+            float s = MathF.Sqrt((1f - ac) / ac);
+            _trainSigmas[i] = s;
+            _trainLogSigmas[i] = MathF.Log(s);
+        }
+        _modelOutputs = new Tensor?[SolverOrder];
+        TimestepsArr = new double[NumTrainTimesteps];
+        for (int i = 0; i < NumTrainTimesteps; i++) TimestepsArr[i] = NumTrainTimesteps - 1 - i;
+    }
+
+    /// <summary>Parses a diffusers <c>scheduler_config.json</c>.</summary>
+    public static DPMSolverMultistepScheduler FromConfig(string json) => new(SchedulerConfig.Parse(json));
+
+    /// <summary>Multistep order (1-3).</summary>
+    public int SolverOrder { get; }
+
+    /// <summary>"dpmsolver++", "sde-dpmsolver++", "dpmsolver" or "sde-dpmsolver".</summary>
+    public string AlgorithmType { get; }
+
+    /// <summary>"midpoint" or "heun" second-order update.</summary>
+    public string SolverType { get; }
+
+    /// <summary>Use lower orders for the last steps when there are fewer than 15.</summary>
+    public bool LowerOrderFinal { get; }
+
+    /// <summary>Use first order for the final step.</summary>
+    public bool EulerAtFinal { get; }
+
+    /// <summary>Karras et al. 2022 sigma spacing.</summary>
+    public bool UseKarrasSigmas { get; }
+
+    /// <summary>Sigmas evenly spaced in log sigma.</summary>
+    public bool UseExponentialSigmas { get; }
+
+    /// <summary>Lu et al.'s uniform-lambda spacing.</summary>
+    public bool UseLuLambdas { get; }
+
+    /// <summary>"zero" or "sigma_min".</summary>
+    public string FinalSigmasType { get; }
+
+    /// <summary>Timesteps whose lambda = log(alpha/sigma) falls below this are not used (for the cosine schedule).</summary>
+    public double LambdaMinClipped { get; }
+
+    /// <summary>null, or "learned" / "learned_range" when the model also outputs a variance (ignored here).</summary>
+    public string? VarianceType { get; }
+
+    /// <summary>Whether dynamic thresholding is applied to x0 predictions.</summary>
+    public bool Thresholding { get; }
+
+    /// <summary>Quantile of |x0| used by dynamic thresholding.</summary>
+    public double DynamicThresholdingRatio { get; }
+
+    /// <summary>Upper bound of the dynamic threshold.</summary>
+    public double SampleMaxValue { get; }
+
+    /// <summary>VE noise level per step plus the final one (float32 values).</summary>
+    public IReadOnlyList<double> Sigmas => _sigmas;
+
+    /// <summary>Index of the next step, or null before the first step.</summary>
+    public int? StepIndex => _stepIndex;
+
+    /// <summary>Makes the first step start at <paramref name="beginIndex"/>.</summary>
+    public void SetBeginIndex(int beginIndex) => _beginIndex = beginIndex;
+
+    /// <inheritdoc/>
+    public override double InitNoiseSigma => 1.0;
+
+    /// <inheritdoc/>
+    public override void SetTimesteps(int numInferenceSteps)
+    {
+        int T = NumTrainTimesteps;
+        // lambda_t = log(alpha_t / sigma_t) decreases with t; skip the tail below lambda_min_clipped
+        int clipped = 0;
+        for (int i = T - 1; i >= 0; i--)
+        {
+            float ac = (float)AlphasCumprodF[i];
+            float lam = MathF.Log(MathF.Sqrt(ac)) - MathF.Log(MathF.Sqrt(1f - ac));
+            if (lam < LambdaMinClipped) clipped++; else break;
+        }
+        int last = T - clipped;
+        double[] ts;
+        switch (TimestepSpacingMode)
+        {
+            case "linspace":
+            {
+                var l = BetaSchedules.Linspace(0, last - 1, numInferenceSteps + 1);
+                ts = new double[numInferenceSteps];
+                for (int i = 0; i < numInferenceSteps; i++) ts[i] = Math.Round(l[numInferenceSteps - i], MidpointRounding.ToEven);
+                break;
+            }
+            case "leading":
+            {
+                int ratio = last / (numInferenceSteps + 1);
+                ts = new double[numInferenceSteps];
+                for (int i = 0; i < numInferenceSteps; i++) ts[i] = (numInferenceSteps - i) * ratio + StepsOffset;
+                break;
+            }
+            default:
+                ts = TimestepSpacing.Trailing(T, numInferenceSteps, last);
+                break;
+        }
+
+        double[] sigmas;
+        if (UseKarrasSigmas || UseExponentialSigmas || UseLuLambdas)
+        {
+            double lo = _trainSigmas[0], hi = _trainSigmas[T - 1];
+            sigmas = UseKarrasSigmas ? SigmaSchedules.Karras(numInferenceSteps, lo, hi, 7.0, appendZero: false)
+                : SigmaSchedules.Exponential(numInferenceSteps, lo, hi, appendZero: false);
+            ts = sigmas.Select(s => Math.Round(SigmaSchedules.SigmaToT(s, _trainLogSigmas), MidpointRounding.ToEven)).ToArray();
+        }
+        else sigmas = ts.Select(t => SigmaSchedules.InterpOnIndex(t, _trainSigmas)).ToArray();
+
+        double final = FinalSigmasType == "zero" ? 0.0 : _trainSigmas[0];
+        _sigmas = sigmas.Append(final).Select(s => (double)(float)s).ToArray();
+        TimestepsArr = ts;
+        NumInferenceSteps = ts.Length;
+        ResetState();
+    }
+
+    private void ResetState()
+    {
+        for (int i = 0; i < _modelOutputs.Length; i++) { _modelOutputs[i]?.Dispose(); _modelOutputs[i] = null; }
+        _lowerOrderNums = 0;
+        _stepIndex = null;
+        _beginIndex = null;
+    }
+
+    /// <summary>Position of <paramref name="timestep"/> in the schedule (the second match when repeated, the last step when absent).</summary>
+    public int IndexForTimestep(double timestep)
+    {
+        int first = -1, second = -1;
+        for (int i = 0; i < TimestepsArr.Length; i++)
+        {
+            if (TimestepsArr[i] != timestep) continue;
+            if (first < 0) first = i; else { second = i; break; }
+        }
+        return first < 0 ? TimestepsArr.Length - 1 : second >= 0 ? second : first;
+    }
+
+    // alpha_t = 1 / sqrt(sigma^2 + 1), sigma_t = sigma alpha_t: VE sigma back to the VP pair
+    private static void AlphaSigma(float sigma, out float alpha, out float sigmaT)
+    {
+        alpha = 1f / MathF.Sqrt(sigma * sigma + 1f);
+        sigmaT = sigma * alpha;
+    }
+
+    /// <inheritdoc/>
+    public override SchedulerStepOutput Step(Tensor modelOutput, double timestep, Tensor sample, Tensor? noise = null, Generator? generator = null)
+    {
+        RequireTimesteps();
+        _stepIndex ??= _beginIndex ?? IndexForTimestep(timestep);
+        int idx = _stepIndex.Value;
+        int n = TimestepsArr.Length;
+        bool lowerOrderFinal = idx == n - 1 && (EulerAtFinal || (LowerOrderFinal && n < 15) || FinalSigmasType == "zero");
+        bool lowerOrderSecond = idx == n - 2 && LowerOrderFinal && n < 15;
+
+        var converted = ConvertModelOutput(modelOutput, sample, idx);
+        _modelOutputs[0]?.Dispose();
+        for (int i = 0; i < SolverOrder - 1; i++) _modelOutputs[i] = _modelOutputs[i + 1];
+        _modelOutputs[SolverOrder - 1] = converted;
+
+        Tensor? z = null;
+        bool ownedNoise = false;
+        if (AlgorithmType.StartsWith("sde", StringComparison.Ordinal)) z = DrawNoise(noise, generator, sample, out ownedNoise);
+
+        Tensor prev;
+        if (SolverOrder == 1 || _lowerOrderNums < 1 || lowerOrderFinal) prev = FirstOrder(converted, sample, z, idx);
+        else if (SolverOrder == 2 || _lowerOrderNums < 2 || lowerOrderSecond) prev = SecondOrder(sample, z, idx);
+        else prev = ThirdOrder(sample, idx);
+        if (ownedNoise) z!.Dispose();
+
+        if (_lowerOrderNums < SolverOrder) _lowerOrderNums++;
+        _stepIndex = idx + 1;
+        return new SchedulerStepOutput(prev, PredictedX0(converted, sample, idx));
+    }
+
+    private Tensor PredictedX0(Tensor converted, Tensor sample, int idx)
+    {
+        if (AlgorithmType.EndsWith("++", StringComparison.Ordinal)) return converted.Clone();
+        AlphaSigma((float)_sigmas[idx], out float a, out float s);
+        var x0 = Tensor.Empty(sample.Shape);
+        ReadOnlySpan<float> e = converted.Span, x = sample.Span;
+        var o = x0.Span;
+        for (int i = 0; i < o.Length; i++) o[i] = (x[i] - s * e[i]) / a;
+        return x0;
+    }
+
+    /// <summary>The data prediction x0 (dpmsolver++) or the noise prediction (dpmsolver) from the raw model output.</summary>
+    private Tensor ConvertModelOutput(Tensor modelOutput, Tensor sample, int idx)
+    {
+        Tensor m = modelOutput;
+        bool sliced = false;
+        if (VarianceType is "learned" or "learned_range" && modelOutput.Rank >= 2 && sample.Rank >= 2 && modelOutput.Dim(1) == 2 * sample.Dim(1))
+        {
+            m = FirstChannels(modelOutput, sample.Dim(1));
+            sliced = true;
+        }
+        CheckSameShape(m, sample, "model output");
+        AlphaSigma((float)_sigmas[idx], out float a, out float s);
+        var y = Tensor.Empty(sample.Shape);
+        ReadOnlySpan<float> mo = m.Span, x = sample.Span;
+        var o = y.Span;
+        if (AlgorithmType.EndsWith("++", StringComparison.Ordinal))
+        {
+            switch (PredictionType)
+            {
+                case PredictionType.Epsilon: for (int i = 0; i < o.Length; i++) o[i] = (x[i] - s * mo[i]) / a; break;
+                case PredictionType.Sample: mo.CopyTo(o); break;
+                default: for (int i = 0; i < o.Length; i++) o[i] = a * x[i] - s * mo[i]; break;
+            }
+            if (Thresholding) DynamicThreshold(y, DynamicThresholdingRatio, SampleMaxValue);
+        }
+        else
+        {
+            switch (PredictionType)
+            {
+                case PredictionType.Epsilon: mo.CopyTo(o); break;
+                case PredictionType.Sample: for (int i = 0; i < o.Length; i++) o[i] = (x[i] - a * mo[i]) / s; break;
+                default: for (int i = 0; i < o.Length; i++) o[i] = a * mo[i] + s * x[i]; break;
+            }
+            if (Thresholding)
+            {
+                var x0 = Tensor.Empty(sample.Shape);
+                var p = x0.Span;
+                for (int i = 0; i < o.Length; i++) p[i] = (x[i] - s * o[i]) / a;
+                DynamicThreshold(x0, DynamicThresholdingRatio, SampleMaxValue);
+                for (int i = 0; i < o.Length; i++) o[i] = (x[i] - a * p[i]) / s;
+                x0.Dispose();
+            }
+        }
+        if (sliced) m.Dispose();
+        return y;
+    }
+
+    private static Tensor FirstChannels(Tensor y, int c)
+    {
+        int batch = y.Dim(0), block = y.Size / (batch * 2);
+        var shape = y.Shape.ToArray();
+        shape[1] = c;
+        var r = Tensor.Empty(shape);
+        for (int b = 0; b < batch; b++) y.Span.Slice(b * 2 * block, block).CopyTo(r.Span.Slice(b * block, block));
+        return r;
+    }
+
+    private void Lambdas(int idx, out float alphaT, out float sigmaT, out float alphaS0, out float sigmaS0, out float h)
+    {
+        AlphaSigma((float)_sigmas[idx + 1], out alphaT, out sigmaT);
+        AlphaSigma((float)_sigmas[idx], out alphaS0, out sigmaS0);
+        float lambdaT = MathF.Log(alphaT) - MathF.Log(sigmaT);
+        float lambdaS = MathF.Log(alphaS0) - MathF.Log(sigmaS0);
+        h = lambdaT - lambdaS;
+    }
+
+    private float LambdaAt(int idx)
+    {
+        AlphaSigma((float)_sigmas[idx], out float a, out float s);
+        return MathF.Log(a) - MathF.Log(s);
+    }
+
+    // First-order update = DDIM in lambda time (Eq. 5 of Lu et al. 2022b for ++).
+    private Tensor FirstOrder(Tensor m0, Tensor sample, Tensor? noise, int idx)
+    {
+        Lambdas(idx, out float alphaT, out float sigmaT, out float alphaS, out float sigmaS, out float h);
+        var y = Tensor.Empty(sample.Shape);
+        ReadOnlySpan<float> x = sample.Span, m = m0.Span;
+        var o = y.Span;
+        switch (AlgorithmType)
+        {
+            case "dpmsolver++":
+            {
+                float c1 = sigmaT / sigmaS, c2 = alphaT * (MathF.Exp(-h) - 1f);
+                for (int i = 0; i < o.Length; i++) o[i] = c1 * x[i] - c2 * m[i];
+                break;
+            }
+            case "dpmsolver":
+            {
+                float c1 = alphaT / alphaS, c2 = sigmaT * (MathF.Exp(h) - 1f);
+                for (int i = 0; i < o.Length; i++) o[i] = c1 * x[i] - c2 * m[i];
+                break;
+            }
+            case "sde-dpmsolver++":
+            {
+                float c1 = sigmaT / sigmaS * MathF.Exp(-h), c2 = alphaT * (1f - MathF.Exp(-2f * h)), c3 = sigmaT * MathF.Sqrt(1f - MathF.Exp(-2f * h));
+                ReadOnlySpan<float> z = noise!.Span;
+                for (int i = 0; i < o.Length; i++) o[i] = c1 * x[i] + c2 * m[i] + c3 * z[i];
+                break;
+            }
+            default:
+            {
+                float c1 = alphaT / alphaS, c2 = 2f * (sigmaT * (MathF.Exp(h) - 1f)), c3 = sigmaT * MathF.Sqrt(MathF.Exp(2f * h) - 1f);
+                ReadOnlySpan<float> z = noise!.Span;
+                for (int i = 0; i < o.Length; i++) o[i] = c1 * x[i] - c2 * m[i] + c3 * z[i];
+                break;
+            }
+        }
+        return y;
+    }
+
+    // Multistep second order (Algorithm 2 of Lu et al. 2022b): D1 = (m0 - m1) / r0 estimates the derivative in lambda.
+    private Tensor SecondOrder(Tensor sample, Tensor? noise, int idx)
+    {
+        Lambdas(idx, out float alphaT, out float sigmaT, out float alphaS, out float sigmaS, out float h);
+        float lambdaS0 = LambdaAt(idx), lambdaS1 = LambdaAt(idx - 1);
+        float h0 = lambdaS0 - lambdaS1;
+        float r0 = h0 / h, invR0 = 1f / r0;
+        var m0 = _modelOutputs[SolverOrder - 1]!;
+        var m1 = _modelOutputs[SolverOrder - 2]!;
+        ReadOnlySpan<float> x = sample.Span, a = m0.Span, b = m1.Span;
+        var y = Tensor.Empty(sample.Shape);
+        var o = y.Span;
+        float emh = MathF.Exp(-h);
+        float c1, c2, c3, c4 = 0f;
+        bool plus = false;
+        switch (AlgorithmType)
+        {
+            case "dpmsolver++":
+                c1 = sigmaT / sigmaS; c2 = alphaT * (emh - 1f);
+                c3 = SolverType == "midpoint" ? 0.5f * c2 : -(alphaT * ((emh - 1f) / h + 1f));
+                // x = c1 x - c2 D0 - c3 D1
+                break;
+            case "dpmsolver":
+                c1 = alphaT / alphaS; c2 = sigmaT * (MathF.Exp(h) - 1f);
+                c3 = SolverType == "midpoint" ? 0.5f * c2 : sigmaT * ((MathF.Exp(h) - 1f) / h - 1f);
+                break;
+            case "sde-dpmsolver++":
+            {
+                float e2 = MathF.Exp(-2f * h);
+                c1 = sigmaT / sigmaS * emh; c2 = alphaT * (1f - e2);
+                c3 = SolverType == "midpoint" ? 0.5f * c2 : alphaT * ((1f - e2) / (-2f * h) + 1f);
+                c4 = sigmaT * MathF.Sqrt(1f - e2);
+                plus = true;
+                break;
+            }
+            default:
+                c1 = alphaT / alphaS; c2 = 2f * (sigmaT * (MathF.Exp(h) - 1f));
+                c3 = SolverType == "midpoint" ? sigmaT * (MathF.Exp(h) - 1f) : 2f * (sigmaT * ((MathF.Exp(h) - 1f) / h - 1f));
+                c4 = sigmaT * MathF.Sqrt(MathF.Exp(2f * h) - 1f);
+                break;
+        }
+        ReadOnlySpan<float> z = noise != null ? noise.Span : default;
+        for (int i = 0; i < o.Length; i++)
+        {
+            float d1 = invR0 * (a[i] - b[i]);
+            float v = plus ? c1 * x[i] + c2 * a[i] + c3 * d1 : c1 * x[i] - c2 * a[i] - c3 * d1;
+            if (noise != null) v += c4 * z[i];
+            o[i] = v;
+        }
+        return y;
+    }
+
+    // Multistep third order (Lu et al. 2022, Sec. 3.3 / Lu et al. 2022b, Appendix).
+    private Tensor ThirdOrder(Tensor sample, int idx)
+    {
+        Lambdas(idx, out float alphaT, out float sigmaT, out float alphaS, out float sigmaS, out float h);
+        float l0 = LambdaAt(idx), l1 = LambdaAt(idx - 1), l2 = LambdaAt(idx - 2);
+        float h0 = l0 - l1, h1 = l1 - l2;
+        float r0 = h0 / h, r1 = h1 / h;
+        float i0 = 1f / r0, i1 = 1f / r1, k = r0 / (r0 + r1), k2 = 1f / (r0 + r1);
+        var m0 = _modelOutputs[SolverOrder - 1]!;
+        var m1 = _modelOutputs[SolverOrder - 2]!;
+        var m2 = _modelOutputs[SolverOrder - 3]!;
+        ReadOnlySpan<float> x = sample.Span, a = m0.Span, b = m1.Span, c = m2.Span;
+        var y = Tensor.Empty(sample.Shape);
+        var o = y.Span;
+        float c1, c2, c3, c4;
+        if (AlgorithmType == "dpmsolver++")
+        {
+            float emh = MathF.Exp(-h);
+            c1 = sigmaT / sigmaS; c2 = alphaT * (emh - 1f);
+            c3 = alphaT * ((emh - 1f) / h + 1f); c4 = alphaT * ((emh - 1f + h) / (h * h) - 0.5f);
+            for (int i = 0; i < o.Length; i++)
+            {
+                float d10 = i0 * (a[i] - b[i]), d11 = i1 * (b[i] - c[i]);
+                float d1 = d10 + k * (d10 - d11), d2 = k2 * (d10 - d11);
+                o[i] = c1 * x[i] - c2 * a[i] + c3 * d1 - c4 * d2;
+            }
+        }
+        else
+        {
+            float eh = MathF.Exp(h);
+            c1 = alphaT / alphaS; c2 = sigmaT * (eh - 1f);
+            c3 = sigmaT * ((eh - 1f) / h - 1f); c4 = sigmaT * ((eh - 1f - h) / (h * h) - 0.5f);
+            for (int i = 0; i < o.Length; i++)
+            {
+                float d10 = i0 * (a[i] - b[i]), d11 = i1 * (b[i] - c[i]);
+                float d1 = d10 + k * (d10 - d11), d2 = k2 * (d10 - d11);
+                o[i] = c1 * x[i] - c2 * a[i] - c3 * d1 - c4 * d2;
+            }
+        }
+        return y;
+    }
+}

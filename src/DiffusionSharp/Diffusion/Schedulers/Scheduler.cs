@@ -1,0 +1,242 @@
+using DiffusionSharp.Diffusion.Schedules;
+using DiffusionSharp.Tensors;
+
+namespace DiffusionSharp.Diffusion.Schedulers;
+
+/// <summary>What the denoising network predicts (diffusers' <c>prediction_type</c>).</summary>
+public enum PredictionType
+{
+    /// <summary>The added noise epsilon ("epsilon").</summary>
+    Epsilon,
+    /// <summary>The clean sample x0 ("sample").</summary>
+    Sample,
+    /// <summary>The velocity v = sqrt(abar) eps - sqrt(1 - abar) x0 (Salimans and Ho 2022, Sec. 4; "v_prediction").</summary>
+    VPrediction,
+}
+
+/// <summary>Result of one scheduler step.</summary>
+/// <param name="PrevSample">The sample at the next (less noisy) timestep.</param>
+/// <param name="PredOriginalSample">The model's estimate of x0 at this step.</param>
+public sealed record SchedulerStepOutput(Tensor PrevSample, Tensor PredOriginalSample);
+
+/// <summary>
+/// Base of the diffusers-compatible samplers over a discrete-time (VP) training schedule. Tables are computed in
+/// double and stored rounded to float32, and step arithmetic runs in float32 in the same order as diffusers, so a
+/// scheduler built from a diffusers <c>scheduler_config.json</c> reproduces diffusers' trajectories.
+/// </summary>
+public abstract class Scheduler
+{
+    private protected readonly double[] BetasF, AlphasF, AlphasCumprodF;
+    private protected double[] TimestepsArr = Array.Empty<double>();
+    private Generator? _fallbackGenerator;
+
+    /// <summary>Reads the settings shared by all schedulers and builds the training schedule.</summary>
+    protected Scheduler(SchedulerConfig config, string defaultSpacing)
+    {
+        Config = config ?? throw new ArgumentNullException(nameof(config));
+        NumTrainTimesteps = config.GetInt("num_train_timesteps", 1000);
+        if (NumTrainTimesteps < 2) throw new ArgumentOutOfRangeException(nameof(config), $"num_train_timesteps must be at least 2, got {NumTrainTimesteps}.");
+        BetaStart = config.GetDouble("beta_start", 1e-4);
+        BetaEnd = config.GetDouble("beta_end", 0.02);
+        BetaSchedule = config.GetString("beta_schedule", "linear");
+        PredictionType = ParsePrediction(config.GetString("prediction_type", "epsilon"));
+        TimestepSpacingMode = config.GetString("timestep_spacing", defaultSpacing);
+        if (TimestepSpacingMode is not ("leading" or "trailing" or "linspace"))
+            throw new NotSupportedException($"timestep_spacing '{TimestepSpacingMode}' is not supported; expected leading, trailing or linspace.");
+        StepsOffset = config.GetInt("steps_offset", 0);
+        RescaleBetasZeroSnr = config.GetBool("rescale_betas_zero_snr", false);
+
+        var trained = config.GetDoubleArray("trained_betas");
+        double[] betas;
+        if (trained != null)
+        {
+            if (trained.Length != NumTrainTimesteps)
+                throw new ArgumentException($"trained_betas has {trained.Length} values but num_train_timesteps is {NumTrainTimesteps}.");
+            betas = trained;
+        }
+        else betas = BetaSchedules.Create(BetaSchedule, NumTrainTimesteps, BetaStart, BetaEnd);
+        for (int i = 0; i < betas.Length; i++) betas[i] = (float)betas[i];
+        if (RescaleBetasZeroSnr) betas = BetaSchedules.RescaleZeroTerminalSnr(betas);
+        BetasF = new double[NumTrainTimesteps];
+        AlphasF = new double[NumTrainTimesteps];
+        AlphasCumprodF = new double[NumTrainTimesteps];
+        double p = 1;
+        for (int i = 0; i < NumTrainTimesteps; i++)
+        {
+            BetasF[i] = (float)betas[i];
+            AlphasF[i] = (float)(1 - BetasF[i]);
+            p *= AlphasF[i];
+            AlphasCumprodF[i] = (float)p;
+        }
+    }
+
+    /// <summary>The configuration this scheduler was built from.</summary>
+    public SchedulerConfig Config { get; }
+
+    /// <summary>Number of training timesteps T.</summary>
+    public int NumTrainTimesteps { get; }
+
+    /// <summary>First beta of a linear / scaled_linear / sigmoid schedule.</summary>
+    public double BetaStart { get; }
+
+    /// <summary>Last beta of a linear / scaled_linear / sigmoid schedule.</summary>
+    public double BetaEnd { get; }
+
+    /// <summary>The beta schedule name.</summary>
+    public string BetaSchedule { get; }
+
+    /// <summary>What the model predicts.</summary>
+    public PredictionType PredictionType { get; }
+
+    /// <summary>"leading", "trailing" or "linspace".</summary>
+    public string TimestepSpacingMode { get; }
+
+    /// <summary>Offset added to leading-spaced timesteps.</summary>
+    public int StepsOffset { get; }
+
+    /// <summary>Whether betas were rescaled to zero terminal SNR.</summary>
+    public bool RescaleBetasZeroSnr { get; }
+
+    /// <summary>beta_t for t = 0..T-1 (float32 values).</summary>
+    public IReadOnlyList<double> Betas => BetasF;
+
+    /// <summary>alpha_t = 1 - beta_t (float32 values).</summary>
+    public IReadOnlyList<double> Alphas => AlphasF;
+
+    /// <summary>alpha_bar_t = prod (1 - beta_s) (float32 values).</summary>
+    public IReadOnlyList<double> AlphasCumprod => AlphasCumprodF;
+
+    /// <summary>The inference timesteps after <see cref="SetTimesteps(int)"/>, in model-call order.</summary>
+    public IReadOnlyList<double> Timesteps => TimestepsArr;
+
+    /// <summary>Number of inference steps set, or 0 before <see cref="SetTimesteps(int)"/>.</summary>
+    public int NumInferenceSteps { get; private protected set; }
+
+    /// <summary>Standard deviation of the initial noise x_T.</summary>
+    public abstract double InitNoiseSigma { get; }
+
+    /// <summary>Random source used for stochastic steps when neither noise nor a generator is passed (seeded randomly when unset).</summary>
+    public Generator? DefaultGenerator { get; set; }
+
+    /// <summary>Chooses <paramref name="numInferenceSteps"/> timesteps and resets the solver state.</summary>
+    public abstract void SetTimesteps(int numInferenceSteps);
+
+    /// <summary>The model input for sample <paramref name="sample"/> at timestep <paramref name="timestep"/> (a new tensor).</summary>
+    public virtual Tensor ScaleModelInput(Tensor sample, double timestep) => sample.Clone();
+
+    /// <summary>
+    /// One reverse step from <paramref name="timestep"/>. Stochastic schedulers use <paramref name="noise"/> when given,
+    /// else draw from <paramref name="generator"/> (else <see cref="DefaultGenerator"/>).
+    /// </summary>
+    public abstract SchedulerStepOutput Step(Tensor modelOutput, double timestep, Tensor sample, Tensor? noise = null, Generator? generator = null);
+
+    /// <summary>Forward process q(x_t | x_0): sqrt(abar_t) x0 + sqrt(1 - abar_t) noise with one timestep per batch element (Ho et al. 2020, Eq. 4).</summary>
+    public virtual Tensor AddNoise(Tensor originalSamples, Tensor noise, ReadOnlySpan<int> timesteps)
+    {
+        CheckSameShape(noise, originalSamples, "noise");
+        var y = Tensor.Empty(originalSamples.Shape);
+        int per = PerBatch(originalSamples, timesteps);
+        ReadOnlySpan<float> x = originalSamples.Span, n = noise.Span;
+        var o = y.Span;
+        for (int b = 0; b < timesteps.Length; b++)
+        {
+            float ac = (float)AlphasCumprodF[CheckTrainT(timesteps[b])];
+            float sa = MathF.Sqrt(ac), sb = MathF.Sqrt(1f - ac);
+            for (int i = b * per; i < (b + 1) * per; i++) o[i] = sa * x[i] + sb * n[i];
+        }
+        return y;
+    }
+
+    /// <summary>Velocity target v = sqrt(abar_t) noise - sqrt(1 - abar_t) x0 (Salimans and Ho 2022, Sec. 4).</summary>
+    public Tensor GetVelocity(Tensor sample, Tensor noise, ReadOnlySpan<int> timesteps)
+    {
+        CheckSameShape(noise, sample, "noise");
+        var y = Tensor.Empty(sample.Shape);
+        int per = PerBatch(sample, timesteps);
+        ReadOnlySpan<float> x = sample.Span, n = noise.Span;
+        var o = y.Span;
+        for (int b = 0; b < timesteps.Length; b++)
+        {
+            float ac = (float)AlphasCumprodF[CheckTrainT(timesteps[b])];
+            float sa = MathF.Sqrt(ac), sb = MathF.Sqrt(1f - ac);
+            for (int i = b * per; i < (b + 1) * per; i++) o[i] = sa * n[i] - sb * x[i];
+        }
+        return y;
+    }
+
+    private protected static PredictionType ParsePrediction(string s) => s switch
+    {
+        "epsilon" => PredictionType.Epsilon,
+        "sample" or "original_sample" => PredictionType.Sample,
+        "v_prediction" => PredictionType.VPrediction,
+        _ => throw new NotSupportedException($"prediction_type '{s}' is not supported; expected epsilon, sample or v_prediction."),
+    };
+
+    private protected int CheckTrainT(int t)
+    {
+        if ((uint)t >= (uint)NumTrainTimesteps)
+            throw new ArgumentOutOfRangeException(nameof(t), $"Expected a training timestep in [0, {NumTrainTimesteps - 1}], got {t}.");
+        return t;
+    }
+
+    private static int PerBatch(Tensor x, ReadOnlySpan<int> timesteps)
+    {
+        if (x.Rank == 0 || x.Dim(0) != timesteps.Length)
+            throw new ArgumentException($"Expected one timestep per batch element: sample shape {x.Shape}, {timesteps.Length} timesteps.");
+        return x.Size / timesteps.Length;
+    }
+
+    private protected static void CheckSameShape(Tensor a, Tensor reference, string what)
+    {
+        if (a.Shape != reference.Shape)
+            throw new ArgumentException($"Expected {what} of shape {reference.Shape} (the sample's), got {a.Shape}.");
+    }
+
+    private protected void RequireTimesteps()
+    {
+        if (NumInferenceSteps == 0)
+            throw new InvalidOperationException($"{GetType().Name}: call SetTimesteps(n) before Step.");
+    }
+
+    /// <summary>The noise for a stochastic step: the given tensor (shape-checked) or a fresh draw.</summary>
+    private protected Tensor DrawNoise(Tensor? noise, Generator? generator, Tensor like, out bool owned)
+    {
+        if (noise != null)
+        {
+            CheckSameShape(noise, like, "noise");
+            owned = false;
+            return noise;
+        }
+        var g = generator ?? DefaultGenerator ?? (_fallbackGenerator ??= new Generator((ulong)Random.Shared.NextInt64()));
+        owned = true;
+        return Tensor.Randn(g, like.Shape.ToArray());
+    }
+
+    /// <summary>Clamps in place to [-range, range].</summary>
+    private protected static void ClampInPlace(Span<float> x, float range)
+    {
+        for (int i = 0; i < x.Length; i++) x[i] = Math.Clamp(x[i], -range, range);
+    }
+
+    /// <summary>
+    /// Dynamic thresholding in place: per batch element s = clamp(quantile(|x|, ratio), 1, maxValue), x = clamp(x, -s, s) / s
+    /// (Saharia et al. 2022, Sec. 2.3).
+    /// </summary>
+    private protected static void DynamicThreshold(Tensor x, double ratio, double maxValue)
+    {
+        int batch = x.Dim(0), per = x.Size / batch;
+        var span = x.Span;
+        var buf = new float[per];
+        for (int b = 0; b < batch; b++)
+        {
+            var row = span.Slice(b * per, per);
+            for (int i = 0; i < per; i++) buf[i] = MathF.Abs(row[i]);
+            Array.Sort(buf);
+            double pos = ratio * (per - 1);  // torch.quantile linear interpolation
+            int lo = (int)Math.Floor(pos), hi = Math.Min(lo + 1, per - 1);
+            float q = (float)(buf[lo] + (pos - lo) * (buf[hi] - buf[lo]));
+            float s = Math.Min(Math.Max(q, 1f), (float)maxValue);
+            for (int i = 0; i < per; i++) row[i] = Math.Clamp(row[i], -s, s) / s;
+        }
+    }
+}

@@ -1,0 +1,197 @@
+using DiffusionSharp.Diffusion.Schedules;
+using DiffusionSharp.Tensors;
+
+namespace DiffusionSharp.Diffusion.Schedulers;
+
+/// <summary>
+/// Base of the schedulers that step in the VE parameterisation x = x0 + sigma eps with sigma = sqrt((1 - abar) / abar)
+/// (Karras et al. 2022, Table 1): Euler, Euler ancestral and Heun. Timesteps may be fractional; sigma is then
+/// interpolated linearly in t from the training table like diffusers.
+/// </summary>
+public abstract class SigmaScheduler : Scheduler
+{
+    private protected readonly double[] TrainSigmas, TrainLogSigmas;
+    private protected double[] SigmasArr = Array.Empty<double>();
+    private int? _stepIndex, _beginIndex;
+
+    /// <summary>Reads the shared settings and the training sigma table.</summary>
+    protected SigmaScheduler(SchedulerConfig config, string defaultSpacing) : base(config, defaultSpacing)
+    {
+        UseKarrasSigmas = config.GetBool("use_karras_sigmas", false);
+        UseExponentialSigmas = config.GetBool("use_exponential_sigmas", false);
+        if (UseKarrasSigmas && UseExponentialSigmas)
+            throw new ArgumentException("Only one of use_karras_sigmas and use_exponential_sigmas may be true.");
+        SigmaMinOverride = config.GetNullableDouble("sigma_min");
+        SigmaMaxOverride = config.GetNullableDouble("sigma_max");
+        FinalSigmasType = config.GetString("final_sigmas_type", "zero");
+        if (FinalSigmasType is not ("zero" or "sigma_min"))
+            throw new NotSupportedException($"final_sigmas_type '{FinalSigmasType}' is not supported; expected zero or sigma_min.");
+        if (RescaleBetasZeroSnr) AlphasCumprodF[^1] = Math.Pow(2, -24);  // keeps the first sigma finite
+        TrainSigmas = new double[NumTrainTimesteps];
+        TrainLogSigmas = new double[NumTrainTimesteps];
+        for (int i = 0; i < NumTrainTimesteps; i++)
+        {
+            float ac = (float)AlphasCumprodF[i];
+            float sg = MathF.Sqrt((1f - ac) / ac);
+            TrainSigmas[i] = sg;
+            TrainLogSigmas[i] = MathF.Log(sg);
+        }
+        TimestepsArr = BetaSchedules.Linspace(0, NumTrainTimesteps - 1, NumTrainTimesteps).Reverse().ToArray();
+        SigmasArr = TrainSigmas.Reverse().Append(0.0).ToArray();
+    }
+
+    /// <summary>Whether inference sigmas follow Eq. 5 of Karras et al. 2022 (rho = 7) between the schedule's extremes.</summary>
+    public bool UseKarrasSigmas { get; }
+
+    /// <summary>Whether inference sigmas are evenly spaced in log sigma.</summary>
+    public bool UseExponentialSigmas { get; }
+
+    /// <summary>Configured lower end of Karras / exponential sigmas (null: the schedule's own).</summary>
+    public double? SigmaMinOverride { get; }
+
+    /// <summary>Configured upper end of Karras / exponential sigmas (null: the schedule's own).</summary>
+    public double? SigmaMaxOverride { get; }
+
+    /// <summary>"zero" (end at sigma = 0) or "sigma_min" (end at the training schedule's smallest sigma).</summary>
+    public string FinalSigmasType { get; }
+
+    /// <summary>Noise levels per model call plus the final one (float32 values).</summary>
+    public IReadOnlyList<double> Sigmas => SigmasArr;
+
+    /// <summary>Training-schedule sigmas for t = 0..T-1 (float32 values).</summary>
+    public IReadOnlyList<double> TrainingSigmas => TrainSigmas;
+
+    /// <summary>Index of the next step into <see cref="Sigmas"/>, or null before the first step.</summary>
+    public int? StepIndex => _stepIndex;
+
+    /// <summary>Makes the first step start at <paramref name="beginIndex"/> (e.g. image-to-image).</summary>
+    public void SetBeginIndex(int beginIndex) => _beginIndex = beginIndex;
+
+    /// <inheritdoc/>
+    public override double InitNoiseSigma
+    {
+        get
+        {
+            float max = (float)SigmasArr.Max();
+            return TimestepSpacingMode is "linspace" or "trailing" ? max : MathF.Sqrt(max * max + 1f);
+        }
+    }
+
+    /// <summary>Timesteps for the configured spacing as float32 values (diffusers' Euler / Heun arithmetic).</summary>
+    private protected double[] SpacedTimesteps(int numInferenceSteps)
+    {
+        var ts = TimestepSpacingMode switch
+        {
+            "leading" => TimestepSpacing.Leading(NumTrainTimesteps, numInferenceSteps, StepsOffset),
+            "trailing" => TimestepSpacing.Trailing(NumTrainTimesteps, numInferenceSteps),
+            _ => TimestepSpacing.Linspace(NumTrainTimesteps, numInferenceSteps, round: false),
+        };
+        for (int i = 0; i < ts.Length; i++) ts[i] = (float)ts[i];
+        return ts;
+    }
+
+    /// <summary>Inference sigmas (without the final one) and matching timesteps, per the Karras / exponential / interpolation settings.</summary>
+    private protected double[] InferenceSigmas(ref double[] timesteps, string interpolation = "linear")
+    {
+        int n = timesteps.Length;
+        double[] sigmas;
+        if (interpolation == "log_linear")
+        {
+            var l = BetaSchedules.Linspace(Math.Log(TrainSigmas[^1]), Math.Log(TrainSigmas[0]), n + 1);
+            sigmas = l.Select(v => Math.Exp(v)).ToArray();
+        }
+        else sigmas = timesteps.Select(t => SigmaSchedules.InterpOnIndex(t, TrainSigmas)).ToArray();
+
+        if (UseKarrasSigmas || UseExponentialSigmas)
+        {
+            double lo = SigmaMinOverride ?? sigmas[^1], hi = SigmaMaxOverride ?? sigmas[0];
+            sigmas = UseKarrasSigmas
+                ? SigmaSchedules.Karras(n, lo, hi, 7.0, appendZero: false)
+                : SigmaSchedules.Exponential(n, lo, hi, appendZero: false);
+            timesteps = sigmas.Select(s => (double)(float)SigmaSchedules.SigmaToT(s, TrainLogSigmas)).ToArray();
+        }
+        for (int i = 0; i < sigmas.Length; i++) sigmas[i] = (float)sigmas[i];
+        return sigmas;
+    }
+
+    /// <summary>The final sigma: 0 or the training schedule's smallest.</summary>
+    private protected double FinalSigma() => FinalSigmasType == "zero" ? 0.0 : TrainSigmas[0];
+
+    private protected void ResetStepIndex() { _stepIndex = null; _beginIndex = null; }
+
+    /// <summary>Position of <paramref name="timestep"/> in the schedule; the second match when it occurs twice (diffusers' rule).</summary>
+    public int IndexForTimestep(double timestep)
+    {
+        int first = -1, second = -1;
+        for (int i = 0; i < TimestepsArr.Length; i++)
+        {
+            if (TimestepsArr[i] != timestep) continue;
+            if (first < 0) first = i; else { second = i; break; }
+        }
+        if (first < 0) throw new ArgumentException($"Timestep {timestep} is not in the schedule [{string.Join(", ", TimestepsArr)}].");
+        return second >= 0 ? second : first;
+    }
+
+    private protected int CurrentIndex(double timestep)
+    {
+        RequireTimesteps();
+        _stepIndex ??= _beginIndex ?? IndexForTimestep(timestep);
+        return _stepIndex.Value;
+    }
+
+    private protected void Advance() => _stepIndex++;
+
+    /// <summary>x / sqrt(sigma^2 + 1): unit-variance model input (the c_in of Karras et al. 2022, Table 1).</summary>
+    public override Tensor ScaleModelInput(Tensor sample, double timestep)
+    {
+        float sigma = (float)SigmasArr[CurrentIndex(timestep)];
+        float d = MathF.Sqrt(sigma * sigma + 1f);
+        var y = Tensor.Empty(sample.Shape);
+        ReadOnlySpan<float> x = sample.Span;
+        var o = y.Span;
+        for (int i = 0; i < o.Length; i++) o[i] = x[i] / d;
+        return y;
+    }
+
+    /// <summary>VE forward process x0 + sigma(t) noise; t must be a schedule timestep after SetTimesteps, else a training timestep.</summary>
+    public override Tensor AddNoise(Tensor originalSamples, Tensor noise, ReadOnlySpan<int> timesteps)
+    {
+        CheckSameShape(noise, originalSamples, "noise");
+        if (originalSamples.Rank == 0 || originalSamples.Dim(0) != timesteps.Length)
+            throw new ArgumentException($"Expected one timestep per batch element: sample shape {originalSamples.Shape}, {timesteps.Length} timesteps.");
+        int per = originalSamples.Size / timesteps.Length;
+        var y = Tensor.Empty(originalSamples.Shape);
+        ReadOnlySpan<float> x = originalSamples.Span, z = noise.Span;
+        var o = y.Span;
+        for (int b = 0; b < timesteps.Length; b++)
+        {
+            float sigma = NumInferenceSteps > 0 && Array.IndexOf(TimestepsArr, (double)timesteps[b]) >= 0
+                ? (float)SigmasArr[_beginIndex ?? IndexForTimestep(timesteps[b])]
+                : (float)TrainSigmas[CheckTrainT(timesteps[b])];
+            for (int i = b * per; i < (b + 1) * per; i++) o[i] = x[i] + z[i] * sigma;
+        }
+        return y;
+    }
+
+    /// <summary>x0 from the model output at noise level <paramref name="sigma"/> (VE parameterisation).</summary>
+    private protected Tensor PredictX0(Tensor modelOutput, Tensor sample, float sigma)
+    {
+        var x0 = Tensor.Empty(sample.Shape);
+        ReadOnlySpan<float> m = modelOutput.Span, s = sample.Span;
+        var p = x0.Span;
+        switch (PredictionType)
+        {
+            case PredictionType.Epsilon:
+                for (int i = 0; i < p.Length; i++) p[i] = s[i] - sigma * m[i];
+                break;
+            case PredictionType.Sample:
+                m.CopyTo(p);
+                break;
+            default:
+                float a = -sigma / MathF.Sqrt(sigma * sigma + 1f), b = sigma * sigma + 1f;  // v-prediction in VE form
+                for (int i = 0; i < p.Length; i++) p[i] = m[i] * a + s[i] / b;
+                break;
+        }
+        return x0;
+    }
+}

@@ -1,0 +1,62 @@
+using System.Text.Json.Serialization;
+
+namespace DiffusionSharp.Training;
+
+/// <summary>What the network is trained to predict and how the loss is weighted.</summary>
+public enum TrainObjective
+{
+    /// <summary>L_simple on epsilon (Ho et al. 2020, Eq. 14).</summary>
+    Simple,
+    /// <summary>L_simple + lambda L_vlb with learned-range variances (Nichol and Dhariwal 2021, Sec. 3.1).</summary>
+    Hybrid,
+    /// <summary>L_simple weighted by min(SNR, gamma) (Hang et al. 2023).</summary>
+    MinSnr,
+}
+
+/// <summary>Settings of a training run; stored in every checkpoint so a resumed run continues with the same ones.</summary>
+public sealed record TrainOptions
+{
+    /// <summary>U-Net preset name, used when <see cref="ModelConfigPath"/> is null.</summary>
+    public string Preset { get; init; } = "ddpm-small";
+    /// <summary>A diffusers UNet2DModel config.json to build the model from.</summary>
+    public string? ModelConfigPath { get; init; }
+    /// <summary>Data set name or folder (see Datasets.Open).</summary>
+    public string Data { get; init; } = "fashion-mnist";
+    /// <summary>Images per step.</summary>
+    public int BatchSize { get; init; } = 64;
+    /// <summary>Optimizer steps to run in total.</summary>
+    public long Steps { get; init; } = 10_000;
+    /// <summary>Peak learning rate.</summary>
+    public double LearningRate { get; init; } = 2e-4;
+    /// <summary>Linear warm-up steps.</summary>
+    public long WarmupSteps { get; init; } = 500;
+    /// <summary>Maximum EMA decay (0 disables EMA).</summary>
+    public double EmaDecay { get; init; } = 0.999;
+    /// <summary>Global gradient-norm clip (0 disables).</summary>
+    public double GradClip { get; init; } = 1.0;
+    /// <summary>Loss.</summary>
+    [JsonConverter(typeof(JsonStringEnumConverter))]
+    public TrainObjective Objective { get; init; } = TrainObjective.Simple;
+    /// <summary>Gamma of min-SNR weighting.</summary>
+    public double MinSnrGamma { get; init; } = 5.0;
+    /// <summary>Predict v instead of epsilon (Salimans and Ho 2022).</summary>
+    public bool VPrediction { get; init; }
+    /// <summary>Train a class-conditional model.</summary>
+    public bool ClassConditional { get; init; }
+    /// <summary>Probability of replacing the label by the null class (classifier-free guidance, Ho and Salimans 2022).</summary>
+    public double ClassDropout { get; init; } = 0.1;
+    /// <summary>Random horizontal flips.</summary>
+    public bool RandomFlip { get; init; }
+    /// <summary>Seed of every random stream of the run.</summary>
+    public ulong Seed { get; init; } = 0;
+    /// <summary>Noise-schedule name for training and the exported scheduler (linear or cosine).</summary>
+    public string BetaSchedule { get; init; } = "linear";
+    /// <summary>Diffusion steps T.</summary>
+    public int NumTrainTimesteps { get; init; } = 1000;
+    /// <summary>Write a checkpoint every N steps (0: only at the end and on interrupt).</summary>
+    public long CheckpointEvery { get; init; } = 1000;
+    /// <summary>Write a sample grid every N steps (0: never).</summary>
+    public long SampleEvery { get; init; } = 0;
+    /// <summary>Append a metrics line every N steps.</summary>
+    public long LogEvery { get; init; } = 10;
+}

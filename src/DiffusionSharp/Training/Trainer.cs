@@ -1,0 +1,355 @@
+using System.Diagnostics;
+using System.Text.Json;
+using DiffusionSharp.Data;
+using DiffusionSharp.Diffusion;
+using DiffusionSharp.Diffusion.Schedules;
+using DiffusionSharp.IO;
+using DiffusionSharp.Nn.UNet;
+using DiffusionSharp.Optim;
+using DiffusionSharp.Tensors;
+
+namespace DiffusionSharp.Training;
+
+/// <summary>Raised when the loss becomes NaN or infinite; the weights of the last checkpoint are kept.</summary>
+public sealed class TrainingDivergedException(string message) : Exception(message);
+
+/// <summary>Numbers from one optimizer step.</summary>
+public readonly record struct TrainStepResult(long Step, double Loss, double LearningRate, double GradNorm);
+
+/// <summary>
+/// Trains a UNet2DModel on an image data set with a diffusion objective. Every random stream (timesteps and noise,
+/// dropout, label dropout, data order) is a counter-based generator whose position is checkpointed, so a resumed run
+/// continues bit-exactly.
+/// </summary>
+public sealed class Trainer
+{
+    /// <summary>Name of the checkpoint folder inside the output directory.</summary>
+    public const string CheckpointDir = "checkpoint";
+
+    private readonly Generator _noiseGen, _dropoutGen, _labelGen;
+    private readonly Tensor[] _params;
+    private readonly LinearWarmup _schedule;
+
+    /// <summary>Run settings.</summary>
+    public TrainOptions Options { get; }
+    /// <summary>Where checkpoints, metrics, samples and the exported model go.</summary>
+    public string OutputDir { get; }
+    /// <summary>The network being trained.</summary>
+    public UNet2DModel Model { get; }
+    /// <summary>The training process (betas, losses).</summary>
+    public GaussianDiffusion Diffusion { get; }
+    /// <summary>The optimizer.</summary>
+    public Adam Optimizer { get; }
+    /// <summary>EMA of the weights (null when disabled).</summary>
+    public Ema? Ema { get; }
+    /// <summary>The batch source.</summary>
+    public DataLoader Loader { get; }
+    /// <summary>Number of classes of the data set (labels 0..K-1; K is the null class of a conditional model).</summary>
+    public int NumClasses { get; }
+    /// <summary>Class names, when the data set has them.</summary>
+    public IReadOnlyList<string> ClassNames { get; }
+    /// <summary>Optimizer steps done.</summary>
+    public long Step { get; private set; }
+
+    private Trainer(TrainOptions options, string outputDir, IDataset data, IReadOnlyList<string> classNames)
+    {
+        Options = options;
+        OutputDir = outputDir;
+        ClassNames = classNames;
+        NumClasses = Math.Max(classNames.Count, 1);
+        var cfg = BuildConfig(options, data);
+        var seed = options.Seed;
+        Model = new UNet2DModel(cfg, new Generator(seed * 4 + 1));
+        _noiseGen = new Generator(seed * 4 + 2);
+        _dropoutGen = new Generator(seed * 4 + 3);
+        _labelGen = new Generator(seed * 4 + 4);
+        Model.SetDropoutGenerator(_dropoutGen);
+        Model.Train();
+        var betas = DiffusionBetas.Named(options.BetaSchedule, options.NumTrainTimesteps);
+        Diffusion = new GaussianDiffusion(betas,
+            options.VPrediction ? ModelMeanType.Velocity : ModelMeanType.Epsilon,
+            options.Objective == TrainObjective.Hybrid ? ModelVarianceType.LearnedRange : ModelVarianceType.FixedSmall,
+            options.Objective == TrainObjective.Hybrid ? DiffusionLossType.Hybrid : DiffusionLossType.Simple)
+        {
+            MinSnrGamma = options.Objective == TrainObjective.MinSnr ? options.MinSnrGamma : null,
+        };
+        _params = Model.Parameters().ToArray();
+        Optimizer = new Adam(_params, options.LearningRate);
+        _schedule = new LinearWarmup(options.LearningRate, options.WarmupSteps);
+        Ema = options.EmaDecay > 0 ? new Ema(_params, options.EmaDecay) : null;
+        Loader = new DataLoader(data, options.BatchSize, seed * 4, shuffle: true, randomFlip: options.RandomFlip);
+    }
+
+    /// <summary>The model config implied by the options and the data (channels, size, classes, variance channels).</summary>
+    public static UNet2DConfig BuildConfig(TrainOptions options, IDataset data)
+    {
+        var cfg = options.ModelConfigPath != null ? UNet2DConfig.Load(options.ModelConfigPath) : UNet2DModel.PresetConfig(options.Preset);
+        int classes = data is InMemoryImageDataset m ? Math.Max(m.ClassNames.Count, 1) : 1;
+        return cfg with
+        {
+            SampleSize = data.Size,
+            InChannels = data.Channels,
+            OutChannels = options.Objective == TrainObjective.Hybrid ? 2 * data.Channels : data.Channels,
+            NumClassEmbeds = options.ClassConditional ? classes + 1 : null,
+            NumTrainTimesteps = options.NumTrainTimesteps,
+        };
+    }
+
+    /// <summary>Starts a new run writing into <paramref name="outputDir"/>.</summary>
+    public static Trainer Create(TrainOptions options, string outputDir, IDataset data)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(options), $"Batch size must be at least 1, got {options.BatchSize}.");
+        if (options.Steps < 1) throw new ArgumentOutOfRangeException(nameof(options), $"Steps must be at least 1, got {options.Steps}.");
+        Directory.CreateDirectory(outputDir);
+        return new Trainer(options, outputDir, data, ClassNamesOf(data));
+    }
+
+    private static IReadOnlyList<string> ClassNamesOf(IDataset data) =>
+        data is InMemoryImageDataset m && m.ClassNames.Count > 0 ? m.ClassNames : new[] { "all" };
+
+    /// <summary>True when <paramref name="outputDir"/> holds a checkpoint to resume from.</summary>
+    public static bool HasCheckpoint(string outputDir) =>
+        File.Exists(Path.Combine(outputDir, CheckpointDir, "trainer_state.json")) ||
+        File.Exists(Path.Combine(outputDir, CheckpointDir + ".old", "trainer_state.json"));
+
+    /// <summary>
+    /// Resumes the run in <paramref name="outputDir"/> from its checkpoint; <paramref name="steps"/> optionally raises the total.
+    /// The data set must be the one the run was started with.
+    /// </summary>
+    public static Trainer Resume(string outputDir, IDataset data, long? steps = null)
+    {
+        string dir = Path.Combine(outputDir, CheckpointDir);
+        if (!File.Exists(Path.Combine(dir, "trainer_state.json")))
+        {
+            var old = dir + ".old";  // a crash between the two renames leaves the previous checkpoint here
+            if (File.Exists(Path.Combine(old, "trainer_state.json"))) dir = old;
+            else throw new FileNotFoundException($"No checkpoint to resume in {outputDir} (expected {Path.Combine(dir, "trainer_state.json")}).");
+        }
+        var statePath = Path.Combine(dir, "trainer_state.json");
+        TrainerState state;
+        try
+        {
+            state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath))
+                ?? throw new InvalidDataException($"{statePath}: empty trainer state.");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{statePath}: not a valid trainer state (line {e.LineNumber}, position {e.BytePositionInLine}): {e.Message}", e);
+        }
+        var options = steps is long s ? state.Options with { Steps = s } : state.Options;
+        var t = new Trainer(options, outputDir, data, ClassNamesOf(data));
+        var expected = t.Model.Config.ToJson();
+        if (expected != state.ModelConfig)
+            throw new InvalidDataException($"{statePath}: the checkpoint was made for another model config or data set (channels/size/classes differ).");
+        t.Model.LoadStateDict(SafeTensors.Load(Path.Combine(dir, "model.safetensors")), strict: true);
+        t.Optimizer.LoadStateDict(SafeTensors.Load(Path.Combine(dir, "optimizer.safetensors")));
+        if (t.Ema != null) t.Ema.LoadStateDict(SafeTensors.Load(Path.Combine(dir, "ema.safetensors")));
+        t.Step = state.Step;
+        t._noiseGen.Offset = state.NoiseOffset;
+        t._dropoutGen.Offset = state.DropoutOffset;
+        t._labelGen.Offset = state.LabelOffset;
+        t.Loader.Restore(DataLoaderState.FromJson(state.DataLoader));
+        return t;
+    }
+
+    /// <summary>Runs one optimizer step on the next batch.</summary>
+    public TrainStepResult TrainStep()
+    {
+        using var batch = Loader.Next();
+        int b = batch.Images.Dim(0);
+        var t = new int[b];
+        for (int i = 0; i < b; i++) t[i] = _noiseGen.NextInt(Diffusion.NumTimesteps);
+        using var noise = Tensor.Randn(_noiseGen, batch.Images.Shape.ToArray());
+        Tensor? labels = null;
+        if (Options.ClassConditional)
+        {
+            var lv = new float[b];
+            for (int i = 0; i < b; i++)
+                lv[i] = _labelGen.NextDouble() < Options.ClassDropout ? NumClasses : batch.Labels[i];  // null class for CFG
+            labels = Tensor.FromArray(lv, b);
+        }
+        double lr = _schedule.LearningRateAt(Step);
+        Optimizer.LearningRate = lr;
+        var terms = Diffusion.TrainingLosses((x, ts) => Model.Forward(x, ts, labels), batch.Images, t, noise);
+        var loss = terms.Loss.MeanAll();
+        double value = loss.Item();
+        if (!double.IsFinite(value))
+        {
+            Model.ZeroGrad();
+            throw new TrainingDivergedException($"Loss became {value} at step {Step + 1}; stopping. The last checkpoint in {Path.Combine(OutputDir, CheckpointDir)} is kept.");
+        }
+        loss.Backward();
+        double norm = Options.GradClip > 0 ? GradClip.ClipGlobalNorm(_params, Options.GradClip) : double.NaN;
+        Optimizer.Step();
+        Optimizer.ZeroGrad();
+        Ema?.Step(_params);
+        Step++;
+        loss.Dispose();
+        labels?.Dispose();
+        return new TrainStepResult(Step, value, lr, norm);
+    }
+
+    /// <summary>
+    /// Trains until <see cref="TrainOptions.Steps"/> or cancellation, writing metrics, checkpoints and sample grids.
+    /// On cancellation a checkpoint is written before returning.
+    /// </summary>
+    public void Run(CancellationToken cancel, Action<TrainStepResult, double>? onStep = null, Action<string>? onEvent = null)
+    {
+        var metricsPath = Path.Combine(OutputDir, "metrics.jsonl");
+        var sw = Stopwatch.StartNew();
+        long imagesSince = 0;
+        while (Step < Options.Steps && !cancel.IsCancellationRequested)
+        {
+            var r = TrainStep();
+            imagesSince += Options.BatchSize;
+            double ips = imagesSince / Math.Max(sw.Elapsed.TotalSeconds, 1e-9);
+            onStep?.Invoke(r, ips);
+            if (Options.LogEvery > 0 && r.Step % Options.LogEvery == 0)
+            {
+                File.AppendAllText(metricsPath, JsonSerializer.Serialize(new { step = r.Step, loss = r.Loss, lr = r.LearningRate, grad_norm = double.IsNaN(r.GradNorm) ? (double?)null : r.GradNorm, images_per_s = ips }) + "\n");
+                sw.Restart();
+                imagesSince = 0;
+            }
+            if (Options.CheckpointEvery > 0 && r.Step % Options.CheckpointEvery == 0 && r.Step < Options.Steps)
+            {
+                SaveCheckpoint();
+                onEvent?.Invoke($"checkpoint at step {r.Step}");
+            }
+            if (Options.SampleEvery > 0 && r.Step % Options.SampleEvery == 0)
+            {
+                var path = SaveSampleGrid();
+                onEvent?.Invoke($"samples at step {r.Step}: {path}");
+            }
+        }
+        SaveCheckpoint();
+        onEvent?.Invoke(cancel.IsCancellationRequested ? $"interrupted: checkpoint at step {Step}" : $"finished: checkpoint at step {Step}");
+    }
+
+    /// <summary>
+    /// Writes the checkpoint (weights, EMA, optimizer, step, every random stream's position) atomically: into a temporary
+    /// folder first, then swapped in by renames. Also exports the EMA weights as a diffusers model folder and a loss-curve PNG.
+    /// </summary>
+    public void SaveCheckpoint()
+    {
+        string final = Path.Combine(OutputDir, CheckpointDir);
+        string tmp = Path.Combine(OutputDir, $"{CheckpointDir}.tmp");
+        string old = Path.Combine(OutputDir, $"{CheckpointDir}.old");
+        if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
+        Directory.CreateDirectory(tmp);
+        SafeTensors.Save(Path.Combine(tmp, "model.safetensors"), Model.StateDict());
+        SafeTensors.Save(Path.Combine(tmp, "optimizer.safetensors"), Optimizer.StateDict());
+        if (Ema != null) SafeTensors.Save(Path.Combine(tmp, "ema.safetensors"), Ema.StateDict());
+        var state = new TrainerState(Step, Options, Model.Config.ToJson(), _noiseGen.Offset, _dropoutGen.Offset, _labelGen.Offset, Loader.State.ToJson());
+        WriteAllTextFlushed(Path.Combine(tmp, "trainer_state.json"), JsonSerializer.Serialize(state, new JsonSerializerOptions { WriteIndented = true }));
+        if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
+        if (Directory.Exists(final)) Directory.Move(final, old);
+        Directory.Move(tmp, final);
+        if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
+        ExportModel(OutputDir);
+        WriteLossCurve();
+    }
+
+    private static void WriteAllTextFlushed(string path, string text)
+    {
+        using var fs = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None);
+        using (var w = new StreamWriter(fs, leaveOpen: true)) w.Write(text);
+        fs.Flush(flushToDisk: true);
+    }
+
+    /// <summary>
+    /// Writes a sampling-ready model folder: <c>unet/</c> (EMA weights when enabled, diffusers layout),
+    /// <c>scheduler/scheduler_config.json</c> and <c>model_info.json</c> (class names, null class).
+    /// </summary>
+    public void ExportModel(string directory, bool half = false)
+    {
+        Ema?.Store(_params);
+        Ema?.CopyTo(_params);
+        try
+        {
+            var unetDir = Path.Combine(directory, "unet");
+            Model.SavePretrained(unetDir);
+            if (half)
+                SafeTensors.Save(Path.Combine(unetDir, "diffusion_pytorch_model.safetensors"), Model.StateDict(), SafeTensorDType.F16,
+                    new Dictionary<string, string> { ["format"] = "pt" });
+        }
+        finally
+        {
+            Ema?.Restore(_params);
+        }
+        var schedDir = Path.Combine(directory, "scheduler");
+        Directory.CreateDirectory(schedDir);
+        File.WriteAllText(Path.Combine(schedDir, "scheduler_config.json"), SchedulerConfigJson() + "\n");
+        File.WriteAllText(Path.Combine(directory, "model_info.json"), JsonSerializer.Serialize(new ModelInfo(
+            ClassNames.ToArray(), Options.ClassConditional ? NumClasses : null, Options.Data, Step), new JsonSerializerOptions { WriteIndented = true }) + "\n");
+    }
+
+    /// <summary>The diffusers DDPMScheduler config matching the training process.</summary>
+    public string SchedulerConfigJson()
+    {
+        var cfg = new SortedDictionary<string, object>(StringComparer.Ordinal)
+        {
+            ["_class_name"] = "DDPMScheduler",
+            ["_diffusers_version"] = "0.30.3",
+            ["beta_end"] = 0.02,
+            ["beta_schedule"] = Options.BetaSchedule == "cosine" ? "squaredcos_cap_v2" : "linear",
+            ["beta_start"] = 0.0001,
+            ["clip_sample"] = true,
+            ["num_train_timesteps"] = Options.NumTrainTimesteps,
+            ["prediction_type"] = Options.VPrediction ? "v_prediction" : "epsilon",
+            ["variance_type"] = Options.Objective == TrainObjective.Hybrid ? "learned_range" : "fixed_small",
+        };
+        return JsonSerializer.Serialize(cfg, new JsonSerializerOptions { WriteIndented = true });
+    }
+
+    /// <summary>Samples a grid with the EMA weights and writes <c>samples/step_N.png</c>; returns its path.</summary>
+    public string SaveSampleGrid(int count = 16, int steps = 20)
+    {
+        var dir = Path.Combine(OutputDir, "samples");
+        Directory.CreateDirectory(dir);
+        var path = Path.Combine(dir, $"step_{Step:D7}.png");
+        Ema?.Store(_params);
+        Ema?.CopyTo(_params);
+        Model.Eval();
+        try
+        {
+            var pipe = new DiffusionPipeline(Model, SchedulerConfigJson(),
+                Options.ClassConditional ? NumClasses : null, ClassNames);
+            using var images = pipe.Sample(new SampleRequest { Count = count, Steps = steps, Seed = 1234 });
+            ImageGrid.Save(path, images, nrow: (int)Math.Ceiling(Math.Sqrt(count)));
+        }
+        finally
+        {
+            Model.Train();
+            Ema?.Restore(_params);
+        }
+        return path;
+    }
+
+    private void WriteLossCurve()
+    {
+        var metricsPath = Path.Combine(OutputDir, "metrics.jsonl");
+        if (!File.Exists(metricsPath)) return;
+        var xs = new List<double>();
+        var ys = new List<double>();
+        foreach (var line in File.ReadLines(metricsPath))
+        {
+            using var doc = JsonDocument.Parse(line);
+            xs.Add(doc.RootElement.GetProperty("step").GetDouble());
+            ys.Add(doc.RootElement.GetProperty("loss").GetDouble());
+        }
+        if (xs.Count < 2) return;
+        var plot = new LinePlot { Title = "training loss", XLabel = "step", YLabel = "loss" };
+        plot.Add("loss", xs, ys);
+        plot.Save(Path.Combine(OutputDir, "loss.png"));
+    }
+
+    private sealed record TrainerState(long Step, TrainOptions Options, string ModelConfig, ulong NoiseOffset, ulong DropoutOffset, ulong LabelOffset, string DataLoader);
+}
+
+/// <summary>What a trained model folder says about its classes (written beside unet/ and scheduler/).</summary>
+/// <param name="ClassNames">Names of the classes, in label order.</param>
+/// <param name="NullClass">The label meaning "no class" for classifier-free guidance, when the model is conditional.</param>
+/// <param name="Data">The data set it was trained on.</param>
+/// <param name="Steps">Optimizer steps it was trained for.</param>
+public sealed record ModelInfo(string[] ClassNames, int? NullClass, string Data, long Steps);

@@ -1,0 +1,23 @@
+namespace DiffusionSharp.Tests.Data;
+
+/// <summary>A temporary folder removed on dispose.</summary>
+public sealed class TempDir : IDisposable
+{
+    public string Path { get; } = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "ds-test-" + Guid.NewGuid().ToString("N"));
+
+    public TempDir() => Directory.CreateDirectory(Path);
+
+    public string Sub(params string[] parts)
+    {
+        var p = System.IO.Path.Combine([Path, .. parts]);
+        Directory.CreateDirectory(p);
+        return p;
+    }
+
+    public string File(params string[] parts) => System.IO.Path.Combine([Path, .. parts]);
+
+    public void Dispose()
+    {
+        try { Directory.Delete(Path, recursive: true); } catch (IOException) { }
+    }
+}
