@@ -21,10 +21,13 @@ public sealed class Generator
     public Generator(ulong seed) { Seed = seed; }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void Block(ulong key, ulong counter, out uint r0, out uint r1, out uint r2, out uint r3)
+    internal static void Block(ulong key, ulong counter, out uint r0, out uint r1, out uint r2, out uint r3) =>
+        Block((uint)counter, (uint)(counter >> 32), 0, 0, (uint)key, (uint)(key >> 32), out r0, out r1, out r2, out r3);
+
+    /// <summary>One Philox4x32-10 block: 128-bit counter (c0..c3) and 64-bit key (k0, k1).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Block(uint c0, uint c1, uint c2, uint c3, uint k0, uint k1, out uint r0, out uint r1, out uint r2, out uint r3)
     {
-        uint c0 = (uint)counter, c1 = (uint)(counter >> 32), c2 = 0, c3 = 0;
-        uint k0 = (uint)key, k1 = (uint)(key >> 32);
         for (int round = 0; round < 10; round++)
         {
             ulong p0 = (ulong)M0 * c0, p1 = (ulong)M1 * c2;
