@@ -159,7 +159,7 @@ public sealed class GaussianMixture2D
     /// </summary>
     public string WorstLabel = "";
 
-    public double AssertMatches(ReadOnlySpan<double> x, int n, double zTol, string what, double covRelBias = 0)
+    public double AssertMatches(ReadOnlySpan<double> x, int n, double zTol, string what, double covRelBias = 0, double meanAbsBias = 0)
     {
         var cnt = new int[K]; var sum = new double[K, 2]; var sq = new double[K, 3];
         for (int i = 0; i < n; i++)
@@ -183,8 +183,8 @@ public sealed class GaussianMixture2D
             if (K > 1) Check((double)nk / n, Weights[k], Math.Sqrt(Weights[k] * (1 - Weights[k]) / n), $"weight[{k}]");
             double m0 = sum[k, 0] / nk, m1 = sum[k, 1] / nk;
             var c = Covs[k];
-            Check(m0, Means[k][0], Math.Sqrt(c[0] / nk), $"mean[{k}].x");
-            Check(m1, Means[k][1], Math.Sqrt(c[2] / nk), $"mean[{k}].y");
+            Check(m0, Means[k][0], Math.Sqrt(c[0] / nk) + meanAbsBias, $"mean[{k}].x");
+            Check(m1, Means[k][1], Math.Sqrt(c[2] / nk) + meanAbsBias, $"mean[{k}].y");
             double v00 = sq[k, 0] / nk - m0 * m0, v01 = sq[k, 1] / nk - m0 * m1, v11 = sq[k, 2] / nk - m1 * m1;
             double Se(double ii, double jj, double ij, double want) => Math.Sqrt((ii * jj + ij * ij) / nk) + covRelBias * Math.Sqrt(ii * jj);
             Check(v00, c[0], Se(c[0], c[0], c[0], c[0]), $"cov[{k}].xx");
