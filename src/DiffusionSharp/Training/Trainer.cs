@@ -295,8 +295,12 @@ public sealed class Trainer
             ["beta_schedule"] = Options.BetaSchedule == "cosine" ? "squaredcos_cap_v2" : "linear",
             ["beta_start"] = 0.0001,
             ["clip_sample"] = true,
+            ["dynamic_thresholding_ratio"] = 0.995,
             ["num_train_timesteps"] = Options.NumTrainTimesteps,
             ["prediction_type"] = Options.VPrediction ? "v_prediction" : "epsilon",
+            ["sample_max_value"] = 1.0,
+            // pixel-space models: keep x0 predictions in [-1, 1] in every scheduler that supports it (Saharia et al. 2022, dynamic thresholding)
+            ["thresholding"] = true,
             ["variance_type"] = Options.Objective == TrainObjective.Hybrid ? "learned_range" : "fixed_small",
         };
         return JsonSerializer.Serialize(cfg, new JsonSerializerOptions { WriteIndented = true });
