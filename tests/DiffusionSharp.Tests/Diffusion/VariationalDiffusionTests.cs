@@ -98,7 +98,7 @@ public class VariationalDiffusionTests(ITestOutputHelper output)
             return s2.Sqrt() * (z - a2.Sqrt() * m) / (a2 * logV.Exp() + s2);
         };
         var parameters = sched.Parameters.Append(m).Append(logV).ToArray();
-        var adam = new TinyAdam(parameters, 0.03);
+        var adam = new DiffusionSharp.Optim.Adam(parameters, 0.03);
         var noise = new NoiseSource(g);
         var losses = new List<double>();
         const int batch = 256;
@@ -123,31 +123,5 @@ public class VariationalDiffusionTests(ITestOutputHelper output)
             Assert.InRange(Math.Exp(logV.Span[j]) / var[j], 0.7, 1.4);
         }
         Assert.True(sched.Gamma0.Item() < -5, "gamma0 should decrease (the reconstruction term favours less noise at t = 0)");
-    }
-}
-
-/// <summary>Plain Adam (Kingma and Ba 2015) for tests.</summary>
-internal sealed class TinyAdam(Tensor[] parameters, double lr, double b1 = 0.9, double b2 = 0.999, double eps = 1e-8)
-{
-    private readonly double[][] _m = parameters.Select(p => new double[p.Size]).ToArray();
-    private readonly double[][] _v = parameters.Select(p => new double[p.Size]).ToArray();
-    private int _t;
-
-    public void Step()
-    {
-        _t++;
-        for (int k = 0; k < parameters.Length; k++)
-        {
-            var p = parameters[k];
-            if (p.Grad == null) continue;
-            var gs = p.Grad.Span; var ps = p.Span;
-            for (int i = 0; i < ps.Length; i++)
-            {
-                _m[k][i] = b1 * _m[k][i] + (1 - b1) * gs[i];
-                _v[k][i] = b2 * _v[k][i] + (1 - b2) * gs[i] * gs[i];
-                double mh = _m[k][i] / (1 - Math.Pow(b1, _t)), vh = _v[k][i] / (1 - Math.Pow(b2, _t));
-                ps[i] -= (float)(lr * mh / (Math.Sqrt(vh) + eps));
-            }
-        }
     }
 }
