@@ -21,6 +21,7 @@ public static class Program
         root.Subcommands.Add(EditCommands.DenoiseSteps());
         root.Subcommands.Add(InfoCommand.Create());
         root.Subcommands.Add(ExportCommand.Create());
+        root.Subcommands.Add(EvalCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
         var parse = root.Parse(args);
         var threads = parse.GetValue(ThreadsOption);

@@ -80,6 +80,29 @@ public class CommandTests : IDisposable
     }
 
     [Fact]
+    public void EvalReportsBitsPerDimOnATestSplit()
+    {
+        var model = TinyModel();
+        var dataDir = Path.Combine(_root, "idx");
+        Directory.CreateDirectory(dataDir);
+        var pixels = new byte[6 * 64];
+        new Random(5).NextBytes(pixels);
+        Idx.Write(Path.Combine(dataDir, "t10k-images-idx3-ubyte"), new IdxArray(IdxType.UInt8, new[] { 6, 8, 8 }, pixels));
+        Idx.Write(Path.Combine(dataDir, "t10k-labels-idx1-ubyte"), new IdxArray(IdxType.UInt8, new[] { 6 }, new byte[] { 0, 1, 0, 1, 0, 1 }));
+        var outWriter = new StringWriter();
+        var stdout = Console.Out;
+        Console.SetOut(outWriter);
+        try { Assert.Equal(0, Run("eval", "-m", model, "--data", dataDir, "-n", "4", "--batch", "3", "--json")); }
+        finally { Console.SetOut(stdout); }
+        using var doc = System.Text.Json.JsonDocument.Parse(outWriter.ToString().Trim().Split('\n').Last());
+        Assert.Equal(4, doc.RootElement.GetProperty("images").GetInt32());
+        double bpd = doc.RootElement.GetProperty("bits_per_dim").GetDouble(), prior = doc.RootElement.GetProperty("prior_bpd").GetDouble();
+        Assert.True(double.IsFinite(bpd) && bpd > 0, $"bits/dim {bpd}");
+        Assert.InRange(prior, 0, 1e-3);  // KL(q(x_T|x_0) || N(0, I)) is tiny for the linear schedule
+        Assert.True(bpd > prior);
+    }
+
+    [Fact]
     public void BadInputGivesErrorExitCode()
     {
         Assert.Equal(1, Run("sample", "-m", Path.Combine(_root, "missing"), "-o", Path.Combine(_root, "x.png")));
