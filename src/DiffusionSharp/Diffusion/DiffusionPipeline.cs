@@ -148,20 +148,10 @@ public sealed class DiffusionPipeline
         if (conditional && classLabel == null && NullClass == null)
             throw new ArgumentException("This model is class conditional: give a class.");
         if (!conditional && classLabel != null) throw new ArgumentException("This model is not class conditional; drop the class label.");
-        return (x, t) =>
-        {
-            if (!conditional) return Unet.Forward(x, t);
-            int n = x.Dim(0);
-            int label = classLabel ?? NullClass!.Value;
-            var labels = Enumerable.Repeat((float)label, n).ToArray();
-            if (classLabel != null && guidanceScale != 1.0 && NullClass != null)
-            {
-                using var c = Unet.Forward(x, t, Tensor.FromArray(labels, n));
-                using var u = Unet.Forward(x, t, Tensor.Full(new Shape(n), NullClass.Value));
-                return u + (c - u) * (float)guidanceScale;  // Ho and Salimans 2022, Eq. 6
-            }
-            return Unet.Forward(x, t, Tensor.FromArray(labels, n));
-        };
+        if (!conditional) return (x, t) => Unet.Forward(x, t);
+        float label = classLabel ?? NullClass!.Value;
+        double scale = classLabel != null ? guidanceScale : 1.0;  // the null class itself is never guided
+        return (x, t) => Guided(x, t, Enumerable.Repeat(label, x.Dim(0)).ToArray(), scale);
     }
 
     /// <summary>Reads a PNG and fits it to the model: center crop and resize to sample_size, channels converted; [1, C, S, S] in [-1, 1].</summary>
@@ -227,25 +217,25 @@ public sealed class DiffusionPipeline
         return all;
     }
 
-    // One network evaluation with optional classifier-free guidance: eps = eps_u + w (eps_c - eps_u) (Ho and Salimans 2022, Eq. 6).
     private Tensor Eval(Tensor x, double t, float[]? labels, double scale)
     {
+        using var ts = Tensor.Full(new Shape(x.Dim(0)), (float)t);
+        return labels == null ? Unet.Forward(x, ts) : Guided(x, ts, labels, scale);
+    }
+
+    // One conditional evaluation, guided when scale != 1: eps = eps_u + w (eps_c - eps_u) (Ho and Salimans 2022, Eq. 6).
+    private Tensor Guided(Tensor x, Tensor timesteps, float[] labels, double scale)
+    {
         int n = x.Dim(0);
-        Tensor output;
-        if (labels == null) output = Unet.Forward(x, Tensor.Full(new Shape(n), (float)t));
-        else if (scale == 1.0 || NullClass == null) output = Unet.Forward(x, Tensor.Full(new Shape(n), (float)t), Tensor.FromArray(labels, n));
-        else
-        {
-            var both = Tensor.Concat(new[] { x, x }, 0);
-            var lv = new float[2 * n];
-            for (int i = 0; i < n; i++) { lv[i] = labels[i]; lv[n + i] = NullClass.Value; }
-            using var o = Unet.Forward(both, Tensor.Full(new Shape(2 * n), (float)t), Tensor.FromArray(lv, 2 * n));
-            using var cond = o.Narrow(0, 0, n);
-            using var unc = o.Narrow(0, n, n);
-            output = unc + (cond - unc) * (float)scale;
-            both.Dispose();
-        }
-        return output;
+        if (scale == 1.0 || NullClass == null) return Unet.Forward(x, timesteps, Tensor.FromArray(labels, n));
+        using var both = Tensor.Concat(new[] { x, x }, 0);
+        using var t2 = Tensor.Concat(new[] { timesteps.Expand(new Shape(n)), timesteps.Expand(new Shape(n)) }, 0);
+        var lv = new float[2 * n];
+        for (int i = 0; i < n; i++) { lv[i] = labels[i]; lv[n + i] = NullClass.Value; }
+        using var o = Unet.Forward(both, t2, Tensor.FromArray(lv, 2 * n));
+        using var cond = o.Narrow(0, 0, n);
+        using var unc = o.Narrow(0, n, n);
+        return unc + (cond - unc) * (float)scale;
     }
 
     private Tensor MeanChannels(Tensor output)

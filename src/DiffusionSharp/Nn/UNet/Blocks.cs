@@ -10,6 +10,20 @@ public sealed record ResnetSettings(int TembChannels, float Dropout, int Groups,
         new(cin, cout, TembChannels, Dropout, Groups, null, Eps, ActFn, TimeEmbeddingNorm, OutputScaleFactor, up, down, SkipTimeAct, g);
 }
 
+/// <summary>The attention layers of an attention block: one per resnet, heads of <c>attention_head_dim</c> channels.</summary>
+internal static class UNetAttentions
+{
+    internal static ModuleList<Attention> Create(string blockType, int numLayers, int channels, int attentionHeadDim, ResnetSettings rs, Generator? g)
+    {
+        if (channels % attentionHeadDim != 0)
+            throw new ArgumentException($"{blockType}: {channels} channels are not divisible by attention_head_dim {attentionHeadDim}.");
+        var list = new ModuleList<Attention>();
+        for (int i = 0; i < numLayers; i++)
+            list.Add(new Attention(channels, channels / attentionHeadDim, attentionHeadDim, rs.Groups, rs.Eps, rs.OutputScaleFactor, generator: g));
+        return list;
+    }
+}
+
 /// <summary>
 /// An encoder stage: <c>layers</c> resnets (each optionally followed by attention), then an optional downsampler.
 /// Covers diffusers' DownBlock2D, AttnDownBlock2D and ResnetDownsampleBlock2D; returns every intermediate as a skip.
@@ -33,15 +47,7 @@ public sealed class UNetDownBlock : Module
     {
         BlockType = blockType;
         bool attn = blockType == "AttnDownBlock2D";
-        if (attn)
-        {
-            if (outChannels % attentionHeadDim != 0)
-                throw new ArgumentException($"{blockType}: {outChannels} channels are not divisible by attention_head_dim {attentionHeadDim}.");
-            Attentions = RegisterModule("attentions", new ModuleList<Attention>());
-            for (int i = 0; i < numLayers; i++)
-                Attentions.Add(new Attention(outChannels, outChannels / attentionHeadDim, attentionHeadDim, rs.Groups, rs.Eps,
-                    rs.OutputScaleFactor, generator: g));
-        }
+        if (attn) Attentions = RegisterModule("attentions", UNetAttentions.Create(blockType, numLayers, outChannels, attentionHeadDim, rs, g));
         Resnets = RegisterModule("resnets", new ModuleList<ResnetBlock2D>());
         for (int i = 0; i < numLayers; i++) Resnets.Add(rs.Make(i == 0 ? inChannels : outChannels, outChannels, g));
         if (!addDownsample) return;
@@ -105,15 +111,7 @@ public sealed class UNetUpBlock : Module
     {
         BlockType = blockType;
         bool attn = blockType == "AttnUpBlock2D";
-        if (attn)
-        {
-            if (outChannels % attentionHeadDim != 0)
-                throw new ArgumentException($"{blockType}: {outChannels} channels are not divisible by attention_head_dim {attentionHeadDim}.");
-            Attentions = RegisterModule("attentions", new ModuleList<Attention>());
-            for (int i = 0; i < numLayers; i++)
-                Attentions.Add(new Attention(outChannels, outChannels / attentionHeadDim, attentionHeadDim, rs.Groups, rs.Eps,
-                    rs.OutputScaleFactor, generator: g));
-        }
+        if (attn) Attentions = RegisterModule("attentions", UNetAttentions.Create(blockType, numLayers, outChannels, attentionHeadDim, rs, g));
         Resnets = RegisterModule("resnets", new ModuleList<ResnetBlock2D>());
         for (int i = 0; i < numLayers; i++)
         {
