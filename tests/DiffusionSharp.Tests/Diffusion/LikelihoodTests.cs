@@ -79,4 +79,52 @@ public class LikelihoodTests(ITestOutputHelper output)
         Assert.True(gm < 0.1, $"gap {gm:F4} bits/dim too large");
         Assert.True(prior < 1e-4, $"prior term {prior:E2}");
     }
+
+    [Fact]
+    public void StratifiedBoundWithOneTimestepPerStratumIsTheFullLoop()
+    {
+        var mix = GaussianMixture2D.Diagonal();
+        const int n = 64;
+        var x0 = Tensor.FromArray(QuantizedSample(mix, n, 11).Select(v => (float)v).ToArray(), n, 2);
+        var diffusion = new GaussianDiffusion(DiffusionBetas.Linear(100), ModelMeanType.Epsilon, ModelVarianceType.LearnedRange);
+        var model = MixtureSamplingTests.OptimalLearnedRange(mix, diffusion, diffusion);
+        var full = diffusion.CalcBpdLoop(model, x0, new Generator(12));
+        var est = diffusion.EstimateBpd(model, x0, new Generator(12), strata: 99, new Generator(13));
+        for (int i = 0; i < n; i++)
+            Assert.True(Math.Abs(full.TotalBpd[i] - est.TotalBpd[i]) < 1e-9 * Math.Max(1, Math.Abs(full.TotalBpd[i])), $"image {i}: {full.TotalBpd[i]} vs {est.TotalBpd[i]}");
+        Assert.Throws<ArgumentOutOfRangeException>(() => diffusion.EstimateBpd(model, x0, new Generator(12), strata: 100, new Generator(13)));
+    }
+
+    [Theory]
+    [InlineData(1000, 1)]
+    [InlineData(1000, 10)]
+    [InlineData(1000, 999)]
+    [InlineData(10, 5)]
+    public void StrataEdgesCoverEveryTimestepOnce(int steps, int strata)
+    {
+        var e = GaussianDiffusion.StrataEdges(steps, strata);
+        Assert.Equal(strata + 1, e.Length);
+        Assert.Equal(1, e[0]);
+        Assert.Equal(steps, e[^1]);
+        for (int k = 1; k <= strata; k++) Assert.True(e[k] > e[k - 1], $"stratum {k - 1} is empty: [{e[k - 1]}, {e[k]})");
+        if (strata > 1) Assert.True(e[1] - e[0] <= e[^1] - e[^2], "the first stratum (small t) should be no wider than the last");
+    }
+
+    [Fact]
+    public void StratifiedBoundIsUnbiased()
+    {
+        // mean over many images of the 100-stratum estimate and of the full 1000-term loop agree within their standard errors
+        var mix = GaussianMixture2D.Diagonal();
+        const int n = 512;
+        var x0 = Tensor.FromArray(QuantizedSample(mix, n, 14).Select(v => (float)v).ToArray(), n, 2);
+        var diffusion = new GaussianDiffusion(DiffusionBetas.Linear(1000), ModelMeanType.Epsilon, ModelVarianceType.LearnedRange);
+        var model = MixtureSamplingTests.OptimalLearnedRange(mix, diffusion, diffusion);
+        var full = diffusion.CalcBpdLoop(model, x0, new Generator(15)).TotalBpd;
+        var est = diffusion.EstimateBpd(model, x0, new Generator(16), strata: 100, new Generator(17)).TotalBpd;
+        var diff = Enumerable.Range(0, n).Select(i => est[i] - full[i]).ToArray();
+        double m = diff.Average(), se = Math.Sqrt(diff.Select(d => (d - m) * (d - m)).Sum() / (n - 1) / n);
+        output.WriteLine($"full {full.Average():F4}, stratified {est.Average():F4}, difference {m:F5} +- {se:F5}");
+        Assert.True(Math.Abs(m) < 4 * se + 1e-6, $"stratified estimate off by {m:F5} +- {se:F5}");
+        Assert.True(se < 0.05 * Math.Abs(full.Average()), $"standard error {se:F5} too large to be a useful check");
+    }
 }
