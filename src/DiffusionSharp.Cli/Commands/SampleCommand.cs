@@ -40,10 +40,12 @@ public static class SampleCommand
             };
             double loadSeconds = sw.Elapsed.TotalSeconds;
             Tensors.Tensor images = null!;
+            var sampling = Stopwatch.StartNew();
             Cli.Progress.Run($"sampling {req.Count} images ({req.Sampler}, {req.Steps} steps)", report =>
             {
                 images = pipe.Sample(req, (done, total) => report(done, total));
             });
+            double sampleSeconds = sampling.Elapsed.TotalSeconds, netSeconds = pipe.NetworkTime.TotalSeconds;
             var outPath = p.GetValue(output)!;
             var outDir = Path.GetDirectoryName(Path.GetFullPath(outPath));
             if (outDir != null) Directory.CreateDirectory(outDir);
@@ -58,6 +60,7 @@ public static class SampleCommand
                 }
             }
             Console.Error.WriteLine($"wrote {outPath}: {images.Dim(0)} images in {sw.Elapsed.TotalSeconds:F1} s (model load {loadSeconds:F1} s) from {dir}");
+            Console.Error.WriteLine($"sampling {sampleSeconds:F2} s: network {netSeconds:F2} s in {pipe.NetworkCalls} calls, outside the network {sampleSeconds - netSeconds:F2} s ({100 * (sampleSeconds - netSeconds) / sampleSeconds:F1}%)");
             images.Dispose();
             return 0;
         });

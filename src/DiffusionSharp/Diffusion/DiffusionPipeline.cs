@@ -148,7 +148,7 @@ public sealed class DiffusionPipeline
         if (conditional && classLabel == null && NullClass == null)
             throw new ArgumentException("This model is class conditional: give a class.");
         if (!conditional && classLabel != null) throw new ArgumentException("This model is not class conditional; drop the class label.");
-        if (!conditional) return (x, t) => Unet.Forward(x, t);
+        if (!conditional) return (x, t) => Network(x, t, null);
         float label = classLabel ?? NullClass!.Value;
         double scale = classLabel != null ? guidanceScale : 1.0;  // the null class itself is never guided
         return (x, t) => Guided(x, t, Enumerable.Repeat(label, x.Dim(0)).ToArray(), scale);
@@ -217,22 +217,39 @@ public sealed class DiffusionPipeline
         return all;
     }
 
+    /// <summary>Wall time spent inside the network's forward passes since the pipeline was created (sampling, editing, denoisers).</summary>
+    public TimeSpan NetworkTime => TimeSpan.FromTicks(_networkTicks);
+
+    /// <summary>Number of network forward passes since the pipeline was created.</summary>
+    public long NetworkCalls => _networkCalls;
+
+    private long _networkTicks, _networkCalls;
+
+    private Tensor Network(Tensor x, Tensor timesteps, Tensor? labels)
+    {
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+        var y = Unet.Forward(x, timesteps, labels);
+        Interlocked.Add(ref _networkTicks, System.Diagnostics.Stopwatch.GetElapsedTime(t0).Ticks);
+        Interlocked.Increment(ref _networkCalls);
+        return y;
+    }
+
     private Tensor Eval(Tensor x, double t, float[]? labels, double scale)
     {
         using var ts = Tensor.Full(new Shape(x.Dim(0)), (float)t);
-        return labels == null ? Unet.Forward(x, ts) : Guided(x, ts, labels, scale);
+        return labels == null ? Network(x, ts, null) : Guided(x, ts, labels, scale);
     }
 
     // One conditional evaluation, guided when scale != 1: eps = eps_u + w (eps_c - eps_u) (Ho and Salimans 2022, Eq. 6).
     private Tensor Guided(Tensor x, Tensor timesteps, float[] labels, double scale)
     {
         int n = x.Dim(0);
-        if (scale == 1.0 || NullClass == null) return Unet.Forward(x, timesteps, Tensor.FromArray(labels, n));
+        if (scale == 1.0 || NullClass == null) return Network(x, timesteps, Tensor.FromArray(labels, n));
         using var both = Tensor.Concat(new[] { x, x }, 0);
         using var t2 = Tensor.Concat(new[] { timesteps.Expand(new Shape(n)), timesteps.Expand(new Shape(n)) }, 0);
         var lv = new float[2 * n];
         for (int i = 0; i < n; i++) { lv[i] = labels[i]; lv[n + i] = NullClass.Value; }
-        using var o = Unet.Forward(both, t2, Tensor.FromArray(lv, 2 * n));
+        using var o = Network(both, t2, Tensor.FromArray(lv, 2 * n));
         using var cond = o.Narrow(0, 0, n);
         using var unc = o.Narrow(0, n, n);
         return unc + (cond - unc) * (float)scale;

@@ -127,7 +127,13 @@ public class TrainerTests : IDisposable
             Assert.Equal(new Shape(3, 1, 8, 8), imgs.Shape);
             Assert.All(imgs.ToArray(), v => Assert.InRange(v, -1f, 1f));
         }
+        long callsBefore = pipe.NetworkCalls;
+        double netBefore = pipe.NetworkTime.TotalSeconds;
+        var wall = System.Diagnostics.Stopwatch.StartNew();
         using var a = pipe.Sample(new SampleRequest { Count = 2, Steps = 3, Seed = 7 });
+        double wallSeconds = wall.Elapsed.TotalSeconds;
+        Assert.Equal(3, pipe.NetworkCalls - callsBefore);  // DPM-Solver++ (2M): one network call per step
+        Assert.InRange(pipe.NetworkTime.TotalSeconds - netBefore, 1e-7, wallSeconds);
         using var b = pipe.Sample(new SampleRequest { Count = 2, Steps = 3, Seed = 7 });
         Assert.Equal(a.ToArray(), b.ToArray());
     }
