@@ -23,6 +23,17 @@ public static class BenchPeak
     private static int Run(bool json, double seconds)
     {
         int threads = Threading.Threads;
+        var (bestAll, best1, width) = Measure(threads, seconds);
+        if (json)
+            Console.WriteLine(BenchTiming.Json(("threads", threads), ("vector_bits", width * 32), ("gflops", bestAll), ("gflops_one_thread", best1), ("accumulators", Accumulators)));
+        else
+            Console.WriteLine($"peak fp32 FMA ({width * 32}-bit, {Accumulators} chains): {bestAll:F1} GFLOP/s on {threads} threads, {best1:F1} GFLOP/s on one");
+        return 0;
+    }
+
+    /// <summary>Best GFLOP/s of register-only FMA bursts on <paramref name="threads"/> threads and on one; the vector width in floats.</summary>
+    public static (double AllThreads, double OneThread, int Width) Measure(int threads, double seconds)
+    {
         int width = Vector512.IsHardwareAccelerated ? 16 : Vector256.IsHardwareAccelerated ? 8 : 4;
         // Calibrate short bursts (~2 ms) so a burst usually runs unpreempted on a busy machine; keep the best burst.
         long iters = 1 << 10;
@@ -38,11 +49,7 @@ public static class BenchPeak
         int bursts = Math.Max(10, (int)(seconds / 0.002));
         double best1 = flopsPerThread / Bursts(1, iters, width, bursts) / 1e9;
         double bestAll = threads * flopsPerThread / Bursts(threads, iters, width, bursts) / 1e9;
-        if (json)
-            Console.WriteLine(BenchTiming.Json(("threads", threads), ("vector_bits", width * 32), ("gflops", bestAll), ("gflops_one_thread", best1), ("accumulators", Accumulators)));
-        else
-            Console.WriteLine($"peak fp32 FMA ({width * 32}-bit, {Accumulators} chains): {bestAll:F1} GFLOP/s on {threads} threads, {best1:F1} GFLOP/s on one");
-        return 0;
+        return (bestAll, best1, width);
     }
 
     // Best wall time of one burst run simultaneously on `threads` threads (first start to last end, stamped by the workers).

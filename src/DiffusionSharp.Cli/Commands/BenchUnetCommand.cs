@@ -44,20 +44,23 @@ public static class BenchUnetCommand
         }
         int threads = Threading.Threads;
         var ours = MeasureOurs(preset, batch, steps);
+        double peak = BenchPeak.Measure(threads, 0.5).AllThreads;
+        double evalGflops = ours.GflopPerImage * batch / ours.EvalS, trainGflops = 3 * ours.GflopPerImage * batch / ours.TrainStepS;
         var oursFields = new (string, object?)[]
         {
             ("impl", "DiffusionSharp"), ("preset", preset), ("threads", threads), ("params", ours.Params),
             ("forward_gflop_per_image", ours.GflopPerImage), ("batch", batch), ("train_step_s", ours.TrainStepS),
             ("train_images_per_s", batch / ours.TrainStepS), ("eval_s", ours.EvalS), ("eval_images_per_s", batch / ours.EvalS),
-            ("eval_gflop_per_s", ours.GflopPerImage * batch / ours.EvalS),
-            ("train_gflop_per_s", 3 * ours.GflopPerImage * batch / ours.TrainStepS), ("optimizer", "adam"),
+            ("eval_gflop_per_s", evalGflops), ("train_gflop_per_s", trainGflops), ("peak_gflop_per_s", peak),
+            ("eval_peak_fraction", evalGflops / peak), ("train_peak_fraction", trainGflops / peak), ("optimizer", "adam"),
         };
         if (json) Console.WriteLine(BenchTiming.Json(oursFields));
         else
         {
             Console.WriteLine($"DiffusionSharp  preset {preset}, batch {batch}, threads {threads}, {ours.Params:N0} params, {ours.GflopPerImage:F3} forward GFLOP/image");
-            Console.WriteLine($"  train (fwd + MSE + bwd + Adam): {ours.TrainStepS:F3} s/step, {batch / ours.TrainStepS:F2} images/s, ~{3 * ours.GflopPerImage * batch / ours.TrainStepS:F1} GFLOP/s (3x forward)");
-            Console.WriteLine($"  eval (forward, no grad):        {ours.EvalS:F3} s/batch, {batch / ours.EvalS:F2} images/s, {ours.GflopPerImage * batch / ours.EvalS:F1} GFLOP/s");
+            Console.WriteLine($"  train (fwd + MSE + bwd + Adam): {ours.TrainStepS:F3} s/step, {batch / ours.TrainStepS:F2} images/s, ~{trainGflops:F1} GFLOP/s (3x forward), {100 * trainGflops / peak:F0}% of peak");
+            Console.WriteLine($"  eval (forward, no grad):        {ours.EvalS:F3} s/batch, {batch / ours.EvalS:F2} images/s, {evalGflops:F1} GFLOP/s, {100 * evalGflops / peak:F0}% of peak");
+            Console.WriteLine($"  measured peak (bench peak, {threads} threads): {peak:F1} GFLOP/s");
         }
         if (noPeer) return 0;
 
@@ -78,13 +81,14 @@ public static class BenchUnetCommand
         {
             Console.WriteLine(p.GetRawText());
             Console.WriteLine(BenchTiming.Json(("impl", "ratio"), ("train_images_per_s_ratio", trainRatio), ("eval_images_per_s_ratio", evalRatio),
-                ("params_match", pParams == ours.Params)));
+                ("params_match", pParams == ours.Params), ("peer_eval_peak_fraction", pGflop * pEval / peak), ("peer_train_peak_fraction", 3 * pGflop * pTrain / peak)));
         }
         else
         {
             Console.WriteLine($"{pName}  preset {preset}, batch {batch}, threads {p.GetProperty("threads").GetInt32()}, {pParams:N0} params, {pGflop:F3} forward GFLOP/image (torch profiler count)");
             Console.WriteLine($"  train: {p.GetProperty("train_step_s").GetDouble():F3} s/step, {pTrain:F2} images/s");
             Console.WriteLine($"  eval:  {p.GetProperty("eval_s").GetDouble():F3} s/batch, {pEval:F2} images/s");
+            Console.WriteLine($"  peer at {100 * pGflop * pEval / peak:F0}% (eval) and {100 * 3 * pGflop * pTrain / peak:F0}% (train) of the measured peak");
             Console.WriteLine($"ratio DiffusionSharp / peer: train {trainRatio:F2}x, eval {evalRatio:F2}x" + (pParams == ours.Params ? "" : $" (parameter counts differ: {ours.Params} vs {pParams})"));
         }
         return 0;
