@@ -45,6 +45,23 @@ public class CommandTests : IDisposable
     }
 
     [Fact]
+    public void BenchUnetReportsThroughputAgainstMeasuredPeak()
+    {
+        var outw = Console.Out;
+        var sw = new StringWriter();
+        Console.SetOut(sw);
+        try { Assert.Equal(0, Run("bench", "unet", "--preset", "ddpm-small", "--batch", "1", "--steps", "1", "--json", "--no-peer")); }
+        finally { Console.SetOut(outw); }
+        using var doc = System.Text.Json.JsonDocument.Parse(sw.ToString().Trim().Split('\n')[0]);
+        var r = doc.RootElement;
+        double peak = r.GetProperty("peak_gflop_per_s").GetDouble(), eval = r.GetProperty("eval_gflop_per_s").GetDouble();
+        Assert.True(peak > 0 && eval > 0, $"peak {peak}, eval {eval}");
+        double fraction = r.GetProperty("eval_peak_fraction").GetDouble();
+        Assert.True(Math.Abs(fraction - eval / peak) < 2e-3, $"eval_peak_fraction {fraction} but eval/peak = {eval / peak}");
+        Assert.InRange(r.GetProperty("train_peak_fraction").GetDouble(), 1e-4, 2.0);
+    }
+
+    [Fact]
     public void SampleAndEditCommandsWriteImages()
     {
         var model = TinyModel();
