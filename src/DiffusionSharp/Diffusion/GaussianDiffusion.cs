@@ -474,32 +474,8 @@ public sealed class GaussianDiffusion
     /// Full-chain negative log-likelihood bound in bits per dimension for 8-bit data in [-1, 1]: every vlb term, the decoder
     /// term and the prior KL(q(x_T|x_0) || N(0, I)) (improved-diffusion's calc_bpd_loop).
     /// </summary>
-    public BpdResult CalcBpdLoop(DenoiserModel model, Tensor x0, NoiseSource noise, bool clipDenoised = false)
-    {
-        using var _ = GradMode.NoGrad();
-        int b = x0.Dim(0), n = NumTimesteps;
-        var vb = new double[b, n]; var xmse = new double[b, n]; var emse = new double[b, n];
-        for (int i = n - 1; i >= 0; i--)
-        {
-            var t = Enumerable.Repeat(i, b).ToArray();
-            var z = noise.Randn(x0.Shape);
-            var xt = QSample(x0, t, z);
-            var p = PMeanVariance(model, xt, t, clipDenoised);
-            var terms = VbTermsBpd(x0, xt, t, p).ToArray();
-            var d0 = MeanFlat((p.PredXStart - x0) * (p.PredXStart - x0)).ToArray();
-            var de = MeanFlat((p.PredEpsilon - z) * (p.PredEpsilon - z)).ToArray();
-            for (int k = 0; k < b; k++) { vb[k, i] = terms[k]; xmse[k, i] = d0[k]; emse[k, i] = de[k]; }
-        }
-        var prior = PriorBpd(x0);
-        var total = new double[b];
-        for (int k = 0; k < b; k++)
-        {
-            double s = prior[k];
-            for (int i = 0; i < n; i++) s += vb[k, i];
-            total[k] = s;
-        }
-        return new BpdResult(total, prior, vb, xmse, emse);
-    }
+    public BpdResult CalcBpdLoop(DenoiserModel model, Tensor x0, NoiseSource noise, bool clipDenoised = false) =>
+        EstimateBpd(model, x0, noise, NumTimesteps - 1, new Generator(0), clipDenoised);  // T-1 strata of one t each: every term once
 
     /// <summary>
     /// Unbiased stratified Monte-Carlo estimate of the full-chain bound in bits per dimension: the prior and decoder terms exactly,
@@ -509,7 +485,7 @@ public sealed class GaussianDiffusion
     public BpdResult EstimateBpd(DenoiserModel model, Tensor x0, NoiseSource noise, int strata, Generator timestepRng, bool clipDenoised = false)
     {
         int n = NumTimesteps;
-        if (strata < 1 || strata > n - 1) throw new ArgumentOutOfRangeException(nameof(strata), $"Strata must be in 1..{n - 1} (T - 1), got {strata}.");
+        if (strata < Math.Min(1, n - 1) || strata > n - 1) throw new ArgumentOutOfRangeException(nameof(strata), $"Strata must be in 1..{n - 1} (T - 1), got {strata}.");
         using var _ = GradMode.NoGrad();
         int b = x0.Dim(0);
         var vb = new double[b, strata + 1]; var xmse = new double[b, strata + 1]; var emse = new double[b, strata + 1];
