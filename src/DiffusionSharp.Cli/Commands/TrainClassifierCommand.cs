@@ -79,7 +79,7 @@ public static class TrainClassifierCommand
                 Console.CancelKeyPress -= onCancel;
             }
             double accuracy = 0;
-            Cli.Progress.Run($"test accuracy on {test.Count} images", report => accuracy = ClassifierTraining.Evaluate(model, test, progress: report));
+            Cli.Progress.Run($"scoring {test.Count} test images", report => accuracy = ClassifierTraining.Evaluate(model, test, progress: report));
             model.Config = model.Config with { TestAccuracy = Math.Round(accuracy, 6), TestImages = test.Count, TrainSteps = last.Step };
             model.Save(outDir);
             var result = new
