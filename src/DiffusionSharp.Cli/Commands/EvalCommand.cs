@@ -1,87 +1,196 @@
 using System.CommandLine;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using DiffusionSharp.Data;
 using DiffusionSharp.Diffusion;
+using DiffusionSharp.Evaluation;
 using DiffusionSharp.Tensors;
 
 namespace DiffusionSharp.Cli.Commands;
 
-/// <summary><c>diffusion eval</c>: negative log-likelihood bound in bits/dim over the full chain (Ho et al. 2020, Sec. 4.2), exact or stratified over t.</summary>
+/// <summary>
+/// <c>diffusion eval</c>: negative log-likelihood bound in bits/dim over the full chain (Ho et al. 2020, Sec. 4.2; exact or stratified over t), or with
+/// <c>--fid</c> the Frechet distance, precision and recall of samples against the test split in a trained classifier's feature space.
+/// </summary>
 public static class EvalCommand
 {
     public static Command Create()
     {
         var model = new Option<string?>("--model", "-m") { Description = "Model folder (default: the bundled model)" };
         var data = new Option<string>("--data") { Description = "Data set (its test split is used)", DefaultValueFactory = _ => "fashion-mnist" };
-        var count = new Option<int>("--count", "-n") { Description = "Test images to evaluate (from the start of the test split; 0 = all)", DefaultValueFactory = _ => 256 };
-        var timesteps = new Option<int>("--timesteps") { Description = "Network calls per image for the KL terms: 0 = every t (exact full chain); K > 0 = one t per image in each of K strata (unbiased estimate)", DefaultValueFactory = _ => 0 };
+        var count = new Option<int>("--count", "-n") { Description = "Test images to evaluate for bits/dim (from the start of the test split; 0 = all)", DefaultValueFactory = _ => 256 };
+        var timesteps = new Option<int>("--timesteps") { Description = "Bits/dim: network calls per image for the KL terms: 0 = every t (exact full chain); K > 0 = one t per image in each of K strata (unbiased estimate)", DefaultValueFactory = _ => 0 };
         var batch = new Option<int>("--batch") { Description = "Images per network call", DefaultValueFactory = _ => 64 };
-        var seed = new Option<ulong>("--seed") { Description = "Seed of the q(x_t|x_0) noise", DefaultValueFactory = _ => 0UL };
+        var seed = new Option<ulong>("--seed") { Description = "Seed of the q(x_t|x_0) noise, or of the generated samples with --fid", DefaultValueFactory = _ => 0UL };
         var conditional = new Option<bool>("--conditional") { Description = "Condition on the true labels (default: the null class, i.e. p(x))" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
-        var cmd = new Command("eval", "Bits/dim of a model on a test set (full-chain variational bound: prior + every L_t + decoder).")
+        var fid = new Option<bool>("--fid") { Description = "Report FID, precision and recall (k-NN, k=3) in the feature space of a classifier made by `diffusion train-classifier` (NOT Inception FID) instead of bits/dim" };
+        var classifier = new Option<string?>("--classifier") { Description = "Classifier folder for --fid (default: the bundled models/fashion-mnist-classifier)" };
+        var samples = new Option<string>("--samples")
         {
-            model, data, count, batch, seed, conditional, json, timesteps,
+            Description = "With --fid: a folder of PNG images (e.g. from `diffusion sample --each DIR`), a number of images to generate from the model, " +
+                          "or train:N / test:N for the first N images of a split of --data (a real-vs-real floor)",
+            DefaultValueFactory = _ => "1000",
+        };
+        var referenceCount = new Option<int?>("--reference-count") { Description = "With --fid: test images used as the reference (default: the whole test split)" };
+        var steps = new Option<int>("--steps") { Description = "With --fid and a count: sampler steps", DefaultValueFactory = _ => 20 };
+        var sampler = new Option<string>("--sampler") { Description = "With --fid and a count: sampler (" + string.Join(", ", DiffusionPipeline.SamplerNames) + ")", DefaultValueFactory = _ => "dpmpp" };
+        var guidance = new Option<double>("--guidance") { Description = "With --fid and a count: classifier-free guidance scale (classes cycle through every label)", DefaultValueFactory = _ => 1.0 };
+        var k = new Option<int>("--k") { Description = "With --fid: nearest-neighbour rank of the precision/recall manifolds", DefaultValueFactory = _ => PrecisionRecall.DefaultK };
+        var cmd = new Command("eval",
+            "Bits/dim of a model on a test set (full-chain variational bound: prior + every L_t + decoder), or with --fid: FID, precision and recall " +
+            "of samples against the test split, in the feature space of a classifier trained by `diffusion train-classifier` on the same data set. " +
+            "That FID is NOT Inception FID: compare it only with values from the same classifier.")
+        {
+            model, data, count, batch, seed, conditional, json, timesteps, fid, classifier, samples, referenceCount, steps, sampler, guidance, k,
         };
         cmd.SetAction(p =>
         {
-            var dir = ModelLocator.Resolve(p.GetValue(model));
-            var pipe = DiffusionPipeline.FromPretrained(dir);
-            int s = pipe.Unet.Config.SampleSize ?? 32;
-            var ds = Datasets.Open(p.GetValue(data)!, new DatasetOptions { Train = false, Size = s, Channels = pipe.Unet.Config.InChannels });
-            int n = p.GetValue(count) <= 0 ? ds.Count : Math.Min(p.GetValue(count), ds.Count), bs = Math.Max(1, p.GetValue(batch));
-            var diffusion = pipe.CreateGaussianDiffusion(pipe.SchedulerConfig.GetInt("num_train_timesteps", 1000));
-            int strata = p.GetValue(timesteps);
-            if (strata < 0 || strata > diffusion.NumTimesteps - 1)
-                throw new ArgumentException($"--timesteps must be 0 (full chain) or 1..{diffusion.NumTimesteps - 1}, got {strata}.");
-            var noise = new NoiseSource(new Generator(p.GetValue(seed)));
-            var tRng = new Generator(p.GetValue(seed) + 1);
-            int callsPerBatch = strata == 0 ? diffusion.NumTimesteps : strata + 1;
-            double total = 0, totalSq = 0, prior = 0, decoder = 0;
-            int done = 0;
-            var sw = System.Diagnostics.Stopwatch.StartNew();
-            Cli.Progress.Run($"bits/dim on {n} test images", report =>
-            {
-                int calls = 0, totalCalls = (n + bs - 1) / bs * callsPerBatch;
-                for (int start = 0; start < n; start += bs)
-                {
-                    int b = Math.Min(bs, n - start);
-                    using var x0 = Tensor.Empty(b, ds.Channels, s, s);
-                    var labels = new int[b];
-                    int per = ds.Channels * s * s;
-                    for (int i = 0; i < b; i++) labels[i] = ds.Load(start + i, x0.Span.Slice(i * per, per));
-                    int? label = null;
-                    DenoiserModel net;
-                    if (pipe.Unet.Config.NumClassEmbeds is int && p.GetValue(conditional))
-                    {
-                        var lv = labels.Select(l => (float)l).ToArray();
-                        net = (x, t) => pipe.Unet.Forward(x, t, Tensor.FromArray(lv, lv.Length));
-                    }
-                    else net = pipe.Denoiser(label);
-                    DenoiserModel counted = (x, t) => { report(++calls, totalCalls); return net(x, t); };
-                    var r = strata == 0 ? diffusion.CalcBpdLoop(counted, x0, noise, clipDenoised: true)
-                        : diffusion.EstimateBpd(counted, x0, noise, strata, tRng, clipDenoised: true);
-                    for (int i = 0; i < b; i++)
-                    {
-                        total += r.TotalBpd[i];
-                        totalSq += r.TotalBpd[i] * r.TotalBpd[i];
-                        prior += r.PriorBpd[i];
-                        decoder += r.VbTerms[i, 0];
-                    }
-                    done += b;
-                }
-            });
-            double mean = total / done, stderr = done > 1 ? Math.Sqrt(Math.Max(0, totalSq / done - mean * mean) / (done - 1)) : double.NaN;
-            var result = new
-            {
-                model = dir, data = p.GetValue(data), images = done, bits_per_dim = mean, standard_error = double.IsNaN(stderr) ? (double?)null : stderr,
-                timesteps = strata == 0 ? "all" : $"{strata} strata + decoder", prior_bpd = prior / done,
-                decoder_bpd = decoder / done, conditional = p.GetValue(conditional), seconds = Math.Round(sw.Elapsed.TotalSeconds, 1),
-            };
-            if (p.GetValue(json)) Console.WriteLine(JsonSerializer.Serialize(result));
-            else Console.WriteLine($"bits/dim {result.bits_per_dim:F4} +- {stderr:F4} (standard error over images; {result.timesteps} timesteps) on {done} images (prior {result.prior_bpd:F6}, decoder {result.decoder_bpd:F4}; {(result.conditional ? "conditional" : "unconditional")}) in {result.seconds} s");
-            return 0;
+            if (p.GetValue(fid))
+                return RunFid(new FidArgs(p.GetValue(model), p.GetValue(data)!, p.GetValue(classifier), p.GetValue(samples)!, p.GetValue(referenceCount),
+                    p.GetValue(steps), p.GetValue(sampler)!, p.GetValue(guidance), p.GetValue(seed), Math.Max(1, p.GetValue(batch)), p.GetValue(k), p.GetValue(json)));
+            return RunBitsPerDim(p.GetValue(model), p.GetValue(data)!, p.GetValue(count), p.GetValue(batch), p.GetValue(seed), p.GetValue(conditional), p.GetValue(json), p.GetValue(timesteps));
         });
         return cmd;
+    }
+
+    private static int RunBitsPerDim(string? modelDir, string dataName, int count, int batch, ulong seed, bool conditional, bool json, int strata)
+    {
+        var dir = ModelLocator.Resolve(modelDir);
+        var pipe = DiffusionPipeline.FromPretrained(dir);
+        int s = pipe.Unet.Config.SampleSize ?? 32;
+        var ds = Datasets.Open(dataName, new DatasetOptions { Train = false, Size = s, Channels = pipe.Unet.Config.InChannels });
+        int n = count <= 0 ? ds.Count : Math.Min(count, ds.Count), bs = Math.Max(1, batch);
+        var diffusion = pipe.CreateGaussianDiffusion(pipe.SchedulerConfig.GetInt("num_train_timesteps", 1000));
+        if (strata < 0 || strata > diffusion.NumTimesteps - 1)
+            throw new ArgumentException($"--timesteps must be 0 (full chain) or 1..{diffusion.NumTimesteps - 1}, got {strata}.");
+        var noise = new NoiseSource(new Generator(seed));
+        var tRng = new Generator(seed + 1);
+        int callsPerBatch = strata == 0 ? diffusion.NumTimesteps : strata + 1;
+        double total = 0, totalSq = 0, prior = 0, decoder = 0;
+        int done = 0;
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        Cli.Progress.Run($"bits/dim on {n} test images", report =>
+        {
+            int calls = 0, totalCalls = (n + bs - 1) / bs * callsPerBatch;
+            for (int start = 0; start < n; start += bs)
+            {
+                int b = Math.Min(bs, n - start);
+                using var x0 = Tensor.Empty(b, ds.Channels, s, s);
+                var labels = new int[b];
+                int per = ds.Channels * s * s;
+                for (int i = 0; i < b; i++) labels[i] = ds.Load(start + i, x0.Span.Slice(i * per, per));
+                int? label = null;
+                DenoiserModel net;
+                if (pipe.Unet.Config.NumClassEmbeds is int && conditional)
+                {
+                    var lv = labels.Select(l => (float)l).ToArray();
+                    net = (x, t) => pipe.Unet.Forward(x, t, Tensor.FromArray(lv, lv.Length));
+                }
+                else net = pipe.Denoiser(label);
+                DenoiserModel counted = (x, t) => { report(++calls, totalCalls); return net(x, t); };
+                var r = strata == 0 ? diffusion.CalcBpdLoop(counted, x0, noise, clipDenoised: true)
+                    : diffusion.EstimateBpd(counted, x0, noise, strata, tRng, clipDenoised: true);
+                for (int i = 0; i < b; i++)
+                {
+                    total += r.TotalBpd[i];
+                    totalSq += r.TotalBpd[i] * r.TotalBpd[i];
+                    prior += r.PriorBpd[i];
+                    decoder += r.VbTerms[i, 0];
+                }
+                done += b;
+            }
+        });
+        double mean = total / done, stderr = done > 1 ? Math.Sqrt(Math.Max(0, totalSq / done - mean * mean) / (done - 1)) : double.NaN;
+        var result = new
+        {
+            model = dir, data = dataName, images = done, bits_per_dim = mean, standard_error = double.IsNaN(stderr) ? (double?)null : stderr,
+            timesteps = strata == 0 ? "all" : $"{strata} strata + decoder", prior_bpd = prior / done,
+            decoder_bpd = decoder / done, conditional, seconds = Math.Round(sw.Elapsed.TotalSeconds, 1),
+        };
+        if (json) Console.WriteLine(JsonSerializer.Serialize(result));
+        else Console.WriteLine($"bits/dim {result.bits_per_dim:F4} +- {stderr:F4} (standard error over images; {result.timesteps} timesteps) on {done} images (prior {result.prior_bpd:F6}, decoder {result.decoder_bpd:F4}; {(result.conditional ? "conditional" : "unconditional")}) in {result.seconds} s");
+        return 0;
+    }
+
+    private sealed record FidArgs(string? Model, string Data, string? Classifier, string Samples, int? ReferenceCount, int Steps, string Sampler,
+        double Guidance, ulong Seed, int Batch, int K, bool Json);
+
+    private static readonly Regex SplitSpec = new(@"^(train|test):(\d+)$", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant);
+
+    private static int RunFid(FidArgs a)
+    {
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var clsDir = ModelLocator.ResolveClassifier(a.Classifier);
+        var cls = FeatureClassifier.Load(clsDir);
+        int c = cls.Config.InChannels, s = cls.Config.ImageSize;
+
+        // The generated (or given) images, as [N, C, S, S] in [-1, 1].
+        Tensor images;
+        string source;
+        if (Directory.Exists(a.Samples))
+        {
+            Tensor? loaded = null;
+            Cli.Progress.Run($"reading PNGs from {a.Samples}", report => loaded = SampleImages.LoadPngFolder(a.Samples, c, s, progress: report));
+            images = loaded!;
+            source = $"PNG folder {a.Samples}";
+        }
+        else if (SplitSpec.Match(a.Samples) is { Success: true } m)
+        {
+            bool train = m.Groups[1].Value.Equals("train", StringComparison.OrdinalIgnoreCase);
+            int n = int.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture);
+            var split = Datasets.Open(a.Data, new DatasetOptions { Train = train, Size = s, Channels = c });
+            if (n < 1 || n > split.Count) throw new ArgumentException($"--samples {a.Samples}: the {(train ? "train" : "test")} split of {a.Data} has {split.Count} images.");
+            images = Tensor.Empty(n, c, s, s);
+            int per = c * s * s;
+            for (int i = 0; i < n; i++) split.Load(i, images.Span.Slice(i * per, per));
+            source = $"first {n} images of the {(train ? "train" : "test")} split of {a.Data}";
+        }
+        else if (int.TryParse(a.Samples, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int toGenerate))
+        {
+            if (toGenerate < 2) throw new ArgumentException($"--samples {toGenerate}: FID needs at least 2 images.");
+            var dir = ModelLocator.Resolve(a.Model);
+            var pipe = DiffusionPipeline.FromPretrained(dir);
+            cls.EnsureAccepts(pipe.Unet.Config.InChannels, pipe.Unet.Config.SampleSize ?? 32, $"the model {dir}");
+            var req = new SampleRequest { Count = toGenerate, Steps = a.Steps, Sampler = a.Sampler, Seed = a.Seed, GuidanceScale = a.Guidance, BatchSize = a.Batch };
+            Tensor? made = null;
+            Cli.Progress.Run($"sampling {toGenerate} images ({a.Sampler}, {a.Steps} steps)", report => made = pipe.Sample(req, (d, t) => report(d, t)));
+            images = made!;
+            source = $"{toGenerate} images sampled from {dir} ({a.Sampler}, {a.Steps} steps, guidance {a.Guidance}, seed {a.Seed})";
+        }
+        else
+            throw new ArgumentException($"--samples '{a.Samples}' is not an existing folder of PNG images, a number of images to generate, or train:N / test:N.");
+
+        using (images)
+        {
+            cls.EnsureAccepts(images.Dim(1), images.Dim(2), source);
+            var reference = Datasets.Open(a.Data, new DatasetOptions { Train = false, Size = s, Channels = c });
+            int refCount = Math.Min(a.ReferenceCount ?? reference.Count, reference.Count);
+            if (refCount < 2) throw new ArgumentException($"--reference-count must leave at least 2 test images, got {refCount}.");
+            double[] refFeatures = null!, sampleFeatures = null!;
+            Cli.Progress.Run($"classifier features of {refCount} test images", report => refFeatures = cls.ExtractFeatures(reference, refCount, progress: report));
+            Cli.Progress.Run($"classifier features of {images.Dim(0)} samples", report => sampleFeatures = cls.ExtractFeatures(images, progress: report));
+            int d = cls.FeatureDim, n = images.Dim(0);
+            double fidValue = FrechetDistance.Compute(FeatureStatistics.FromFeatures(refFeatures, refCount, d), FeatureStatistics.FromFeatures(sampleFeatures, n, d));
+            PrecisionRecallResult pr = null!;
+            Cli.Progress.Run($"precision/recall (k={a.K})", report => { pr = PrecisionRecall.Compute(refFeatures, refCount, sampleFeatures, n, d, a.K); report(1, 1); });
+            var result = new
+            {
+                fid = fidValue, precision = pr.Precision, recall = pr.Recall, k = a.K, samples = n, samples_source = source,
+                reference = $"test split of {a.Data}", reference_images = refCount,
+                classifier = clsDir, classifier_dataset = cls.Config.Dataset, classifier_test_accuracy = cls.Config.TestAccuracy, feature_dim = d,
+                feature_space = "DiffusionSharp classifier penultimate layer (not Inception-v3)",
+                seconds = Math.Round(sw.Elapsed.TotalSeconds, 1),
+            };
+            if (a.Json) Console.WriteLine(JsonSerializer.Serialize(result));
+            else
+            {
+                string acc = cls.Config.TestAccuracy is double ta ? $"{ta:P2} test accuracy" : "test accuracy not recorded";
+                Console.WriteLine($"FID {fidValue:F4}, precision {pr.Precision:F4}, recall {pr.Recall:F4} (k={a.K}) in {result.seconds} s");
+                Console.WriteLine($"  samples: {n} ({source}); reference: {refCount} test images of {a.Data}");
+                Console.WriteLine($"  features: {d}-d penultimate layer of the classifier {clsDir} ({acc}); not Inception FID");
+            }
+            return 0;
+        }
     }
 }

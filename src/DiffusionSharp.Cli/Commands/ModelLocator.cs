@@ -20,6 +20,28 @@ public static class ModelLocator
         return null;
     }
 
+    /// <summary>Relative path of the bundled feature classifier (made by <c>diffusion train-classifier</c>).</summary>
+    public const string BundledClassifierRelative = "models/fashion-mnist-classifier";
+
+    /// <summary>The classifier folder to use: the given one, else the bundled one, else a clear error.</summary>
+    public static string ResolveClassifier(string? given)
+    {
+        if (given != null)
+        {
+            if (!Directory.Exists(given)) throw new DirectoryNotFoundException($"Classifier folder not found: {given}");
+            return given;
+        }
+        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
+            for (var dir = new DirectoryInfo(start); dir != null; dir = dir.Parent)
+            {
+                var candidate = Path.Combine(dir.FullName, BundledClassifierRelative);
+                if (File.Exists(Path.Combine(candidate, "config.json"))) return candidate;
+            }
+        throw new DirectoryNotFoundException(
+            $"No --classifier given and the bundled classifier ({BundledClassifierRelative}) was not found above {Directory.GetCurrentDirectory()}; " +
+            "make one with `diffusion train-classifier --data fashion-mnist --out DIR`.");
+    }
+
     /// <summary>The model folder to use: the given one, else the bundled one, else a clear error.</summary>
     public static string Resolve(string? given)
     {
