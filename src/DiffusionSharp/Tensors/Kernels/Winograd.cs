@@ -122,6 +122,7 @@ internal static unsafe class Winograd
     }
 
     // G [g0 g1 g2]^T written with stride `ld`.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void FilterColumn(double g0, double g1, double g2, double* t, int ld)
     {
         t[0] = g0 / 4;
@@ -455,7 +456,8 @@ internal static unsafe class Winograd
         int per = grid.PerImage, Ho = s.Ho, Wo = s.Wo, P = Ho * Wo, Cout = s.Cout;
         nint plane = (nint)tc * coutP;
         var q = stackalloc Vector256<float>[24];
-        float* tile = stackalloc float[16 * Lanes];
+        float* tile = stackalloc float[16 * Lanes + 8];
+        tile = (float*)(((nint)tile + 31) & ~(nint)31);
         for (int t = 0; t < count; t++)
         {
             int gt = t0 + t, n = gt / per, ty = gt % per / grid.Tw, tx = gt % per % grid.Tw;
@@ -479,6 +481,21 @@ internal static unsafe class Winograd
                     for (int j = 0; j < 4; j++) (r[j] + bv).Store(tile + (i * 4 + j) * Lanes);
                 }
                 int lanes = Math.Min(Lanes, Cout - c);
+                if (lanes == Lanes && rows == 4 && cols == 4)
+                {
+                    // Full tile: two 8x8 transposes turn pixel-major vectors into 8 channels x (two rows of 4) each.
+                    for (int half = 0; half < 2; half++)
+                    {
+                        Vector256<float>* pv = (Vector256<float>*)(tile + half * 8 * Lanes);
+                        var v0 = pv[0]; var v1 = pv[1]; var v2 = pv[2]; var v3 = pv[3];
+                        var v4 = pv[4]; var v5 = pv[5]; var v6 = pv[6]; var v7 = pv[7];
+                        Transpose8x8(ref v0, ref v1, ref v2, ref v3, ref v4, ref v5, ref v6, ref v7);
+                        float* yr = yn + (nint)c * P + half * 2 * Wo;
+                        StoreRows(v0, yr, Wo); StoreRows(v1, yr + P, Wo); StoreRows(v2, yr + 2 * P, Wo); StoreRows(v3, yr + 3 * P, Wo);
+                        StoreRows(v4, yr + 4 * P, Wo); StoreRows(v5, yr + 5 * P, Wo); StoreRows(v6, yr + 6 * P, Wo); StoreRows(v7, yr + 7 * P, Wo);
+                    }
+                    continue;
+                }
                 for (int l = 0; l < lanes; l++)
                 {
                     float* yc = yn + (nint)(c + l) * P;
@@ -487,6 +504,14 @@ internal static unsafe class Winograd
                 }
             }
         }
+    }
+
+    // Two output rows of 4: the low half at y, the high half one image row below.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRows(Vector256<float> v, float* y, int wo)
+    {
+        v.GetLower().Store(y);
+        v.GetUpper().Store(y + wo);
     }
 
     // A^T x for x of length 6 (F(4,3) output transform), written with stride `st`.
