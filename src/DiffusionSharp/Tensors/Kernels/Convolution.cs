@@ -62,6 +62,7 @@ public static unsafe class Convolution
 
     internal static void Forward(ConvShape s, float* x, float* w, float* bias, float* y)
     {
+        if (Winograd.Applies(s)) { Winograd.Forward(s, x, w, bias, y); return; }
         int K = s.K, P = s.P, Cout = s.Cout, Wo = s.Wo;
         int rows = ChunkRows(s);
         nint px = (nint)x, pw = (nint)w, pb = (nint)bias, py = (nint)y;
@@ -123,6 +124,12 @@ public static unsafe class Convolution
         }
         if (gx == null && gw == null) return;
         if (s.N == 0) { if (gw != null) new Span<float>(gw, Cout * K).Clear(); return; }
+        if (Winograd.Applies(s))
+        {
+            if (gx != null) Winograd.BackwardData(s, w, gy, gx);
+            if (gw != null) Winograd.BackwardWeight(s, x, gy, gw);
+            return;
+        }
         bool batch = BatchParallel(s);
         int chunks = batch ? Math.Min(Threading.Threads, s.N) : 1;
         // Each chunk accumulates dW^T [K x Cout] = sum_n col_n [K x P] * dY_n^T [P x Cout] (or dW = dY * col^T when K < Cout):

@@ -305,12 +305,24 @@ public static unsafe class Gemm
         }
         else
         {
-            for (int p = 0; p < kc; p++)
+            if (mr == 6 && MR == 6 && Vector128.IsHardwareAccelerated)
             {
-                float* src = a + (nint)(pc + p) * lda + i0;
-                float* dp = d + p * MR;
-                for (int r = 0; r < mr; r++) dp[r] = src[r];
+                // Full 6-row panel (the AVX2 tile): one 4-wide copy and two scalars per k.
+                for (int p = 0; p < kc; p++)
+                {
+                    float* src = a + (nint)(pc + p) * lda + i0;
+                    float* dp = d + p * 6;
+                    Vector128.Store(Vector128.Load(src), dp);
+                    dp[4] = src[4]; dp[5] = src[5];
+                }
             }
+            else
+                for (int p = 0; p < kc; p++)
+                {
+                    float* src = a + (nint)(pc + p) * lda + i0;
+                    float* dp = d + p * MR;
+                    for (int r = 0; r < mr; r++) dp[r] = src[r];
+                }
         }
         if (mr < MR)
             for (int p = 0; p < kc; p++)

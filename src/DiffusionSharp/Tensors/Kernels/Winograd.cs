@@ -1,0 +1,529 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using DiffusionSharp.Runtime;
+
+namespace DiffusionSharp.Tensors.Kernels;
+
+/// <summary>
+/// Winograd F(4x4, 3x3) convolution for 3x3 stride-1 layers (Lavin and Gray 2016): each 6x6 input tile d and 3x3 filter g
+/// give the 4x4 output Y = A^T [(G g G^T) . (B^T d B)] A, so the channel sums become 36 GEMMs with 4x fewer multiply-adds
+/// than im2col. Data are staged channel-last so every transform runs on 8-channel vectors.
+/// </summary>
+internal static unsafe class Winograd
+{
+    private const int Lanes = 8;
+    private const int Xi = 36;
+
+    /// <summary>Smallest input and output channel count for which the transforms pay off.</summary>
+    internal const int MinChannels = 16;
+
+    /// <summary>Default tiles per work chunk (tests pass smaller ones to exercise chunk boundaries).</summary>
+    internal const int DefaultChunkTiles = 96;
+
+    /// <summary>True when this kernel can compute <paramref name="s"/> (3x3, stride 1, padding at most 2, 256-bit vectors).</summary>
+    internal static bool Supports(in ConvShape s) =>
+        Vector256.IsHardwareAccelerated && s.Kh == 3 && s.Kw == 3 && s.Stride == 1 && s.Pad <= 2 && s.Ho >= 1 && s.Wo >= 1;
+
+    /// <summary>True when <see cref="Convolution"/> should route <paramref name="s"/> here.</summary>
+    internal static bool Applies(in ConvShape s) => Supports(s) && s.Cin >= MinChannels && s.Cout >= MinChannels;
+
+    private static int RoundUp(int v, int m) => (v + m - 1) / m * m;
+
+    // Tile grid of one image: th x tw tiles of 4x4 outputs.
+    private readonly record struct Grid(int Th, int Tw)
+    {
+        public int PerImage => Th * Tw;
+    }
+
+    private static Grid GridOf(in ConvShape s) => new((s.Ho + 3) / 4, (s.Wo + 3) / 4);
+
+    // Tiles per chunk: a multiple of the GEMM row tile, and small enough that every thread gets work.
+    private static int ChunkSize(int total, int chunkTiles)
+    {
+        int tc = Math.Max(6, chunkTiles / 6 * 6);
+        int perThread = RoundUp((total + Threading.Threads - 1) / Threading.Threads, 6);
+        return Math.Max(6, Math.Min(tc, perThread));
+    }
+
+    /// <summary>y = conv(x, w) + bias for a 3x3 stride-1 layer (<see cref="Applies"/> must hold).</summary>
+    internal static void Forward(ConvShape s, float* x, float* w, float* bias, float* y, int chunkTiles = DefaultChunkTiles)
+    {
+        int cinP = RoundUp(s.Cin, Lanes), coutP = RoundUp(s.Cout, Lanes);
+        var u = TensorPool.Rent(Xi * s.Cin * s.Cout, clear: false);
+        var xp = TensorPool.Rent(PaddedInputLength(s, cinP), clear: false);
+        var bp = new float[coutP];
+        if (bias != null) new ReadOnlySpan<float>(bias, s.Cout).CopyTo(bp);
+        try
+        {
+            fixed (float* pu = u, pxp = xp, pbp = bp)
+            {
+                TransformWeights(w, s.Cout, s.Cin, flip: false, pu);
+                StageInput(s, x, cinP, pxp);
+                Run(s, pxp, cinP, pu, pbp, y, coutP, chunkTiles);
+            }
+        }
+        finally { TensorPool.Return(u); TensorPool.Return(xp); }
+    }
+
+    /// <summary>gx = conv^T(gy, w) for a 3x3 stride-1 layer: a Winograd convolution of gy with the flipped, transposed filters.</summary>
+    internal static void BackwardData(ConvShape s, float* w, float* gy, float* gx, int chunkTiles = DefaultChunkTiles)
+    {
+        var t = new ConvShape(s.N, s.Cout, s.Ho, s.Wo, s.Cin, 3, 3, 1, 2 - s.Pad);
+        int cinP = RoundUp(t.Cin, Lanes), coutP = RoundUp(t.Cout, Lanes);
+        var u = TensorPool.Rent(Xi * t.Cin * t.Cout, clear: false);
+        var xp = TensorPool.Rent(PaddedInputLength(t, cinP), clear: false);
+        var bp = new float[coutP];
+        try
+        {
+            fixed (float* pu = u, pxp = xp, pbp = bp)
+            {
+                TransformWeights(w, s.Cout, s.Cin, flip: true, pu);
+                StageInput(t, gy, cinP, pxp);
+                Run(t, pxp, cinP, pu, pbp, gx, coutP, chunkTiles);
+            }
+        }
+        finally { TensorPool.Return(u); TensorPool.Return(xp); }
+    }
+
+    private static int PaddedInputLength(in ConvShape s, int cinP)
+    {
+        var g = GridOf(s);
+        return s.N * (g.Th * 4 + 2) * (g.Tw * 4 + 2) * cinP;
+    }
+
+    // u[xi][ci][co] = (G g G^T)[xi] of filter w[co][ci] (flip: of the 180-degree-rotated w[ci][co] for the data gradient);
+    // computed in double so the 1/6 and 1/24 factors round once.
+    private static void TransformWeights(float* w, int cout, int cin, bool flip, float* u)
+    {
+        int rows = flip ? cout : cin, cols = flip ? cin : cout;
+        nint pw = (nint)w, pu = (nint)u;
+        Threading.For(cout, 16, (c0, c1) =>
+        {
+            double* g = stackalloc double[9];
+            double* t = stackalloc double[18];
+            double* r6 = stackalloc double[6];
+            for (int co = c0; co < c1; co++)
+                for (int ci = 0; ci < cin; ci++)
+                {
+                    float* src = (float*)pw + ((nint)co * cin + ci) * 9;
+                    if (flip) for (int i = 0; i < 9; i++) g[i] = src[8 - i];
+                    else for (int i = 0; i < 9; i++) g[i] = src[i];
+                    // t = G g (6x3), then U = t G^T (6x6).
+                    for (int j = 0; j < 3; j++) FilterColumn(g[j], g[3 + j], g[6 + j], t + j, 3);
+                    // flip: the data-gradient layer maps cout -> cin channels, so its U is indexed [co][ci].
+                    nint dst = flip ? (nint)co * cols + ci : (nint)ci * cols + co, step = (nint)rows * cols;
+                    for (int r = 0; r < 6; r++)
+                    {
+                        FilterColumn(t[r * 3], t[r * 3 + 1], t[r * 3 + 2], r6, 1);
+                        for (int k = 0; k < 6; k++) ((float*)pu)[(r * 6 + k) * step + dst] = (float)r6[k];
+                    }
+                }
+        });
+    }
+
+    // G [g0 g1 g2]^T written with stride `ld`.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void FilterColumn(double g0, double g1, double g2, double* t, int ld)
+    {
+        t[0] = g0 / 4;
+        t[ld] = -(g0 + g1 + g2) / 6;
+        t[2 * ld] = -(g0 - g1 + g2) / 6;
+        t[3 * ld] = g0 / 24 + g1 / 12 + g2 / 6;
+        t[4 * ld] = g0 / 24 - g1 / 12 + g2 / 6;
+        t[5 * ld] = g2;
+    }
+
+    // xp[n][th*4+2][tw*4+2][cinP]: the zero-padded image, channel-last, covering every tile's 6x6 window.
+    private static void StageInput(in ConvShape s, float* x, int cinP, float* xp)
+    {
+        var grid = GridOf(s);
+        Stage(x, s.N, s.Cin, s.H, s.W, s.Pad, grid.Th * 4 + 2, grid.Tw * 4 + 2, cinP, xp);
+    }
+
+    // dst[n][hp][wp][cP] = src[n][c][h - pad][w - pad], zero outside the image and in channels >= C.
+    private static void Stage(float* src, int N, int C, int H, int W, int pad, int hp, int wp, int cP, float* dst)
+    {
+        nint ps = (nint)src, pd = (nint)dst;
+        Threading.For(N * hp, 8, (r0, r1) =>
+        {
+            for (int r = r0; r < r1; r++)
+            {
+                int n = r / hp, h = r % hp - pad;
+                float* d = (float*)pd + (nint)r * wp * cP;
+                if ((uint)h >= (uint)H) { new Span<float>(d, wp * cP).Clear(); continue; }
+                float* sr = (float*)ps + ((nint)n * C * H + h) * W;
+                int wHi = Math.Min(wp, pad + W);
+                new Span<float>(d, pad * cP).Clear();
+                if (wHi < wp) new Span<float>(d + (nint)wHi * cP, (wp - wHi) * cP).Clear();
+                float* body = d + (nint)pad * cP;
+                int len = wHi - pad, c = 0;
+                for (; c + 8 <= C; c += 8) Transpose8Rows(sr + (nint)c * H * W, H * W, len, body + c, cP);
+                for (; c < C; c++)
+                {
+                    float* sc = sr + (nint)c * H * W;
+                    for (int j = 0; j < len; j++) body[(nint)j * cP + c] = sc[j];
+                }
+                if (cP > C)
+                    for (int j = 0; j < len; j++) new Span<float>(body + (nint)j * cP + C, cP - C).Clear();
+            }
+        });
+    }
+
+    // dst[j * ld + i] = src[i * srcStride + j] for 8 source rows i and `len` columns j (8x8 register transposes plus a tail).
+    private static void Transpose8Rows(float* src, int srcStride, int len, float* dst, int ld)
+    {
+        int j = 0;
+        for (; j + 8 <= len; j += 8)
+        {
+            var r0 = Vector256.Load(src + j); var r1 = Vector256.Load(src + srcStride + j);
+            var r2 = Vector256.Load(src + 2 * srcStride + j); var r3 = Vector256.Load(src + 3 * srcStride + j);
+            var r4 = Vector256.Load(src + 4 * srcStride + j); var r5 = Vector256.Load(src + 5 * srcStride + j);
+            var r6 = Vector256.Load(src + 6 * srcStride + j); var r7 = Vector256.Load(src + 7 * srcStride + j);
+            Transpose8x8(ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7);
+            float* d = dst + (nint)j * ld;
+            r0.Store(d); r1.Store(d + ld); r2.Store(d + 2 * ld); r3.Store(d + 3 * ld);
+            r4.Store(d + 4 * ld); r5.Store(d + 5 * ld); r6.Store(d + 6 * ld); r7.Store(d + 7 * ld);
+        }
+        for (; j < len; j++)
+            for (int i = 0; i < 8; i++) dst[(nint)j * ld + i] = src[(nint)i * srcStride + j];
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8x8(ref Vector256<float> r0, ref Vector256<float> r1, ref Vector256<float> r2, ref Vector256<float> r3,
+        ref Vector256<float> r4, ref Vector256<float> r5, ref Vector256<float> r6, ref Vector256<float> r7)
+    {
+        // Pairs, then quads, then 128-bit halves (the classic unpack/shuffle/permute ladder, expressed portably).
+        var t0 = Unpack(r0, r1, lo: true); var t1 = Unpack(r0, r1, lo: false);
+        var t2 = Unpack(r2, r3, lo: true); var t3 = Unpack(r2, r3, lo: false);
+        var t4 = Unpack(r4, r5, lo: true); var t5 = Unpack(r4, r5, lo: false);
+        var t6 = Unpack(r6, r7, lo: true); var t7 = Unpack(r6, r7, lo: false);
+        var q0 = Pairs(t0, t2, lo: true); var q1 = Pairs(t0, t2, lo: false);
+        var q2 = Pairs(t1, t3, lo: true); var q3 = Pairs(t1, t3, lo: false);
+        var q4 = Pairs(t4, t6, lo: true); var q5 = Pairs(t4, t6, lo: false);
+        var q6 = Pairs(t5, t7, lo: true); var q7 = Pairs(t5, t7, lo: false);
+        r0 = Halves(q0, q4, lo: true); r4 = Halves(q0, q4, lo: false);
+        r1 = Halves(q1, q5, lo: true); r5 = Halves(q1, q5, lo: false);
+        r2 = Halves(q2, q6, lo: true); r6 = Halves(q2, q6, lo: false);
+        r3 = Halves(q3, q7, lo: true); r7 = Halves(q3, q7, lo: false);
+    }
+
+    // Interleaves 32-bit elements of the low (or high) pair in each 128-bit lane: a0 b0 a1 b1 | a4 b4 a5 b5.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Unpack(Vector256<float> a, Vector256<float> b, bool lo)
+    {
+        if (System.Runtime.Intrinsics.X86.Avx.IsSupported)
+            return lo ? System.Runtime.Intrinsics.X86.Avx.UnpackLow(a, b) : System.Runtime.Intrinsics.X86.Avx.UnpackHigh(a, b);
+        int o = lo ? 0 : 2;
+        return Vector256.Create(a[o], b[o], a[o + 1], b[o + 1], a[o + 4], b[o + 4], a[o + 5], b[o + 5]);
+    }
+
+    // 64-bit pairs: a01 b01 | a45 b45 (lo) or a23 b23 | a67 b67.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Pairs(Vector256<float> a, Vector256<float> b, bool lo)
+    {
+        if (System.Runtime.Intrinsics.X86.Avx.IsSupported)
+            return lo ? System.Runtime.Intrinsics.X86.Avx.Shuffle(a, b, 0x44) : System.Runtime.Intrinsics.X86.Avx.Shuffle(a, b, 0xEE);
+        int o = lo ? 0 : 2;
+        return Vector256.Create(a[o], a[o + 1], b[o], b[o + 1], a[o + 4], a[o + 5], b[o + 4], b[o + 5]);
+    }
+
+    // 128-bit halves: a.lo b.lo (lo) or a.hi b.hi.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Halves(Vector256<float> a, Vector256<float> b, bool lo)
+    {
+        if (System.Runtime.Intrinsics.X86.Avx.IsSupported)
+            return lo ? System.Runtime.Intrinsics.X86.Avx.Permute2x128(a, b, 0x20) : System.Runtime.Intrinsics.X86.Avx.Permute2x128(a, b, 0x31);
+        return lo ? Vector256.Create(a.GetLower(), b.GetLower()) : Vector256.Create(a.GetUpper(), b.GetUpper());
+    }
+
+    /// <summary>
+    /// gw = dL/dw of a 3x3 stride-1 layer (overwritten): with V = B^T d B and Z = A dY A^T per tile, dL/dU = sum over tiles of
+    /// Z . V (36 GEMMs over the tiles) and gw = G^T (dL/dU) G.
+    /// </summary>
+    internal static void BackwardWeight(ConvShape s, float* x, float* gy, float* gw, int chunkTiles = DefaultChunkTiles)
+    {
+        int cinP = RoundUp(s.Cin, Lanes), coutP = RoundUp(s.Cout, Lanes), cin = s.Cin, cout = s.Cout;
+        var grid = GridOf(s);
+        int total = s.N * grid.PerImage, tc = ChunkSize(total, chunkTiles);
+        int chunks = (total + tc - 1) / tc;
+        var xp = TensorPool.Rent(PaddedInputLength(s, cinP), clear: false);
+        var gyp = TensorPool.Rent(s.N * grid.PerImage * 16 * coutP, clear: false);
+        var partials = new List<float[]>();
+        try
+        {
+            fixed (float* pxp = xp, pgyp = gyp)
+            {
+                StageInput(s, x, cinP, pxp);
+                Stage(gy, s.N, cout, s.Ho, s.Wo, 0, grid.Th * 4, grid.Tw * 4, coutP, pgyp);
+                nint ax = (nint)pxp, ag = (nint)pgyp;
+                var sc = s;
+                Threading.For(chunks, 1, (c0, c1) =>
+                {
+                    var v = TensorPool.Rent(Xi * tc * cinP, clear: false);
+                    var z = TensorPool.Rent(Xi * tc * coutP, clear: false);
+                    var du = TensorPool.Rent(Xi * cin * cout, clear: false);
+                    try
+                    {
+                        fixed (float* pv = v, pz = z, pdu = du)
+                        {
+                            for (int c = c0; c < c1; c++)
+                            {
+                                int t0 = c * tc, count = Math.Min(tc, total - t0);
+                                InputTransform(sc, grid, (float*)ax, cinP, t0, count, tc, pv);
+                                GradTransform(grid, (float*)ag, coutP, t0, count, tc, pz);
+                                for (int xi = 0; xi < Xi; xi++)
+                                    Gemm.SgemmSerial(true, false, cin, cout, count, 1f, pv + (nint)xi * tc * cinP, cinP,
+                                        pz + (nint)xi * tc * coutP, coutP, c == c0 ? 0f : 1f, pdu + (nint)xi * cin * cout, cout);
+                            }
+                        }
+                    }
+                    finally { TensorPool.Return(v); TensorPool.Return(z); }
+                    lock (partials) partials.Add(du);
+                });
+            }
+            var sum = partials[0].AsSpan(0, Xi * cin * cout);
+            for (int i = 1; i < partials.Count; i++) Elementwise.AddInPlace(sum, partials[i].AsSpan(0, Xi * cin * cout));
+            fixed (float* pdu = partials[0]) FilterGradient(pdu, cout, cin, gw);
+        }
+        finally
+        {
+            TensorPool.Return(xp); TensorPool.Return(gyp);
+            foreach (var p in partials) TensorPool.Return(p);
+        }
+    }
+
+    // gw[co][ci] = G^T du[.][ci][co] G (6x6 -> 3x3).
+    private static void FilterGradient(float* du, int cout, int cin, float* gw)
+    {
+        nint step = (nint)cin * cout, pdu = (nint)du, pgw = (nint)gw;
+        Threading.For(cout, 16, (c0, c1) =>
+        {
+            float* t = stackalloc float[18];
+            for (int co = c0; co < c1; co++)
+                for (int ci = 0; ci < cin; ci++)
+                {
+                    float* u = (float*)pdu + (nint)ci * cout + co;
+                    // t = (du) G (6x3), row by row.
+                    for (int r = 0; r < 6; r++)
+                    {
+                        float* ur = u + r * 6 * step;
+                        FilterRowT(ur[0], ur[step], ur[2 * step], ur[3 * step], ur[4 * step], ur[5 * step], t + r * 3, 1);
+                    }
+                    float* g = (float*)pgw + ((nint)co * cin + ci) * 9;
+                    for (int j = 0; j < 3; j++) FilterRowT(t[j], t[3 + j], t[6 + j], t[9 + j], t[12 + j], t[15 + j], g + j, 3);
+                }
+        });
+    }
+
+    // G^T u for u of length 6, written with stride `st`.
+    private static void FilterRowT(float u0, float u1, float u2, float u3, float u4, float u5, float* o, int st)
+    {
+        o[0] = u0 / 4f - (u1 + u2) / 6f + (u3 + u4) / 24f;
+        o[st] = (u2 - u1) / 6f + (u3 - u4) / 12f;
+        o[2 * st] = (u3 + u4 - u1 - u2) / 6f + u5;
+    }
+
+    // z[xi][t][c] = (A dY A^T)[xi] for the 4x4 output-gradient tiles [t0, t0+count) staged channel-last in gyp.
+    private static void GradTransform(Grid grid, float* gyp, int coutP, int t0, int count, int tc, float* z)
+    {
+        int per = grid.PerImage, wq = grid.Tw * 4, hq = grid.Th * 4;
+        nint plane = (nint)tc * coutP, row = (nint)wq * coutP;
+        var q = stackalloc Vector256<float>[24];
+        var r6 = stackalloc Vector256<float>[6];
+        for (int t = 0; t < count; t++)
+        {
+            int gt = t0 + t, n = gt / per, ty = gt % per / grid.Tw, tx = gt % per % grid.Tw;
+            float* src = gyp + (((nint)n * hq + ty * 4) * wq + tx * 4) * coutP;
+            float* dst = z + (nint)t * coutP;
+            for (int c = 0; c < coutP; c += Lanes)
+            {
+                for (int j = 0; j < 4; j++)
+                {
+                    float* p = src + (nint)j * coutP + c;
+                    GradRow(Vector256.Load(p), Vector256.Load(p + row), Vector256.Load(p + 2 * row), Vector256.Load(p + 3 * row), q + j, 4);
+                }
+                for (int k = 0; k < 6; k++)
+                {
+                    var r = q + k * 4;
+                    GradRow(r[0], r[1], r[2], r[3], r6, 1);
+                    float* o = dst + c + (nint)k * 6 * plane;
+                    r6[0].Store(o); r6[1].Store(o + plane); r6[2].Store(o + 2 * plane);
+                    r6[3].Store(o + 3 * plane); r6[4].Store(o + 4 * plane); r6[5].Store(o + 5 * plane);
+                }
+            }
+        }
+    }
+
+    // A y for y of length 4 (transpose of the output transform), written with stride `st`.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void GradRow(Vector256<float> y0, Vector256<float> y1, Vector256<float> y2, Vector256<float> y3, Vector256<float>* o, int st)
+    {
+        var p = y0 + y2; var q = y1 + y3;
+        var p2 = Vector256.FusedMultiplyAdd(y2, Vector256.Create(4f), y0);
+        var q2 = Vector256.FusedMultiplyAdd(y3, Vector256.Create(8f), y1 * Vector256.Create(2f));
+        o[0] = y0;
+        o[st] = p + q;
+        o[2 * st] = p - q;
+        o[3 * st] = p2 + q2;
+        o[4 * st] = p2 - q2;
+        o[5 * st] = y3;
+    }
+
+    // Every tile chunk: input transform, 36 GEMMs against u, output transform into y (NCHW) with bias.
+    private static void Run(ConvShape s, float* xp, int cinP, float* u, float* bias, float* y, int coutP, int chunkTiles)
+    {
+        var grid = GridOf(s);
+        int total = s.N * grid.PerImage, tc = ChunkSize(total, chunkTiles);
+        int chunks = (total + tc - 1) / tc;
+        nint pxp = (nint)xp, pu = (nint)u, pb = (nint)bias, py = (nint)y;
+        Threading.For(chunks, 1, (c0, c1) =>
+        {
+            var v = TensorPool.Rent(Xi * tc * cinP, clear: false);
+            var m = TensorPool.Rent(Xi * tc * coutP, clear: false);
+            try
+            {
+                fixed (float* pv = v, pm = m)
+                {
+                    for (int c = c0; c < c1; c++)
+                    {
+                        int t0 = c * tc, count = Math.Min(tc, total - t0);
+                        InputTransform(s, grid, (float*)pxp, cinP, t0, count, tc, pv);
+                        for (int xi = 0; xi < Xi; xi++)
+                            Gemm.SgemmSerial(false, false, count, s.Cout, s.Cin, 1f, pv + (nint)xi * tc * cinP, cinP,
+                                (float*)pu + (nint)xi * s.Cin * s.Cout, s.Cout, 0f, pm + (nint)xi * tc * coutP, coutP);
+                        OutputTransform(s, grid, pm, coutP, t0, count, tc, (float*)pb, (float*)py);
+                    }
+                }
+            }
+            finally { TensorPool.Return(v); TensorPool.Return(m); }
+        });
+    }
+
+    // v[xi][t][c] = (B^T d B)[xi] for the 6x6 window d of tiles [t0, t0+count) over 8-channel vectors.
+    private static void InputTransform(in ConvShape s, Grid grid, float* xp, int cinP, int t0, int count, int tc, float* v)
+    {
+        int hp = grid.Th * 4 + 2, wp = grid.Tw * 4 + 2, per = grid.PerImage;
+        nint plane = (nint)tc * cinP, row = (nint)wp * cinP;
+        var d = stackalloc Vector256<float>[Xi];
+        for (int t = 0; t < count; t++)
+        {
+            int gt = t0 + t, n = gt / per, ty = gt % per / grid.Tw, tx = gt % per % grid.Tw;
+            float* src = xp + (((nint)n * hp + ty * 4) * wp + tx * 4) * cinP;
+            float* dst = v + (nint)t * cinP;
+            for (int c = 0; c < cinP; c += Lanes)
+            {
+                // Columns: d[r][j] <- (B^T d)[r][j].
+                for (int j = 0; j < 6; j++)
+                {
+                    float* p = src + (nint)j * cinP + c;
+                    InRow(Vector256.Load(p), Vector256.Load(p + row), Vector256.Load(p + 2 * row), Vector256.Load(p + 3 * row),
+                        Vector256.Load(p + 4 * row), Vector256.Load(p + 5 * row), d + j, 6);
+                }
+                // Rows: (B^T d) B.
+                for (int r = 0; r < 6; r++)
+                {
+                    var q = d + r * 6;
+                    InRow(q[0], q[1], q[2], q[3], q[4], q[5], q, 1);
+                    float* o = dst + c + (nint)r * 6 * plane;
+                    q[0].Store(o); q[1].Store(o + plane); q[2].Store(o + 2 * plane);
+                    q[3].Store(o + 3 * plane); q[4].Store(o + 4 * plane); q[5].Store(o + 5 * plane);
+                }
+            }
+        }
+    }
+
+    // B^T x for x of length 6 (Lavin and Gray's F(4,3) input transform), written with stride `st`.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void InRow(Vector256<float> x0, Vector256<float> x1, Vector256<float> x2, Vector256<float> x3,
+        Vector256<float> x4, Vector256<float> x5, Vector256<float>* o, int st)
+    {
+        var four = Vector256.Create(4f); var five = Vector256.Create(5f); var two = Vector256.Create(2f);
+        var a = x4 - x2 * four;           // x4 - 4 x2
+        var b = x3 - x1 * four;           // x3 - 4 x1
+        var c = x4 - x2;
+        var e = (x3 - x1) * two;
+        o[0] = Vector256.FusedMultiplyAdd(x0, four, x4 - x2 * five);
+        o[st] = a + b;
+        o[2 * st] = a - b;
+        o[3 * st] = c + e;
+        o[4 * st] = c - e;
+        o[5 * st] = Vector256.FusedMultiplyAdd(x1, four, x5 - x3 * five);
+    }
+
+    // y tiles = A^T m A (+ bias), clipped to the output and scattered back to NCHW.
+    private static void OutputTransform(in ConvShape s, Grid grid, float* m, int coutP, int t0, int count, int tc, float* bias, float* y)
+    {
+        int per = grid.PerImage, Ho = s.Ho, Wo = s.Wo, P = Ho * Wo, Cout = s.Cout;
+        nint plane = (nint)tc * coutP;
+        var q = stackalloc Vector256<float>[24];
+        float* tile = stackalloc float[16 * Lanes + 8];
+        tile = (float*)(((nint)tile + 31) & ~(nint)31);
+        for (int t = 0; t < count; t++)
+        {
+            int gt = t0 + t, n = gt / per, ty = gt % per / grid.Tw, tx = gt % per % grid.Tw;
+            int oh0 = ty * 4, ow0 = tx * 4, rows = Math.Min(4, Ho - oh0), cols = Math.Min(4, Wo - ow0);
+            float* src = m + (nint)t * coutP;
+            float* yn = y + (nint)n * Cout * P + (nint)oh0 * Wo + ow0;
+            for (int c = 0; c < coutP; c += Lanes)
+            {
+                // Columns: q[i][j] = (A^T m)[i][j] for i < 4.
+                for (int j = 0; j < 6; j++)
+                {
+                    float* p = src + c + (nint)j * plane;
+                    OutRow(Vector256.Load(p), Vector256.Load(p + 6 * plane), Vector256.Load(p + 12 * plane), Vector256.Load(p + 18 * plane),
+                        Vector256.Load(p + 24 * plane), Vector256.Load(p + 30 * plane), q + j, 6);
+                }
+                var bv = Vector256.Load(bias + c);
+                for (int i = 0; i < 4; i++)
+                {
+                    var r = q + i * 6;
+                    OutRow(r[0], r[1], r[2], r[3], r[4], r[5], r, 1);
+                    for (int j = 0; j < 4; j++) (r[j] + bv).Store(tile + (i * 4 + j) * Lanes);
+                }
+                int lanes = Math.Min(Lanes, Cout - c);
+                if (lanes == Lanes && rows == 4 && cols == 4)
+                {
+                    // Full tile: two 8x8 transposes turn pixel-major vectors into 8 channels x (two rows of 4) each.
+                    for (int half = 0; half < 2; half++)
+                    {
+                        Vector256<float>* pv = (Vector256<float>*)(tile + half * 8 * Lanes);
+                        var v0 = pv[0]; var v1 = pv[1]; var v2 = pv[2]; var v3 = pv[3];
+                        var v4 = pv[4]; var v5 = pv[5]; var v6 = pv[6]; var v7 = pv[7];
+                        Transpose8x8(ref v0, ref v1, ref v2, ref v3, ref v4, ref v5, ref v6, ref v7);
+                        float* yr = yn + (nint)c * P + half * 2 * Wo;
+                        StoreRows(v0, yr, Wo); StoreRows(v1, yr + P, Wo); StoreRows(v2, yr + 2 * P, Wo); StoreRows(v3, yr + 3 * P, Wo);
+                        StoreRows(v4, yr + 4 * P, Wo); StoreRows(v5, yr + 5 * P, Wo); StoreRows(v6, yr + 6 * P, Wo); StoreRows(v7, yr + 7 * P, Wo);
+                    }
+                    continue;
+                }
+                for (int l = 0; l < lanes; l++)
+                {
+                    float* yc = yn + (nint)(c + l) * P;
+                    for (int i = 0; i < rows; i++)
+                        for (int j = 0; j < cols; j++) yc[i * Wo + j] = tile[(i * 4 + j) * Lanes + l];
+                }
+            }
+        }
+    }
+
+    // Two output rows of 4: the low half at y, the high half one image row below.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRows(Vector256<float> v, float* y, int wo)
+    {
+        v.GetLower().Store(y);
+        v.GetUpper().Store(y + wo);
+    }
+
+    // A^T x for x of length 6 (F(4,3) output transform), written with stride `st`.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void OutRow(Vector256<float> x0, Vector256<float> x1, Vector256<float> x2, Vector256<float> x3,
+        Vector256<float> x4, Vector256<float> x5, Vector256<float>* o, int st)
+    {
+        var a = x1 + x2; var b = x1 - x2; var c = x3 + x4; var e = x3 - x4;
+        var two = Vector256.Create(2f); var four = Vector256.Create(4f); var eight = Vector256.Create(8f);
+        o[0] = x0 + a + c;
+        o[st] = Vector256.FusedMultiplyAdd(e, two, b);
+        o[2 * st] = Vector256.FusedMultiplyAdd(c, four, a);
+        o[3 * st] = Vector256.FusedMultiplyAdd(e, eight, b) + x5;
+    }
+}

@@ -1,0 +1,131 @@
+using DiffusionSharp.Tensors;
+using DiffusionSharp.Tensors.Kernels;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace DiffusionSharp.Tests.Tensors;
+
+/// <summary>Winograd F(4x4, 3x3) forward, data gradient and weight gradient against direct convolution in double.</summary>
+public unsafe class WinogradTests(ITestOutputHelper output)
+{
+    // F(4x4, 3x3) transforms amplify float rounding to a few hundred ulps of the summed terms (worst seen 2.6e-5); a wrong
+    // transform entry or tile offset gives errors of order one in these units.
+    private const double Tol = 5e-5;
+
+    private static float[] Rand(int seed, int n)
+    {
+        var a = new float[n];
+        new Generator((ulong)seed).Normal(a);
+        return a;
+    }
+
+    // Direct references in double: y = conv(x, w) + b, gx = conv^T(gy, w), gw = corr(x, gy); each with the sum of |terms| as its scale.
+    private static (double[] Y, double[] YAbs, double[] Gx, double[] GxAbs, double[] Gw, double[] GwAbs) Reference(ConvShape s, float[] x, float[] w, float[] b, float[] gy)
+    {
+        int N = s.N, C = s.Cin, H = s.H, W = s.W, Co = s.Cout, Ho = s.Ho, Wo = s.Wo, p = s.Pad;
+        var y = new double[N * Co * Ho * Wo]; var ya = new double[y.Length];
+        var gx = new double[x.Length]; var gxa = new double[x.Length];
+        var gw = new double[w.Length]; var gwa = new double[w.Length];
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < Co; o++)
+                for (int oh = 0; oh < Ho; oh++)
+                    for (int ow = 0; ow < Wo; ow++)
+                    {
+                        int yi = ((n * Co + o) * Ho + oh) * Wo + ow;
+                        double acc = b[o], abs = Math.Abs(b[o]);
+                        for (int c = 0; c < C; c++)
+                            for (int i = 0; i < 3; i++)
+                                for (int j = 0; j < 3; j++)
+                                {
+                                    int ih = oh - p + i, iw = ow - p + j;
+                                    if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                                    int xi = ((n * C + c) * H + ih) * W + iw, wi = ((o * C + c) * 3 + i) * 3 + j;
+                                    double xv = x[xi], wv = w[wi], g = gy[yi];
+                                    acc += xv * wv; abs += Math.Abs(xv * wv);
+                                    gx[xi] += g * wv; gxa[xi] += Math.Abs(g * wv);
+                                    gw[wi] += g * xv; gwa[wi] += Math.Abs(g * xv);
+                                }
+                        y[yi] = acc; ya[yi] = abs;
+                    }
+        return (y, ya, gx, gxa, gw, gwa);
+    }
+
+    // |got - expected| <= tol * (sum of |terms|): rounding of the transforms scales with the terms, not with the result.
+    private static double Check(ReadOnlySpan<float> got, double[] expected, double[] scale, double tol, string what)
+    {
+        double worst = 0;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            double err = Math.Abs(got[i] - expected[i]), lim = tol * (scale[i] + 1e-3);
+            if (!(err <= lim)) Assert.Fail($"{what} element {i}: got {got[i]:G8}, expected {expected[i]:G8} (err {err:G3}, limit {lim:G3}).");
+            worst = Math.Max(worst, err / (scale[i] + 1e-3));
+        }
+        return worst;
+    }
+
+    private double Run(int n, int cin, int cout, int h, int w, int pad, int chunkTiles, int seed = 1)
+    {
+        var s = new ConvShape(n, cin, h, w, cout, 3, 3, 1, pad);
+        Assert.True(Winograd.Supports(s) || !System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated);
+        if (!Winograd.Supports(s)) return 0;
+        var x = Rand(seed, n * cin * h * w);
+        var wt = Rand(seed + 1, cout * cin * 9);
+        var b = Rand(seed + 2, cout);
+        var gy = Rand(seed + 3, n * cout * s.Ho * s.Wo);
+        var r = Reference(s, x, wt, b, gy);
+        // NaN-filled outputs: every element must be written.
+        var y = new float[r.Y.Length]; Array.Fill(y, float.NaN);
+        var gx = new float[x.Length]; Array.Fill(gx, float.NaN);
+        var gw = new float[wt.Length]; Array.Fill(gw, float.NaN);
+        fixed (float* px = x, pw = wt, pb = b, pgy = gy, py = y, pgx = gx, pgw = gw)
+        {
+            Winograd.Forward(s, px, pw, pb, py, chunkTiles);
+            Winograd.BackwardData(s, pw, pgy, pgx, chunkTiles);
+            Winograd.BackwardWeight(s, px, pgy, pgw, chunkTiles);
+        }
+        string tag = $"n{n} c{cin}->{cout} {h}x{w} p{pad} chunk{chunkTiles}";
+        double e1 = Check(y, r.Y, r.YAbs, Tol, tag + " y");
+        double e2 = Check(gx, r.Gx, r.GxAbs, Tol, tag + " gx");
+        double e3 = Check(gw, r.Gw, r.GwAbs, Tol, tag + " gw");
+        return Math.Max(e1, Math.Max(e2, e3));
+    }
+
+    [Theory]
+    [InlineData(1, 1, 1, 1, 1, 1, 6)]
+    [InlineData(2, 3, 5, 7, 6, 1, 6)]
+    [InlineData(1, 8, 8, 4, 4, 0, 96)]
+    [InlineData(3, 17, 9, 9, 13, 1, 6)]
+    [InlineData(2, 16, 24, 8, 8, 2, 12)]
+    [InlineData(2, 9, 17, 5, 11, 0, 6)]
+    [InlineData(2, 5, 3, 3, 3, 0, 6)]
+    [InlineData(1, 2, 3, 2, 9, 2, 6)]
+    [InlineData(2, 33, 40, 16, 16, 1, 96)]
+    [InlineData(3, 64, 32, 12, 10, 1, 30)]
+    public void MatchesDirectConvolution(int n, int cin, int cout, int h, int w, int pad, int chunkTiles)
+    {
+        double worst = Run(n, cin, cout, h, w, pad, chunkTiles);
+        output.WriteLine($"worst |err| / sum|terms| = {worst:G3}");
+    }
+
+    [Fact]
+    public void EveryChannelTailAndImageSize()
+    {
+        // Channel counts 1..17 cover every 8-lane tail; sizes 1..9 every partial 4x4 tile.
+        double worst = 0;
+        for (int c = 1; c <= 17; c++) worst = Math.Max(worst, Run(1, c, 18 - c, 5, 6, 1, 6, seed: c));
+        for (int hw = 1; hw <= 9; hw++)
+            for (int pad = 0; pad <= 2; pad++)
+                if (hw + 2 * pad >= 3) worst = Math.Max(worst, Run(2, 3, 4, hw, hw + 1, pad, 6, seed: 10 * hw + pad));
+        output.WriteLine($"worst |err| / sum|terms| = {worst:G3}");
+    }
+
+    [Fact]
+    public void ConvolutionRoutesWideLayersThroughWinograd()
+    {
+        var s = new ConvShape(2, 32, 8, 8, 32, 3, 3, 1, 1);
+        Assert.Equal(System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated, Winograd.Applies(s));
+        Assert.False(Winograd.Applies(s with { Stride = 2 }));
+        Assert.False(Winograd.Applies(s with { Kh = 1, Kw = 1, Pad = 0 }));
+        Assert.False(Winograd.Applies(s with { Cin = 3 }));
+    }
+}
