@@ -472,7 +472,8 @@ public sealed class GaussianDiffusion
 
     /// <summary>
     /// Full-chain negative log-likelihood bound in bits per dimension for 8-bit data in [-1, 1]: every vlb term, the decoder
-    /// term and the prior KL(q(x_T|x_0) || N(0, I)) (improved-diffusion's calc_bpd_loop).
+    /// term and the prior KL(q(x_T|x_0) || N(0, I)) (improved-diffusion's calc_bpd_loop). Each timestep runs in its own
+    /// <see cref="TensorScope"/>: tensors <paramref name="model"/> creates are disposed after the step.
     /// </summary>
     public BpdResult CalcBpdLoop(DenoiserModel model, Tensor x0, NoiseSource noise, bool clipDenoised = false)
     {
@@ -481,6 +482,7 @@ public sealed class GaussianDiffusion
         var vb = new double[b, n]; var xmse = new double[b, n]; var emse = new double[b, n];
         for (int i = n - 1; i >= 0; i--)
         {
+            using var scope = TensorScope.Begin();  // only numbers leave an iteration
             var t = Enumerable.Repeat(i, b).ToArray();
             var z = noise.Randn(x0.Shape);
             var xt = QSample(x0, t, z);

@@ -13,6 +13,9 @@ public sealed partial class Tensor : IDisposable
     internal TensorStorage StorageRef;
     private bool _disposed;
 
+    /// <summary>The scope that disposes this tensor when it ends (null: none).</summary>
+    internal TensorScope? Owner;
+
     /// <summary>The shape.</summary>
     public Shape Shape { get; }
 
@@ -30,7 +33,11 @@ public sealed partial class Tensor : IDisposable
         Shape = shape;
         Size = shape.Size;
         StorageRef = storage;
+        TensorScope.OnCreated(this);
     }
+
+    /// <summary>True once <see cref="Dispose"/> has run (directly or by the owning <see cref="TensorScope"/>).</summary>
+    public bool IsDisposed => _disposed;
 
     /// <summary>The underlying array (may be longer than <see cref="Size"/>).</summary>
     internal float[] Storage => _disposed ? throw new ObjectDisposedException($"Tensor {Shape}") : StorageRef.Data;
