@@ -217,9 +217,10 @@ public static class BenchUnetCommand
         if (!File.Exists(python)) { note = "note: /usr/bin/python3 not found; the PyTorch peer was not run."; return null; }
         var args = new[] { script, "--preset", preset, "--batch", batch.ToString(CultureInfo.InvariantCulture),
             "--steps", steps.ToString(CultureInfo.InvariantCulture), "--threads", threads.ToString(CultureInfo.InvariantCulture) };
-        // The script runs unchanged under a wrapper that prints the process's peak resident set (ru_maxrss, KiB on Linux) afterwards.
-        const string wrapper = "import json, resource, runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
-            + "print(json.dumps({'max_rss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))";
+        // The script runs unchanged under a wrapper that prints its peak resident set afterwards: VmHWM, since Linux carries
+        // ru_maxrss across fork and exec, so it would report this (larger) process's peak.
+        const string wrapper = "import json, runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
+            + "print(json.dumps({'max_rss_kb': next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:'))}))";
         var psi = new ProcessStartInfo(python, new[] { "-c", wrapper }.Concat(args))
         {
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,

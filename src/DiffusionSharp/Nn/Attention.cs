@@ -67,7 +67,7 @@ public sealed class Attention : Module
         // Scaling q before q k^T equals diffusers' baddbmm(alpha = 1/sqrt(d)) up to rounding, at L*d instead of L*L cost.
         var q0 = SplitHeads(ToQ.Forward(h), n, l);
         var q = q0 * (1f / MathF.Sqrt(DimHead));
-        NnOps.Free(q0);
+        NnOps.Release(q0);  // scaling's backward reads only the gradient
         var k = SplitHeads(ToK.Forward(h), n, l);
         var v = SplitHeads(ToV.Forward(h), n, l);
         NnOps.Free(h);
@@ -77,7 +77,7 @@ public sealed class Attention : Module
         NnOps.Free(q);
         NnOps.Free(kt);
         var p = scores.Softmax(3);
-        NnOps.Free(scores);
+        NnOps.Release(scores);  // softmax's backward reads its output, q k^T's its inputs
         var pv = Tensor.MatMul(p, v);
         NnOps.Free(p);
         NnOps.Free(v);

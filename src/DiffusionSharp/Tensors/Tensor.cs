@@ -149,6 +149,19 @@ public sealed partial class Tensor : IDisposable
         Parents = null;
     }
 
+    /// <summary>
+    /// Returns the storage to the pool but keeps this tensor's place in the autograd graph, for intermediates whose values no
+    /// backward function reads (the sum inputs, broadcast copies): gradients still flow through, reading the values throws.
+    /// Without a recorded graph this is <see cref="Dispose"/>.
+    /// </summary>
+    internal void ReleaseData()
+    {
+        if (BackwardFn == null) { Dispose(); return; }
+        if (_disposed) return;
+        _disposed = true;
+        StorageRef.Release();
+    }
+
     /// <summary>Shape and the first few values.</summary>
     public override string ToString()
     {
