@@ -53,6 +53,7 @@ public static class BenchUnetCommand
             ("train_images_per_s", batch / ours.TrainStepS), ("eval_s", ours.EvalS), ("eval_images_per_s", batch / ours.EvalS),
             ("eval_gflop_per_s", evalGflops), ("train_gflop_per_s", trainGflops), ("peak_gflop_per_s", peak),
             ("eval_peak_fraction", evalGflops / peak), ("train_peak_fraction", trainGflops / peak), ("optimizer", "adam"),
+            ("peak_rss_mb", double.IsNaN(ours.PeakRssMb) ? null : Math.Round(ours.PeakRssMb, 1)),
         };
         if (json) Console.WriteLine(BenchTiming.Json(oursFields));
         else
@@ -61,6 +62,7 @@ public static class BenchUnetCommand
             Console.WriteLine($"  train (fwd + MSE + bwd + Adam): {ours.TrainStepS:F3} s/step, {batch / ours.TrainStepS:F2} images/s, ~{trainGflops:F1} GFLOP/s (3x forward), {100 * trainGflops / peak:F0}% of peak");
             Console.WriteLine($"  eval (forward, no grad):        {ours.EvalS:F3} s/batch, {batch / ours.EvalS:F2} images/s, {evalGflops:F1} GFLOP/s, {100 * evalGflops / peak:F0}% of peak");
             Console.WriteLine($"  measured peak (bench peak, {threads} threads): {peak:F1} GFLOP/s");
+            Console.WriteLine($"  peak resident memory (train then eval): {ours.PeakRssMb:F0} MiB");
         }
         if (noPeer) return 0;
 
@@ -77,11 +79,14 @@ public static class BenchUnetCommand
         double pGflop = p.GetProperty("forward_gflop_per_image").GetDouble();
         string pName = p.TryGetProperty("peer", out var pn) ? pn.GetString() ?? "peer" : "peer";
         double trainRatio = batch / ours.TrainStepS / pTrain, evalRatio = batch / ours.EvalS / pEval;
+        double pRss = p.TryGetProperty("peak_rss_mb", out var pr) && pr.ValueKind == JsonValueKind.Number ? pr.GetDouble() : double.NaN;
+        double rssRatio = ours.PeakRssMb / pRss;
         if (json)
         {
             Console.WriteLine(p.GetRawText());
             Console.WriteLine(BenchTiming.Json(("impl", "ratio"), ("train_images_per_s_ratio", trainRatio), ("eval_images_per_s_ratio", evalRatio),
-                ("params_match", pParams == ours.Params), ("peer_eval_peak_fraction", pGflop * pEval / peak), ("peer_train_peak_fraction", 3 * pGflop * pTrain / peak)));
+                ("peak_rss_ratio", double.IsFinite(rssRatio) ? rssRatio : null), ("params_match", pParams == ours.Params),
+                ("peer_eval_peak_fraction", pGflop * pEval / peak), ("peer_train_peak_fraction", 3 * pGflop * pTrain / peak)));
         }
         else
         {
@@ -89,12 +94,13 @@ public static class BenchUnetCommand
             Console.WriteLine($"  train: {p.GetProperty("train_step_s").GetDouble():F3} s/step, {pTrain:F2} images/s");
             Console.WriteLine($"  eval:  {p.GetProperty("eval_s").GetDouble():F3} s/batch, {pEval:F2} images/s");
             Console.WriteLine($"  peer at {100 * pGflop * pEval / peak:F0}% (eval) and {100 * 3 * pGflop * pTrain / peak:F0}% (train) of the measured peak");
-            Console.WriteLine($"ratio DiffusionSharp / peer: train {trainRatio:F2}x, eval {evalRatio:F2}x" + (pParams == ours.Params ? "" : $" (parameter counts differ: {ours.Params} vs {pParams})"));
+            if (!double.IsNaN(pRss)) Console.WriteLine($"  peak resident memory (train then eval): {pRss:F0} MiB");
+            Console.WriteLine($"ratio DiffusionSharp / peer: train {trainRatio:F2}x, eval {evalRatio:F2}x" + (double.IsFinite(rssRatio) ? $", peak memory {rssRatio:F2}x" : "") + (pParams == ours.Params ? "" : $" (parameter counts differ: {ours.Params} vs {pParams})"));
         }
         return 0;
     }
 
-    private sealed record Measured(long Params, double GflopPerImage, double TrainStepS, double EvalS);
+    private sealed record Measured(long Params, double GflopPerImage, double TrainStepS, double EvalS, double PeakRssMb);
 
     private static Measured MeasureOurs(string preset, int batch, int steps)
     {
@@ -114,6 +120,7 @@ public static class BenchUnetCommand
 
         void TrainStep()
         {
+            using var scope = TensorScope.Begin();  // activations and gradients go back to the pool at the end of the step
             var t = new float[batch];
             var eps = Tensor.Randn(g, batch, ch, size, size);
             var xt = Tensor.Empty(batch, ch, size, size);
@@ -142,12 +149,49 @@ public static class BenchUnetCommand
         double evalS;
         using (GradMode.NoGrad())
         {
-            net.Forward(x0, tt);
+            void EvalStep()
+            {
+                using var scope = TensorScope.Begin();
+                net.Forward(x0, tt);
+            }
+            EvalStep();
             sw.Restart();
-            for (int i = 0; i < steps; i++) net.Forward(x0, tt);
+            for (int i = 0; i < steps; i++) EvalStep();
             evalS = sw.Elapsed.TotalSeconds / steps;
         }
-        return new Measured(net.ParameterCount, gflop, trainS, evalS);
+        return new Measured(net.ParameterCount, gflop, trainS, evalS, PeakRssMb());
+    }
+
+    // Peak resident set of this process (VmHWM), in MiB; NaN where /proc is unavailable.
+    private static double PeakRssMb()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/self/status"))
+            {
+                if (!line.StartsWith("VmHWM:", StringComparison.Ordinal)) continue;
+                var kb = line["VmHWM:".Length..].Trim().Split(' ')[0];
+                return long.Parse(kb, CultureInfo.InvariantCulture) / 1024.0;
+            }
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return double.NaN;
+    }
+
+    // The peer's JSON object with "peak_rss_mb" appended.
+    private static string MergePeakRss(JsonElement peer, double? rssMb)
+    {
+        using var ms = new MemoryStream();
+        using (var w = new Utf8JsonWriter(ms))
+        {
+            w.WriteStartObject();
+            foreach (var prop in peer.EnumerateObject()) if (prop.Name != "peak_rss_mb") prop.WriteTo(w);
+            if (rssMb is double mb) w.WriteNumber("peak_rss_mb", mb);
+            else w.WriteNull("peak_rss_mb");
+            w.WriteEndObject();
+        }
+        return System.Text.Encoding.UTF8.GetString(ms.ToArray());
     }
 
     private static string? FindRepoRoot()
@@ -176,8 +220,13 @@ public static class BenchUnetCommand
         }
         const string python = "/usr/bin/python3";
         if (!File.Exists(python)) { note = "note: /usr/bin/python3 not found; the PyTorch peer was not run."; return null; }
-        var psi = new ProcessStartInfo(python, new[] { script, "--preset", preset, "--batch", batch.ToString(CultureInfo.InvariantCulture),
-            "--steps", steps.ToString(CultureInfo.InvariantCulture), "--threads", threads.ToString(CultureInfo.InvariantCulture) })
+        var args = new[] { script, "--preset", preset, "--batch", batch.ToString(CultureInfo.InvariantCulture),
+            "--steps", steps.ToString(CultureInfo.InvariantCulture), "--threads", threads.ToString(CultureInfo.InvariantCulture) };
+        // The script runs unchanged under a wrapper that prints its peak resident set afterwards: VmHWM, since Linux carries
+        // ru_maxrss across fork and exec, so it would report this (larger) process's peak.
+        const string wrapper = "import json, runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
+            + "print(json.dumps({'max_rss_kb': next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:'))}))";
+        var psi = new ProcessStartInfo(python, new[] { "-c", wrapper }.Concat(args))
         {
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
         };
@@ -192,13 +241,26 @@ public static class BenchUnetCommand
             note = "note: PyTorch is not installed for /usr/bin/python3 (apt-get install python3-torch); the peer was not run.";
             return null;
         }
-        var line = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault(l => l.TrimStart().StartsWith('{'));
+        var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.TrimStart().StartsWith('{')).ToList();
+        string? rssLine = lines.Count > 0 && lines[^1].Contains("\"max_rss_kb\"", StringComparison.Ordinal) ? lines[^1] : null;
+        if (rssLine != null) lines.RemoveAt(lines.Count - 1);
+        var line = lines.LastOrDefault();
         if (proc.ExitCode != 0 || line == null)
         {
             note = $"note: the peer failed (exit {proc.ExitCode}): {stderr.Trim().Split('\n').LastOrDefault()}";
             return null;
         }
-        try { return JsonDocument.Parse(line); }
+        try
+        {
+            using var peerDoc = JsonDocument.Parse(line);
+            double? rssMb = null;
+            if (rssLine != null)
+            {
+                using var r = JsonDocument.Parse(rssLine);
+                rssMb = Math.Round(r.RootElement.GetProperty("max_rss_kb").GetDouble() / 1024.0, 1);
+            }
+            return JsonDocument.Parse(MergePeakRss(peerDoc.RootElement, rssMb));
+        }
         catch (JsonException e) { note = $"note: could not parse the peer's output line '{line}': {e.Message}"; return null; }
     }
 }

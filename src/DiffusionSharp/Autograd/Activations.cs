@@ -53,18 +53,28 @@ public sealed partial class Tensor
         if (!(p >= 0f && p <= 1f)) throw new ArgumentOutOfRangeException(nameof(p), $"Dropout probability must be in [0, 1], got {p}.");
         ArgumentNullException.ThrowIfNull(generator);
         if (!training || p == 0f) return this;
-        var mask = Empty(Shape);
-        generator.Uniform(mask.Span);
+        int n = Size;
+        var maskBuf = TensorPool.Rent(n, clear: false);
+        var mask = maskBuf.AsSpan(0, n);
+        generator.Uniform(mask);
         float scale = p >= 1f ? 0f : 1f / (1f - p);
-        Affine.ThresholdMask(mask.Span, p, scale);
-        var y = MapNew(System.Numerics.Tensors.TensorPrimitives.Multiply, this, mask);
+        Affine.ThresholdMask(mask, p, scale);
+        var y = Empty(Shape);
+        System.Numerics.Tensors.TensorPrimitives.Multiply(Span, mask, y.Span);
+        if (!Autograd.GradMode.Enabled || !RequiresGrad) { TensorPool.Return(maskBuf); return y; }
+        // Backward keeps one byte per element instead of the float mask (a quarter of the memory).
+        var keep = GC.AllocateUninitializedArray<byte>(n);
+        for (int i = 0; i < n; i++) keep[i] = mask[i] != 0f ? (byte)1 : (byte)0;
+        TensorPool.Return(maskBuf);
         var x = this;
-        if (!y.Track(g =>
+        y.Track(g =>
         {
-            x.AccumulateGrad(MapNew(System.Numerics.Tensors.TensorPrimitives.Multiply, g, mask), owned: true);
-            mask.Dispose();  // backward runs once
-        }, this))
-            mask.Dispose();
+            var gx = Empty(x.Shape);
+            var gs = g.Span;
+            var d = gx.Span;
+            for (int i = 0; i < d.Length; i++) d[i] = gs[i] * (keep[i] != 0 ? scale : 0f);  // = g * mask, exactly
+            x.AccumulateGrad(gx, owned: true);
+        }, this);
         return y;
     }
 }

@@ -22,6 +22,9 @@ public sealed partial class Tensor
             ae.AccumulateGrad(g, owned: false);
             be.AccumulateGrad(g, owned: false);
         }, ae, be);
+        // Backward reads neither operand, so broadcast copies go back to the pool now.
+        if (!ReferenceEquals(ae, a)) ae.ReleaseData();
+        if (!ReferenceEquals(be, b)) be.ReleaseData();
         return y;
     }
 
@@ -36,6 +39,9 @@ public sealed partial class Tensor
             ae.AccumulateGrad(g, owned: false);
             if (be.RequiresGrad) be.AccumulateGrad(g.Neg(), owned: true);
         }, ae, be);
+        // Backward reads neither operand, so broadcast copies go back to the pool now.
+        if (!ReferenceEquals(ae, a)) ae.ReleaseData();
+        if (!ReferenceEquals(be, b)) be.ReleaseData();
         return y;
     }
 
@@ -45,11 +51,15 @@ public sealed partial class Tensor
         var s = Shape.Broadcast(a.Shape, b.Shape);
         Tensor ae = a.Expand(s), be = b.Expand(s);
         var y = BinarySameShape<MulOp>(ae, be);
-        y.Track(g =>
+        if (!y.Track(g =>
         {
             if (ae.RequiresGrad) ae.AccumulateGrad(BinarySameShape<MulOp>(g, be), owned: true);
             if (be.RequiresGrad) be.AccumulateGrad(BinarySameShape<MulOp>(g, ae), owned: true);
-        }, ae, be);
+        }, ae, be))
+        {
+            if (!ReferenceEquals(ae, a)) ae.Dispose();  // broadcast copies are only needed by a recorded backward
+            if (!ReferenceEquals(be, b)) be.Dispose();
+        }
         return y;
     }
 

@@ -56,7 +56,8 @@ namespace DiffusionSharp.Tensors
                 throw new InvalidOperationException($"Gradient of shape {g.Shape} does not match tensor of shape {Shape}{(Name != null ? $" '{Name}'" : "")}.");
             if (Grad == null)
             {
-                Grad = owned ? g : g.Clone();
+                // A leaf's gradient lives as long as the leaf, not as long as the scope that ran backward.
+                Grad = TensorScope.OwnLike(owned ? g : g.Clone(), this);
                 return;
             }
             DiffusionSharp.Tensors.Kernels.Elementwise.AddInPlace(Grad.Span, g.Span);

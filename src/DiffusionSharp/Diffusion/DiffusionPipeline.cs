@@ -148,10 +148,18 @@ public sealed class DiffusionPipeline
         if (conditional && classLabel == null && NullClass == null)
             throw new ArgumentException("This model is class conditional: give a class.");
         if (!conditional && classLabel != null) throw new ArgumentException("This model is not class conditional; drop the class label.");
-        if (!conditional) return (x, t) => Network(x, t, null);
+        if (!conditional) return (x, t) => Scoped(() => Network(x, t, null));
         float label = classLabel ?? NullClass!.Value;
         double scale = classLabel != null ? guidanceScale : 1.0;  // the null class itself is never guided
-        return (x, t) => Guided(x, t, Enumerable.Repeat(label, x.Dim(0)).ToArray(), scale);
+        return (x, t) => Scoped(() => Guided(x, t, Enumerable.Repeat(label, x.Dim(0)).ToArray(), scale));
+    }
+
+    // Without a recorded graph only the output of a network call is needed afterwards: the rest goes back to the pool.
+    private static Tensor Scoped(Func<Tensor> call)
+    {
+        if (GradMode.Enabled) return call();
+        using var scope = TensorScope.Begin();
+        return scope.Keep(call());
     }
 
     /// <summary>Reads a PNG and fits it to the model: center crop and resize to sample_size, channels converted; [1, C, S, S] in [-1, 1].</summary>
@@ -234,10 +242,13 @@ public sealed class DiffusionPipeline
         return y;
     }
 
+    // One network evaluation; only its output outlives the scope, every activation returns to the pool.
     private Tensor Eval(Tensor x, double t, float[]? labels, double scale)
     {
-        using var ts = Tensor.Full(new Shape(x.Dim(0)), (float)t);
-        return labels == null ? Network(x, ts, null) : Guided(x, ts, labels, scale);
+        using var scope = GradMode.Enabled ? null : TensorScope.Begin();  // a recorded graph still needs its intermediates
+        var ts = Tensor.Full(new Shape(x.Dim(0)), (float)t);
+        var y = labels == null ? Network(x, ts, null) : Guided(x, ts, labels, scale);
+        return scope?.Keep(y) ?? y;
     }
 
     // One conditional evaluation, guided when scale != 1: eps = eps_u + w (eps_c - eps_u) (Ho and Salimans 2022, Eq. 6).

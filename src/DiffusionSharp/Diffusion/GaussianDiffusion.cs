@@ -472,7 +472,8 @@ public sealed class GaussianDiffusion
 
     /// <summary>
     /// Full-chain negative log-likelihood bound in bits per dimension for 8-bit data in [-1, 1]: every vlb term, the decoder
-    /// term and the prior KL(q(x_T|x_0) || N(0, I)) (improved-diffusion's calc_bpd_loop).
+    /// term and the prior KL(q(x_T|x_0) || N(0, I)) (improved-diffusion's calc_bpd_loop). Each timestep runs in its own
+    /// <see cref="TensorScope"/>: tensors <paramref name="model"/> creates are disposed after the step.
     /// </summary>
     public BpdResult CalcBpdLoop(DenoiserModel model, Tensor x0, NoiseSource noise, bool clipDenoised = false) =>
         EstimateBpd(model, x0, noise, NumTimesteps - 1, new Generator(0), clipDenoised);  // T-1 strata of one t each: every term once
@@ -493,6 +494,7 @@ public sealed class GaussianDiffusion
         var edges = StrataEdges(n, strata);
         for (int k = strata; k >= 0; k--)
         {
+            using var scope = TensorScope.Begin();  // only numbers leave an iteration
             // column 0 is the decoder term at t = 0; column k > 0 is stratum k - 1 of 1..T-1
             int lo = k == 0 ? 0 : edges[k - 1], hi = k == 0 ? 1 : edges[k];
             var t = new int[b];

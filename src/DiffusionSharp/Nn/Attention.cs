@@ -62,43 +62,45 @@ public sealed class Attention : Module
         var normed = GroupNorm != null ? GroupNorm.Forward(x) : x;
         var flat = normed.Reshape(n, c, l);
         var h = flat.Transpose(1, 2);                                   // [N, L, C]
-        NnOps.Free(flat, x);
-        NnOps.Free(normed, x);
+        // Below, values that no backward function reads (outputs feeding only copies, sums and dropout) go back to the pool.
+        if (!ReferenceEquals(flat, x)) NnOps.Release(flat);
+        if (!ReferenceEquals(normed, x)) NnOps.Release(normed);
         // Scaling q before q k^T equals diffusers' baddbmm(alpha = 1/sqrt(d)) up to rounding, at L*d instead of L*L cost.
         var q0 = SplitHeads(ToQ.Forward(h), n, l);
         var q = q0 * (1f / MathF.Sqrt(DimHead));
-        NnOps.Free(q0);
+        NnOps.Release(q0);  // scaling's backward reads only the gradient
         var k = SplitHeads(ToK.Forward(h), n, l);
         var v = SplitHeads(ToV.Forward(h), n, l);
         NnOps.Free(h);
         var kt = k.Transpose(2, 3);
-        NnOps.Free(k);
+        NnOps.Release(k);
         var scores = Tensor.MatMul(q, kt);                              // [N, heads, L, L]
         NnOps.Free(q);
         NnOps.Free(kt);
         var p = scores.Softmax(3);
-        NnOps.Free(scores);
+        NnOps.Release(scores);  // softmax's backward reads its output, q k^T's its inputs
         var pv = Tensor.MatMul(p, v);
         NnOps.Free(p);
         NnOps.Free(v);
         var merged = pv.Permute(0, 2, 1, 3);
-        NnOps.Free(pv);
+        NnOps.Release(pv);
         var o = merged.Reshape(n, l, inner);
         NnOps.Free(merged);  // the view keeps the storage alive
         var proj = ToOut.Forward(o);
         NnOps.Free(o);
         var dropped = OutDropout.Forward(proj);
-        if (!ReferenceEquals(dropped, proj)) NnOps.Free(proj);
+        if (!ReferenceEquals(dropped, proj)) NnOps.Release(proj);
         var back = dropped.Transpose(1, 2);
-        NnOps.Free(dropped);
+        NnOps.Release(dropped);
         var y = back.Reshape(n, c, hh, ww);
-        NnOps.Free(back);
         if (ResidualConnection)
         {
             var r = y + x;
-            NnOps.Free(y);
+            NnOps.Release(back);
+            NnOps.Release(y);
             y = r;
         }
+        else NnOps.Free(back);
         if (RescaleOutputFactor == 1f) return y;
         var scaled = y / RescaleOutputFactor;
         NnOps.Free(y);
@@ -109,8 +111,8 @@ public sealed class Attention : Module
     {
         var view = t.Reshape(n, l, Heads, DimHead);
         var split = view.Permute(0, 2, 1, 3);
-        NnOps.Free(view);
-        NnOps.Free(t);
+        NnOps.Release(view);  // a projection's output: only the copy reads it
+        NnOps.Release(t);
         return split;
     }
 }

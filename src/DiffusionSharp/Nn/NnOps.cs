@@ -15,6 +15,12 @@ internal static class NnOps
         t.Dispose();
     }
 
+    /// <summary>
+    /// Returns the values of <paramref name="t"/> to the pool once no backward function reads them (a sum's inputs, a
+    /// dropout's input): without a graph it is disposed, with one it stays a graph node without storage.
+    /// </summary>
+    public static void Release(Tensor t) => t.ReleaseData();
+
     /// <summary>Zero-pads NCHW input by <paramref name="pad"/> rows at the bottom and columns at the right (F.pad (0, p, 0, p)).</summary>
     public static Tensor PadBottomRight(Tensor x, int pad)
     {

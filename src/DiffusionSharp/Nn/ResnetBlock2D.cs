@@ -119,7 +119,7 @@ public sealed class ResnetBlock2D : Module
             if (t != null)
             {
                 var ht = h + t.Reshape(n, c, 1, 1);
-                NnOps.Free(h);
+                NnOps.Release(h);  // the conv output: nothing reads it in backward
                 h = ht;
             }
             var n2 = Norm2.Forward(h);
@@ -129,6 +129,7 @@ public sealed class ResnetBlock2D : Module
         var a2 = _act(h);
         NnOps.Free(h, a2);
         var d2 = Dropout.Forward(a2);
+        if (!ReferenceEquals(d2, a2)) NnOps.Release(a2);  // dropout's backward needs its mask, the activation's its input
         h = Conv2.Forward(d2);
         NnOps.Free(d2);
         NnOps.Free(a2, d2);
@@ -139,7 +140,7 @@ public sealed class ResnetBlock2D : Module
             input = s;
         }
         var y = input + h;
-        NnOps.Free(h);
+        NnOps.Release(h);
         NnOps.Free(input, x);
         if (OutputScaleFactor == 1f) return y;
         var scaledY = y / OutputScaleFactor;

@@ -67,8 +67,8 @@ public class Adam : Optimizer
             var g = p.Grad;
             if (g == null) continue;
             if (g.Shape != p.Shape) throw new InvalidOperationException($"Gradient {g.Shape} does not match {Describe(i)}.");
-            _expAvg[i] ??= Tensor.Zeros(p.Shape);
-            _expAvgSq[i] ??= Tensor.Zeros(p.Shape);
+            _expAvg[i] ??= TensorScope.OwnLike(Tensor.Zeros(p.Shape), p);  // moments live as long as the parameter
+            _expAvgSq[i] ??= TensorScope.OwnLike(Tensor.Zeros(p.Shape), p);
             long t = ++_steps[i];
             // Scalars in double then rounded to float, as PyTorch passes Python floats to float32 kernels.
             double bc1 = 1 - Math.Pow(Beta1, t);
@@ -129,8 +129,8 @@ public class Adam : Optimizer
             if (mi!.Shape != Parameters[i].Shape) throw new InvalidDataException($"'{prefix}{i}.exp_avg' has shape {mi.Shape} but {Describe(i)}.");
             if (vi!.Shape != Parameters[i].Shape) throw new InvalidDataException($"'{prefix}{i}.exp_avg_sq' has shape {vi.Shape} but {Describe(i)}.");
             steps[i] = (long)sv;
-            m[i] = mi.Clone();
-            v[i] = vi.Clone();
+            m[i] = TensorScope.OwnLike(mi.Clone(), Parameters[i]);
+            v[i] = TensorScope.OwnLike(vi.Clone(), Parameters[i]);
         }
         foreach (var k in state.Keys)
             if (k.StartsWith(prefix, StringComparison.Ordinal) && ParseIndex(k.AsSpan(prefix.Length)) is int idx && idx >= Parameters.Count)

@@ -59,7 +59,7 @@ public sealed class Ema
         InvGamma = invGamma;
         Power = power;
         _shadow = new Tensor[parameters.Count];
-        for (int i = 0; i < parameters.Count; i++) _shadow[i] = parameters[i].Clone();
+        for (int i = 0; i < parameters.Count; i++) _shadow[i] = TensorScope.OwnLike(parameters[i].Clone(), parameters[i]);
     }
 
     /// <summary>The decay applied at 1-based optimisation step <paramref name="optimizationStep"/>.</summary>
@@ -127,7 +127,7 @@ public sealed class Ema
     {
         CheckMatching(parameters);
         if (_stored != null) foreach (var t in _stored) t.Dispose();
-        _stored = parameters.Select(p => p.Clone()).ToArray();
+        _stored = parameters.Select(p => TensorScope.OwnLike(p.Clone(), p)).ToArray();
     }
 
     /// <summary>Restores the weights saved by <see cref="Store"/>.</summary>

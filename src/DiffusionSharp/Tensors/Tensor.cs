@@ -13,6 +13,9 @@ public sealed partial class Tensor : IDisposable
     internal TensorStorage StorageRef;
     private bool _disposed;
 
+    /// <summary>The scope that disposes this tensor when it ends (null: none).</summary>
+    internal TensorScope? Owner;
+
     /// <summary>The shape.</summary>
     public Shape Shape { get; }
 
@@ -30,7 +33,11 @@ public sealed partial class Tensor : IDisposable
         Shape = shape;
         Size = shape.Size;
         StorageRef = storage;
+        TensorScope.OnCreated(this);
     }
+
+    /// <summary>True once <see cref="Dispose"/> has run (directly or by the owning <see cref="TensorScope"/>).</summary>
+    public bool IsDisposed => _disposed;
 
     /// <summary>The underlying array (may be longer than <see cref="Size"/>).</summary>
     internal float[] Storage => _disposed ? throw new ObjectDisposedException($"Tensor {Shape}") : StorageRef.Data;
@@ -140,6 +147,19 @@ public sealed partial class Tensor : IDisposable
         StorageRef.Release();
         BackwardFn = null;
         Parents = null;
+    }
+
+    /// <summary>
+    /// Returns the storage to the pool but keeps this tensor's place in the autograd graph, for intermediates whose values no
+    /// backward function reads (the sum inputs, broadcast copies): gradients still flow through, reading the values throws.
+    /// Without a recorded graph this is <see cref="Dispose"/>.
+    /// </summary>
+    internal void ReleaseData()
+    {
+        if (BackwardFn == null) { Dispose(); return; }
+        if (_disposed) return;
+        _disposed = true;
+        StorageRef.Release();
     }
 
     /// <summary>Shape and the first few values.</summary>

@@ -4,19 +4,21 @@ using System.Numerics;
 namespace DiffusionSharp.Tensors;
 
 /// <summary>
-/// Power-of-two bucketed pool of float arrays, so a steady training step reuses storage instead of churning the GC.
+/// Pool of float arrays in size classes of a quarter power of two (2^p, 1.25 * 2^p, 1.5 * 2^p, 1.75 * 2^p), so a steady
+/// training step reuses storage instead of churning the GC and a pooled array is at most 25% longer than requested.
+/// The pool holds at most <see cref="MaxPooledBytes"/>; arrays returned beyond that are left to the GC.
 /// </summary>
 public static class TensorPool
 {
-    private const int MinBucketLog = 6;   // below 64 floats the GC is cheaper than pooling
-    private const int MaxBucketLog = 30;
-    private const int MaxPerBucket = 64;
-    private static readonly ConcurrentBag<float[]>[] Buckets = CreateBuckets();
-    private static readonly int[] Counts = new int[MaxBucketLog + 1];
+    private const int MinPooledLength = 33;  // at or below 32 floats the GC is cheaper than pooling
+    private const int MaxClassLog = 30;
+    private const int ClassesPerPower = 4;
+    private static readonly ConcurrentBag<float[]>[] Classes = CreateClasses();
+    private static long _pooledBytes;
 
-    private static ConcurrentBag<float[]>[] CreateBuckets()
+    private static ConcurrentBag<float[]>[] CreateClasses()
     {
-        var b = new ConcurrentBag<float[]>[MaxBucketLog + 1];
+        var b = new ConcurrentBag<float[]>[(MaxClassLog + 1) * ClassesPerPower];
         for (int i = 0; i < b.Length; i++) b[i] = new ConcurrentBag<float[]>();
         return b;
     }
@@ -24,41 +26,71 @@ public static class TensorPool
     /// <summary>When false, <see cref="Rent"/> always allocates (useful to compare).</summary>
     public static bool Enabled { get; set; } = true;
 
-    private static int BucketOf(int length) => length <= 1 ? 0 : 32 - BitOperations.LeadingZeroCount((uint)(length - 1));
+    /// <summary>
+    /// Upper bound on the bytes held by idle pooled arrays. Defaults to a quarter of the memory available to the process,
+    /// enough to hold a training step's whole working set so the next step faults in no new pages.
+    /// </summary>
+    public static long MaxPooledBytes { get; set; } = Math.Max(256L << 20, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 4);
+
+    /// <summary>Bytes currently held by idle pooled arrays.</summary>
+    public static long PooledBytes => Interlocked.Read(ref _pooledBytes);
+
+    /// <summary>The length of the arrays <see cref="Rent"/> hands out for a request of <paramref name="length"/> floats.</summary>
+    public static int PooledLength(int length)
+    {
+        int c = ClassOf(length);
+        return c < 0 ? length : LengthOfClass(c);
+    }
+
+    // Smallest class whose length is >= length, or -1 when the length is not pooled.
+    private static int ClassOf(int length)
+    {
+        if (length < MinPooledLength) return -1;
+        int p = 31 - BitOperations.LeadingZeroCount((uint)length);  // 2^p <= length < 2^(p+1)
+        int quarter = 1 << (p - 2);
+        int j = (length - (1 << p) + quarter - 1) >> (p - 2);       // ceil((length - 2^p) / 2^(p-2)), 0..4
+        int c = p * ClassesPerPower + j;                             // j = 4 is the next power's first class
+        return c >= Classes.Length ? -1 : c;
+    }
+
+    private static int LengthOfClass(int c)
+    {
+        int p = c / ClassesPerPower, j = c % ClassesPerPower;
+        return (1 << p) + j * (1 << (p - 2));
+    }
 
     /// <summary>Rents an array of at least <paramref name="length"/> floats; contents are undefined unless <paramref name="clear"/>.</summary>
     public static float[] Rent(int length, bool clear)
     {
-        int b = BucketOf(length);
-        if (!Enabled || b < MinBucketLog || b > MaxBucketLog) return new float[length];
-        if (Buckets[b].TryTake(out var arr))
+        int c = ClassOf(length);
+        if (!Enabled || c < 0) return new float[length];
+        if (Classes[c].TryTake(out var arr))
         {
-            Interlocked.Decrement(ref Counts[b]);
+            Interlocked.Add(ref _pooledBytes, -4L * arr.Length);
             if (clear) Array.Clear(arr, 0, length);
             return arr;
         }
-        var fresh = GC.AllocateUninitializedArray<float>(1 << b);
+        var fresh = GC.AllocateUninitializedArray<float>(LengthOfClass(c));
         if (clear) Array.Clear(fresh, 0, length);  // uninitialised memory may hold garbage
         return fresh;
     }
 
-    /// <summary>Returns an array obtained from <see cref="Rent"/>.</summary>
+    /// <summary>Returns an array obtained from <see cref="Rent"/>; arrays of other lengths are ignored.</summary>
     public static void Return(float[] array)
     {
         int len = array.Length;
-        if (!Enabled || len == 0 || (len & (len - 1)) != 0) return;
-        int b = BucketOf(len);
-        if (b < MinBucketLog || b > MaxBucketLog) return;
-        if (Interlocked.Increment(ref Counts[b]) > MaxPerBucket) { Interlocked.Decrement(ref Counts[b]); return; }
-        Buckets[b].Add(array);
+        if (!Enabled) return;
+        int c = ClassOf(len);
+        if (c < 0 || LengthOfClass(c) != len) return;
+        long bytes = 4L * len;
+        if (Interlocked.Add(ref _pooledBytes, bytes) > MaxPooledBytes) { Interlocked.Add(ref _pooledBytes, -bytes); return; }
+        Classes[c].Add(array);
     }
 
     /// <summary>Drops every pooled array.</summary>
     public static void Clear()
     {
-        for (int i = 0; i < Buckets.Length; i++)
-        {
-            while (Buckets[i].TryTake(out _)) Interlocked.Decrement(ref Counts[i]);
-        }
+        foreach (var bag in Classes)
+            while (bag.TryTake(out var arr)) Interlocked.Add(ref _pooledBytes, -4L * arr.Length);
     }
 }

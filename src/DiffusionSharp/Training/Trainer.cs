@@ -156,6 +156,7 @@ public sealed class Trainer
     /// <summary>Runs one optimizer step on the next batch.</summary>
     public TrainStepResult TrainStep()
     {
+        using var scope = TensorScope.Begin();  // every activation, saved buffer and intermediate gradient returns to the pool here
         using var batch = Loader.Next();
         int b = batch.Images.Dim(0);
         var t = new int[b];
