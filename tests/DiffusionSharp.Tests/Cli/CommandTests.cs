@@ -58,7 +58,9 @@ public class CommandTests : IDisposable
         Assert.True(peak > 0 && eval > 0, $"peak {peak}, eval {eval}");
         double fraction = r.GetProperty("eval_peak_fraction").GetDouble();
         Assert.True(Math.Abs(fraction - eval / peak) < 2e-3, $"eval_peak_fraction {fraction} but eval/peak = {eval / peak}");
-        Assert.InRange(r.GetProperty("train_peak_fraction").GetDouble(), 1e-4, 2.0);
+        // FLOPs are counted as direct convolution, so a fast algorithm (Winograd) or a peak measured under load can pass 1
+        double train = r.GetProperty("train_gflop_per_s").GetDouble(), trainFraction = r.GetProperty("train_peak_fraction").GetDouble();
+        Assert.True(train > 0 && Math.Abs(trainFraction - train / peak) < 2e-3, $"train_peak_fraction {trainFraction} but train/peak = {train / peak}");
     }
 
     [Fact]
