@@ -134,7 +134,7 @@ public static class BenchUnetCommand
             }
             var loss = Tensor.MseLoss(net.Forward(xt, Tensor.FromArray(t, batch)), eps);
             opt.ZeroGrad();
-            loss.Backward();
+            loss.Backward(releaseIntermediates: true);
             opt.Step();
         }
 

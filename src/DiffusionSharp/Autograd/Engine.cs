@@ -66,9 +66,11 @@ namespace DiffusionSharp.Tensors
 
         /// <summary>
         /// Back-propagates from this tensor. A one-element tensor is seeded with 1; otherwise pass <paramref name="gradient"/>.
-        /// Leaf gradients accumulate; the graph is released afterwards.
+        /// Leaf gradients accumulate; the graph is released afterwards. With <paramref name="releaseIntermediates"/> each
+        /// intermediate tensor's storage returns to the pool as soon as its backward has run (reading it afterwards throws),
+        /// so memory falls during the backward pass instead of peaking at its end.
         /// </summary>
-        public void Backward(Tensor? gradient = null)
+        public void Backward(Tensor? gradient = null, bool releaseIntermediates = false)
         {
             if (!_requiresGrad) throw new InvalidOperationException($"Backward() on tensor {Shape} that does not require grad.");
             if (gradient == null)
@@ -101,6 +103,7 @@ namespace DiffusionSharp.Tensors
                         fn(g);
                         g.Dispose();
                     }
+                    if (releaseIntermediates && !ReferenceEquals(node, this)) node.ReleaseData();  // every consumer's backward has run
                 }
             }
         }

@@ -180,7 +180,7 @@ public sealed class Trainer
             Model.ZeroGrad();
             throw new TrainingDivergedException($"Loss became {value} at step {Step + 1}; stopping. The last checkpoint in {Path.Combine(OutputDir, CheckpointDir)} is kept.");
         }
-        loss.Backward();
+        loss.Backward(releaseIntermediates: true);
         double norm = Options.GradClip > 0 ? GradClip.ClipGlobalNorm(_params, Options.GradClip) : double.NaN;
         Optimizer.Step();
         Optimizer.ZeroGrad();
