@@ -46,40 +46,28 @@ internal static unsafe class Winograd
     }
 
     /// <summary>y = conv(x, w) + bias for a 3x3 stride-1 layer (<see cref="Applies"/> must hold).</summary>
-    internal static void Forward(ConvShape s, float* x, float* w, float* bias, float* y, int chunkTiles = DefaultChunkTiles)
-    {
-        int cinP = RoundUp(s.Cin, Lanes), coutP = RoundUp(s.Cout, Lanes);
-        var u = TensorPool.Rent(Xi * s.Cin * s.Cout, clear: false);
-        var xp = TensorPool.Rent(PaddedInputLength(s, cinP), clear: false);
-        var bp = new float[coutP];
-        if (bias != null) new ReadOnlySpan<float>(bias, s.Cout).CopyTo(bp);
-        try
-        {
-            fixed (float* pu = u, pxp = xp, pbp = bp)
-            {
-                TransformWeights(w, s.Cout, s.Cin, flip: false, pu);
-                StageInput(s, x, cinP, pxp);
-                Run(s, pxp, cinP, pu, pbp, y, coutP, chunkTiles);
-            }
-        }
-        finally { TensorPool.Return(u); TensorPool.Return(xp); }
-    }
+    internal static void Forward(ConvShape s, float* x, float* w, float* bias, float* y, int chunkTiles = DefaultChunkTiles) =>
+        Convolve(s, x, w, s.Cout, s.Cin, flip: false, bias, y, chunkTiles);
 
     /// <summary>gx = conv^T(gy, w) for a 3x3 stride-1 layer: a Winograd convolution of gy with the flipped, transposed filters.</summary>
-    internal static void BackwardData(ConvShape s, float* w, float* gy, float* gx, int chunkTiles = DefaultChunkTiles)
+    internal static void BackwardData(ConvShape s, float* w, float* gy, float* gx, int chunkTiles = DefaultChunkTiles) =>
+        Convolve(new ConvShape(s.N, s.Cout, s.Ho, s.Wo, s.Cin, 3, 3, 1, 2 - s.Pad), gy, w, s.Cout, s.Cin, flip: true, null, gx, chunkTiles);
+
+    // One Winograd convolution of x (layout t) with the [wOut, wIn, 3, 3] filters w, flipped and transposed when flip.
+    private static void Convolve(ConvShape t, float* x, float* w, int wOut, int wIn, bool flip, float* bias, float* y, int chunkTiles)
     {
-        var t = new ConvShape(s.N, s.Cout, s.Ho, s.Wo, s.Cin, 3, 3, 1, 2 - s.Pad);
         int cinP = RoundUp(t.Cin, Lanes), coutP = RoundUp(t.Cout, Lanes);
         var u = TensorPool.Rent(Xi * t.Cin * t.Cout, clear: false);
         var xp = TensorPool.Rent(PaddedInputLength(t, cinP), clear: false);
         var bp = new float[coutP];
+        if (bias != null) new ReadOnlySpan<float>(bias, t.Cout).CopyTo(bp);
         try
         {
             fixed (float* pu = u, pxp = xp, pbp = bp)
             {
-                TransformWeights(w, s.Cout, s.Cin, flip: true, pu);
-                StageInput(t, gy, cinP, pxp);
-                Run(t, pxp, cinP, pu, pbp, gx, coutP, chunkTiles);
+                TransformWeights(w, wOut, wIn, flip, pu);
+                StageInput(t, x, cinP, pxp);
+                Run(t, pxp, cinP, pu, pbp, y, coutP, chunkTiles);
             }
         }
         finally { TensorPool.Return(u); TensorPool.Return(xp); }
