@@ -220,16 +220,7 @@ public sealed class FeatureClassifier : Module
         var weights = Path.Combine(directory, WeightsFile);
         if (!File.Exists(cfgPath)) throw new FileNotFoundException($"{directory} is not a classifier folder: {ConfigFile} is missing (make one with `diffusion train-classifier`).", cfgPath);
         if (!File.Exists(weights)) throw new FileNotFoundException($"{directory}: {WeightsFile} is missing.", weights);
-        ClassifierConfig cfg;
-        try
-        {
-            cfg = JsonSerializer.Deserialize<ClassifierConfig>(File.ReadAllText(cfgPath))
-                  ?? throw new InvalidDataException($"{cfgPath}: empty configuration.");
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"{cfgPath}: not a valid classifier configuration ({e.Message}).", e);
-        }
+        var cfg = IO.JsonFile.Read<ClassifierConfig>(cfgPath, "classifier configuration");
         var model = new FeatureClassifier(cfg.Validate(cfgPath));
         model.LoadStateDict(SafeTensors.Load(weights));
         model.Eval();

@@ -127,16 +127,7 @@ public sealed class Trainer
             else throw new FileNotFoundException($"No checkpoint to resume in {outputDir} (expected {Path.Combine(dir, "trainer_state.json")}).");
         }
         var statePath = Path.Combine(dir, "trainer_state.json");
-        TrainerState state;
-        try
-        {
-            state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath))
-                ?? throw new InvalidDataException($"{statePath}: empty trainer state.");
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"{statePath}: not a valid trainer state (line {e.LineNumber}, position {e.BytePositionInLine}): {e.Message}", e);
-        }
+        var state = IO.JsonFile.Read<TrainerState>(statePath, "trainer state");
         var options = steps is long s ? state.Options with { Steps = s } : state.Options;
         var t = new Trainer(options, outputDir, data, ClassNamesOf(data));
         var expected = t.Model.Config.ToJson();
