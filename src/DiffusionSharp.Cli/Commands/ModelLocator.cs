@@ -7,14 +7,17 @@ public static class ModelLocator
     public const string BundledRelative = "models/fashion-mnist";
 
     /// <summary>The bundled model folder, or null when none is found.</summary>
-    public static string? FindBundled()
+    public static string? FindBundled() => FindAbove(BundledRelative, c => Directory.Exists(Path.Combine(c, "unet")));
+
+    // The first folder <relative> that passes <isWanted>, searched upwards from the working directory, then the install location.
+    private static string? FindAbove(string relative, Func<string, bool> isWanted)
     {
         foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
         {
             for (var dir = new DirectoryInfo(start); dir != null; dir = dir.Parent)
             {
-                var candidate = Path.Combine(dir.FullName, BundledRelative);
-                if (Directory.Exists(Path.Combine(candidate, "unet"))) return candidate;
+                var candidate = Path.Combine(dir.FullName, relative);
+                if (isWanted(candidate)) return candidate;
             }
         }
         return null;
@@ -31,13 +34,7 @@ public static class ModelLocator
             if (!Directory.Exists(given)) throw new DirectoryNotFoundException($"Classifier folder not found: {given}");
             return given;
         }
-        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
-            for (var dir = new DirectoryInfo(start); dir != null; dir = dir.Parent)
-            {
-                var candidate = Path.Combine(dir.FullName, BundledClassifierRelative);
-                if (File.Exists(Path.Combine(candidate, "config.json"))) return candidate;
-            }
-        throw new DirectoryNotFoundException(
+        return FindAbove(BundledClassifierRelative, c => File.Exists(Path.Combine(c, "config.json"))) ?? throw new DirectoryNotFoundException(
             $"No --classifier given and the bundled classifier ({BundledClassifierRelative}) was not found above {Directory.GetCurrentDirectory()}; " +
             "make one with `diffusion train-classifier --data fashion-mnist --out DIR`.");
     }
