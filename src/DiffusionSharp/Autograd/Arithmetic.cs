@@ -11,6 +11,13 @@ public sealed partial class Tensor
         return y;
     }
 
+    // Returns the storage of expanded operands (not the caller's own tensors) to the pool; a graph node keeps its place.
+    private static void ReleaseBroadcastCopies(Tensor ae, Tensor a, Tensor be, Tensor b)
+    {
+        if (!ReferenceEquals(ae, a)) ae.ReleaseData();
+        if (!ReferenceEquals(be, b)) be.ReleaseData();
+    }
+
     /// <summary>Elementwise a + b with broadcasting.</summary>
     public static Tensor Add(Tensor a, Tensor b)
     {
@@ -22,9 +29,7 @@ public sealed partial class Tensor
             ae.AccumulateGrad(g, owned: false);
             be.AccumulateGrad(g, owned: false);
         }, ae, be);
-        // Backward reads neither operand, so broadcast copies go back to the pool now.
-        if (!ReferenceEquals(ae, a)) ae.ReleaseData();
-        if (!ReferenceEquals(be, b)) be.ReleaseData();
+        ReleaseBroadcastCopies(ae, a, be, b);  // backward reads neither operand
         return y;
     }
 
@@ -39,9 +44,7 @@ public sealed partial class Tensor
             ae.AccumulateGrad(g, owned: false);
             if (be.RequiresGrad) be.AccumulateGrad(g.Neg(), owned: true);
         }, ae, be);
-        // Backward reads neither operand, so broadcast copies go back to the pool now.
-        if (!ReferenceEquals(ae, a)) ae.ReleaseData();
-        if (!ReferenceEquals(be, b)) be.ReleaseData();
+        ReleaseBroadcastCopies(ae, a, be, b);  // backward reads neither operand
         return y;
     }
 
@@ -57,8 +60,7 @@ public sealed partial class Tensor
             if (be.RequiresGrad) be.AccumulateGrad(BinarySameShape<MulOp>(g, ae), owned: true);
         }, ae, be))
         {
-            if (!ReferenceEquals(ae, a)) ae.Dispose();  // broadcast copies are only needed by a recorded backward
-            if (!ReferenceEquals(be, b)) be.Dispose();
+            ReleaseBroadcastCopies(ae, a, be, b);  // broadcast copies are only needed by a recorded backward
         }
         return y;
     }
@@ -69,7 +71,7 @@ public sealed partial class Tensor
         var s = Shape.Broadcast(a.Shape, b.Shape);
         Tensor ae = a.Expand(s), be = b.Expand(s);
         var y = BinarySameShape<DivOp>(ae, be);
-        y.Track(g =>
+        if (!y.Track(g =>
         {
             if (ae.RequiresGrad) ae.AccumulateGrad(BinarySameShape<DivOp>(g, be), owned: true);
             if (be.RequiresGrad)
@@ -80,7 +82,8 @@ public sealed partial class Tensor
                 Elementwise.Unary<NegOp>(gb.Span, gb.Span);
                 be.AccumulateGrad(gb, owned: true);
             }
-        }, ae, be);
+        }, ae, be))
+            ReleaseBroadcastCopies(ae, a, be, b);  // broadcast copies are only needed by a recorded backward
         return y;
     }
 
