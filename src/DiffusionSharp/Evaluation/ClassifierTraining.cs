@@ -51,6 +51,7 @@ public static class ClassifierTraining
         for (int step = 0; step < options.Steps && !cancel.IsCancellationRequested; step++)
         {
             opt.LearningRate = LearningRateAt(options, step);
+            using var scope = TensorScope.Begin();  // the step's activations and intermediate gradients go back to the pool
             using var batch = loader.Next();
             int n = batch.Images.Dim(0);
             var logits = model.Forward(batch.Images);
@@ -58,10 +59,9 @@ public static class ClassifierTraining
             var loss = CrossEntropy(logits, batch.Labels, model.Config.NumClasses);
             double value = loss.Item();
             if (!double.IsFinite(value)) throw new InvalidOperationException($"Classifier loss became {value} at step {step + 1}; lower the learning rate.");
-            loss.Backward();
+            loss.Backward(releaseIntermediates: true);
             opt.Step();
             opt.ZeroGrad();
-            loss.Dispose();
             last = new ClassifierStep(step + 1, value, acc, opt.LearningRate);
             onStep?.Invoke(last);
         }
