@@ -243,13 +243,11 @@ public sealed class DiffusionPipeline
     }
 
     // One network evaluation; only its output outlives the scope, every activation returns to the pool.
-    private Tensor Eval(Tensor x, double t, float[]? labels, double scale)
+    private Tensor Eval(Tensor x, double t, float[]? labels, double scale) => Scoped(() =>
     {
-        using var scope = GradMode.Enabled ? null : TensorScope.Begin();  // a recorded graph still needs its intermediates
         var ts = Tensor.Full(new Shape(x.Dim(0)), (float)t);
-        var y = labels == null ? Network(x, ts, null) : Guided(x, ts, labels, scale);
-        return scope?.Keep(y) ?? y;
-    }
+        return labels == null ? Network(x, ts, null) : Guided(x, ts, labels, scale);
+    });
 
     // One conditional evaluation, guided when scale != 1: eps = eps_u + w (eps_c - eps_u) (Ho and Salimans 2022, Eq. 6).
     private Tensor Guided(Tensor x, Tensor timesteps, float[] labels, double scale)
