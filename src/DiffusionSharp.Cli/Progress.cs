@@ -55,4 +55,33 @@ public static class Progress
                 work((done, total) => { task.MaxValue = Math.Max(total, 1); task.Value = done; }, s => task.Description = Markup.Escape(s));
             });
     }
+
+    /// <summary>
+    /// Turns Ctrl-C into a cancellation of <see cref="CtrlC.Token"/> (so long work can stop cleanly, e.g. after a checkpoint)
+    /// until the result is disposed.
+    /// </summary>
+    public static CtrlC CancelOnCtrlC() => new();
+
+    /// <summary>Ctrl-C as a cancellation token while alive.</summary>
+    public sealed class CtrlC : IDisposable
+    {
+        private readonly CancellationTokenSource _cts = new();
+        private readonly ConsoleCancelEventHandler _handler;
+
+        internal CtrlC()
+        {
+            _handler = (_, e) => { e.Cancel = true; _cts.Cancel(); };
+            Console.CancelKeyPress += _handler;
+        }
+
+        /// <summary>Cancelled when Ctrl-C is pressed.</summary>
+        public CancellationToken Token => _cts.Token;
+
+        /// <summary>Restores the default Ctrl-C behaviour.</summary>
+        public void Dispose()
+        {
+            Console.CancelKeyPress -= _handler;
+            _cts.Dispose();
+        }
+    }
 }

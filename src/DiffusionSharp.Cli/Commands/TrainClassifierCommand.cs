@@ -53,11 +53,8 @@ public static class TrainClassifierCommand
                 RandomFlip = p.GetValue(flip), WarmupSteps = Math.Min(100, Math.Max(1, p.GetValue(steps) / 10)),
             };
             Console.Error.WriteLine($"classifier: {model.ParameterCount:N0} parameters; data: {train.Description} ({train.Count} train / {test.Count} test images, {train.Channels}x{train.Size}x{train.Size}, {numClasses} classes)");
-            using var cts = new CancellationTokenSource();
-            ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cts.Cancel(); };
-            Console.CancelKeyPress += onCancel;
             ClassifierStep last = default;
-            try
+            using (var ctrlC = Cli.Progress.CancelOnCtrlC())
             {
                 double avgLoss = double.NaN, avgAcc = double.NaN;
                 var tw = Stopwatch.StartNew();
@@ -71,12 +68,8 @@ public static class TrainClassifierCommand
                         double ips = s.Step * to.BatchSize / Math.Max(1e-9, tw.Elapsed.TotalSeconds);
                         status($"step {s.Step}/{to.Steps} loss {avgLoss:F4} batch acc {avgAcc:P1} {ips:F0} img/s");
                         report(s.Step, to.Steps);
-                    }, cts.Token);
+                    }, ctrlC.Token);
                 });
-            }
-            finally
-            {
-                Console.CancelKeyPress -= onCancel;
             }
             double accuracy = 0;
             Cli.Progress.Run($"scoring {test.Count} test images", report => accuracy = ClassifierTraining.Evaluate(model, test, progress: report));

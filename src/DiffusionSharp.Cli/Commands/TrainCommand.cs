@@ -62,15 +62,13 @@ public static class TrainCommand
                 trainer = Trainer.Create(opts, outDir, dataset);
             }
             Console.Error.WriteLine($"model: {trainer.Model.ParameterCount:N0} parameters; data: {dataset.Description} ({dataset.Count} images, {dataset.Channels}x{dataset.Size}x{dataset.Size})");
-            using var cts = new CancellationTokenSource();
-            ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cts.Cancel(); };
-            Console.CancelKeyPress += onCancel;
+            using var ctrlC = Cli.Progress.CancelOnCtrlC();
             try
             {
                 long total = trainer.Options.Steps, start = trainer.Step;
                 Cli.Progress.RunWithStatus("training", (report, status) =>
                 {
-                    trainer.Run(cts.Token,
+                    trainer.Run(ctrlC.Token,
                         (r, ips) =>
                         {
                             double eta = ips > 0 ? (total - r.Step) * trainer.Options.BatchSize / ips : 0;
@@ -84,10 +82,6 @@ public static class TrainCommand
             {
                 Console.Error.WriteLine(e.Message);
                 return 3;
-            }
-            finally
-            {
-                Console.CancelKeyPress -= onCancel;
             }
             Console.Error.WriteLine($"model written to {outDir} (unet/, scheduler/); sample it with: diffusion sample --model {outDir}");
             return 0;
