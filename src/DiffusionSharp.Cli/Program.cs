@@ -38,8 +38,17 @@ public static class Program
         catch (Exception e) when (e is IOException or InvalidDataException or ArgumentException or InvalidOperationException
                                       or NotSupportedException or UnauthorizedAccessException or FormatException)
         {
-            Console.Error.WriteLine($"error: {e.Message}");
+            Console.Error.WriteLine($"error: {OneLine(e.Message)}");
+            return 1;
+        }
+        catch (Exception e) when (Environment.GetEnvironmentVariable("DIFFUSIONSHARP_TRACE") != "1")
+        {
+            // anything else is a defect, but the user still gets one line; DIFFUSIONSHARP_TRACE=1 shows the stack trace
+            Console.Error.WriteLine($"error: internal error ({e.GetType().Name}): {OneLine(e.Message)} (set DIFFUSIONSHARP_TRACE=1 for the stack trace)");
             return 1;
         }
     }
+
+    // Messages of nested causes can span lines; the user gets exactly one.
+    private static string OneLine(string message) => string.Join(' ', message.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries));
 }

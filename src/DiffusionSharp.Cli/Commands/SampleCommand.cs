@@ -38,6 +38,9 @@ public static class SampleCommand
                 Count = p.GetValue(count), Steps = p.GetValue(steps), Sampler = p.GetValue(sampler)!, Seed = p.GetValue(seed),
                 ClassLabel = label, GuidanceScale = p.GetValue(guidance), BatchSize = p.GetValue(batch), Eta = p.GetValue(eta),
             };
+            int chain = pipe.ChainSteps(req.Sampler, req.Steps);
+            if (chain != req.Steps)
+                Console.Error.WriteLine($"note: --steps {req.Steps} is more than the model's {chain} training timesteps; {req.Sampler} runs {chain} steps (the k- samplers run any number)");
             double loadSeconds = sw.Elapsed.TotalSeconds;
             Tensors.Tensor images = null!;
             var sampling = Stopwatch.StartNew();

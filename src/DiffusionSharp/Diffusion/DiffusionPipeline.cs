@@ -28,6 +28,9 @@ public sealed record SampleRequest
     public double Eta { get; init; }
 }
 
+/// <summary>Raised when a NaN or infinity appears while sampling; the message names the step and the tensor.</summary>
+public sealed class NonFiniteSampleException(string message) : InvalidOperationException(message);
+
 /// <summary>
 /// A trained U-Net with its noise schedule: samples images with any diffusers-style scheduler or k-diffusion sampler,
 /// with optional class conditioning and classifier-free guidance.
@@ -40,6 +43,12 @@ public sealed class DiffusionPipeline
         "dpmpp", "dpmpp-sde", "ddim", "ddpm", "euler", "euler-ancestral", "heun",
         "k-euler", "k-euler-ancestral", "k-heun", "k-dpm2", "k-lms", "k-dpmpp-2m", "k-dpmpp-2m-sde",
     };
+
+    /// <summary>Largest accepted <see cref="SampleRequest.Steps"/> (the k-samplers allocate one sigma per step).</summary>
+    public const int MaxSteps = 100_000;
+
+    /// <summary>Largest accepted <see cref="SampleRequest.Count"/>.</summary>
+    public const int MaxCount = 1_000_000;
 
     /// <summary>The network.</summary>
     public UNet2DModel Unet { get; }
@@ -183,7 +192,11 @@ public sealed class DiffusionPipeline
     public Tensor Sample(SampleRequest request, Action<int, int>? progress = null)
     {
         if (request.Count < 1) throw new ArgumentOutOfRangeException(nameof(request), $"Count must be at least 1, got {request.Count}.");
-        if (request.Steps < 1) throw new ArgumentOutOfRangeException(nameof(request), $"Steps must be at least 1, got {request.Steps}.");
+        if (request.Count > MaxCount) throw new ArgumentOutOfRangeException(nameof(request), $"Count must be at most {MaxCount}, got {request.Count}.");
+        if (request.Steps < 1 || request.Steps > MaxSteps) throw new ArgumentOutOfRangeException(nameof(request), $"Steps must be in 1..{MaxSteps}, got {request.Steps}.");
+        if (request.BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(request), $"Batch size must be at least 1, got {request.BatchSize}.");
+        if (!double.IsFinite(request.GuidanceScale)) throw new ArgumentOutOfRangeException(nameof(request), $"Guidance scale must be a finite number, got {request.GuidanceScale}.");
+        if (!double.IsFinite(request.Eta) || request.Eta < 0) throw new ArgumentOutOfRangeException(nameof(request), $"Eta must be a finite number >= 0, got {request.Eta}.");
         if (!SamplerNames.Contains(request.Sampler))
             throw new ArgumentException($"Unknown sampler '{request.Sampler}'; expected one of {string.Join(", ", SamplerNames)}.");
         bool conditional = Unet.Config.NumClassEmbeds is int;
@@ -272,11 +285,27 @@ public sealed class DiffusionPipeline
         return m;
     }
 
+    /// <summary>
+    /// Steps the sampler will run for <paramref name="steps"/> requested: a discrete-time scheduler has at most
+    /// num_train_timesteps distinct steps, so more are capped there; the k-samplers run any number.
+    /// </summary>
+    public int ChainSteps(string sampler, int steps) =>
+        sampler.StartsWith("k-", StringComparison.Ordinal) ? steps : Math.Min(steps, SchedulerConfig.GetInt("num_train_timesteps", 1000));
+
+    // A NaN/Inf stops sampling at the first step that shows it, before any image is written.
+    private static void CheckFinite(Tensor t, string what)
+    {
+        var span = t.Span;
+        for (int i = 0; i < span.Length; i++)
+            if (!float.IsFinite(span[i]))
+                throw new NonFiniteSampleException($"Sampling produced {span[i]} in {what}; check the model weights, scheduler_config.json and the guidance/eta options.");
+    }
+
     private Tensor SampleChunk(SampleRequest req, Tensor noise, float[]? labels, Generator gen, Action<(int done, int total)> progress)
     {
         if (req.Sampler.StartsWith("k-", StringComparison.Ordinal)) return SampleK(req, noise, labels, gen, progress);
         var sched = CreateScheduler(req.Sampler, req.Eta);
-        sched.SetTimesteps(req.Steps);
+        sched.SetTimesteps(ChainSteps(req.Sampler, req.Steps));
         var ts = sched.Timesteps;
         var x = noise * (float)sched.InitNoiseSigma;
         noise.Dispose();
@@ -286,11 +315,13 @@ public sealed class DiffusionPipeline
             using var xin = sched.ScaleModelInput(x, ts[i]);
             var output = Eval(xin, ts[i], labels, req.GuidanceScale);
             if (!keepVariance) output = MeanChannels(output);
+            CheckFinite(output, $"the model output at step {i + 1} of {ts.Count} (t = {ts[i]})");
             var r = sched.Step(output, ts[i], x, generator: gen);
             output.Dispose();
             r.PredOriginalSample.Dispose();
             x.Dispose();
             x = r.PrevSample;
+            CheckFinite(x, $"the sample after step {i + 1} of {ts.Count} (t = {ts[i]}, {req.Sampler} update)");
             progress((i + 1, ts.Count));
         }
         return x.Clamp(-1f, 1f);
@@ -303,7 +334,9 @@ public sealed class DiffusionPipeline
         int total = req.Sampler is "k-heun" or "k-dpm2" ? 2 * req.Steps - 1 : req.Steps;
         var denoiser = DiscreteTimeDenoiser.FromScheduler(sched, (x, t) =>
         {
+            CheckFinite(x, $"the sample entering network call {calls + 1} of {total} (t = {t:G4}, {req.Sampler} update)");
             var o = MeanChannels(Eval(x, t, labels, req.GuidanceScale));
+            CheckFinite(o, $"the model output at network call {calls + 1} of {total} (t = {t:G4})");
             progress((Math.Min(++calls, total), total));
             return o;
         });
@@ -323,6 +356,7 @@ public sealed class DiffusionPipeline
             _ => throw new ArgumentException($"Unknown sampler '{req.Sampler}'."),
         };
         x.Dispose();
+        CheckFinite(result, $"the final sample ({req.Sampler}, {req.Steps} steps)");
         var clamped = result.Clamp(-1f, 1f);
         result.Dispose();
         return clamped;

@@ -165,6 +165,11 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
             ts = sigmas.Select(s => Math.Round(SigmaSchedules.SigmaToT(s, _trainLogSigmas), MidpointRounding.ToEven)).ToArray();
         }
         else sigmas = ts.Select(t => SigmaSchedules.InterpOnIndex(t, _trainSigmas)).ToArray();
+        // rounding repeats timesteps once steps approach T; a repeated sigma gives h = 0 and a 0/0 in the multistep update
+        var seen = new HashSet<double>();
+        var keep = Enumerable.Range(0, ts.Length).Where(i => seen.Add(ts[i])).ToArray();
+        ts = keep.Select(i => ts[i]).ToArray();
+        sigmas = keep.Select(i => sigmas[i]).ToArray();
 
         double final = FinalSigmasType == "zero" ? 0.0 : _trainSigmas[0];
         _sigmas = sigmas.Append(final).Select(s => (double)(float)s).ToArray();
