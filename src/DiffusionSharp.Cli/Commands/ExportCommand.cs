@@ -1,23 +1,34 @@
 using System.CommandLine;
 using DiffusionSharp.IO;
+using DiffusionSharp.IO.Onnx;
 using DiffusionSharp.Nn.UNet;
 
 namespace DiffusionSharp.Cli.Commands;
 
-/// <summary><c>diffusion export</c>: copy a model folder (pipeline or bare UNet) to a new folder, optionally with F16 weights.</summary>
+/// <summary><c>diffusion export</c>: copy a model folder (pipeline or bare UNet) to a new folder, optionally with F16 weights, and/or write the U-Net as ONNX.</summary>
 public static class ExportCommand
 {
     public static Command Create()
     {
         var model = new Option<string>("--model", "-m") { Description = "Model or run folder to export", Required = true };
-        var output = new Option<string>("--output", "-o") { Description = "Folder to write (unet/, scheduler/, model_info.json)", Required = true };
+        var output = new Option<string?>("--output", "-o") { Description = "Folder to write (unet/, scheduler/, model_info.json)" };
         var half = new Option<bool>("--half") { Description = "Store weights as F16 (half the size)" };
-        var cmd = new Command("export", "Write a model folder in diffusers layout, optionally with F16 weights.") { model, output, half };
+        var onnx = new Option<string?>("--onnx") { Description = $"Also (or only) write the U-Net as an ONNX graph to this file (opset {UNetOnnxExporter.Opset}, dynamic batch)" };
+        var cmd = new Command("export", "Write a model folder in diffusers layout (optionally F16) and/or the U-Net as ONNX.") { model, output, half, onnx };
         cmd.SetAction(p =>
         {
-            string src = p.GetValue(model)!, dst = p.GetValue(output)!;
+            string src = p.GetValue(model)!;
+            string? dst = p.GetValue(output), onnxPath = p.GetValue(onnx);
+            if (dst == null && onnxPath == null) throw new ArgumentException("export needs --output DIR, --onnx FILE, or both.");
             string unetSrc = Directory.Exists(Path.Combine(src, "unet")) ? Path.Combine(src, "unet") : src;
             var unet = UNet2DModel.FromPretrained(unetSrc);
+            if (onnxPath != null)
+            {
+                UNetOnnxExporter.Export(unet, onnxPath);
+                Console.Error.WriteLine($"wrote {onnxPath} ({new FileInfo(onnxPath).Length:N0} bytes, opset {UNetOnnxExporter.Opset}; inputs " +
+                    $"{UNetOnnxExporter.SampleInput}, {UNetOnnxExporter.TimestepInput}{(UNetOnnxExporter.HasClassInput(unet.Config) ? ", " + UNetOnnxExporter.ClassLabelsInput : "")}; output {UNetOnnxExporter.Output})");
+            }
+            if (dst == null) return 0;
             var unetDst = Path.Combine(dst, "unet");
             Directory.CreateDirectory(unetDst);
             File.WriteAllText(Path.Combine(unetDst, "config.json"), unet.Config.ToJson() + "\n");

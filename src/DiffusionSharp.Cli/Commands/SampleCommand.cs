@@ -23,9 +23,12 @@ public static class SampleCommand
         var eta = new Option<double>("--eta") { Description = "DDIM eta", DefaultValueFactory = _ => 0.0 };
         var each = new Option<string?>("--each") { Description = "Also write every image as a PNG into this folder" };
         var nrow = new Option<int>("--nrow") { Description = "Images per grid row", DefaultValueFactory = _ => 8 };
+        var backend = new Option<string>("--backend") { Description = "Network runtime: ours, or onnx (the U-Net exported to ONNX, run by ONNX Runtime)", DefaultValueFactory = _ => "ours" };
+        backend.AcceptOnlyFromAmong("ours", "onnx");
+        var onnxFile = new Option<string?>("--onnx") { Description = "With --backend onnx: a .onnx file written by `diffusion export --onnx` (default: export the model in memory)" };
         var cmd = new Command("sample", "Generate images and write them as a PNG grid.")
         {
-            model, output, count, steps, sampler, seed, cls, guidance, batch, eta, each, nrow,
+            model, output, count, steps, sampler, seed, cls, guidance, batch, eta, each, nrow, backend, onnxFile,
         };
         cmd.SetAction(p =>
         {
@@ -33,6 +36,8 @@ public static class SampleCommand
             var dir = ModelLocator.Resolve(p.GetValue(model));
             var pipe = DiffusionPipeline.FromPretrained(dir);
             int? label = ParseClass(p.GetValue(cls), pipe.ClassNames);
+            using var ort = p.GetValue(backend) == "onnx" ? OnnxBackend.For(pipe.Unet, p.GetValue(onnxFile), DiffusionSharp.Runtime.Threading.Threads) : null;
+            if (ort != null) pipe.NetworkOverride = ort.Forward;
             var req = new SampleRequest
             {
                 Count = p.GetValue(count), Steps = p.GetValue(steps), Sampler = p.GetValue(sampler)!, Seed = p.GetValue(seed),
@@ -62,7 +67,7 @@ public static class SampleCommand
                     ImageGrid.Save(Path.Combine(eachDir, $"{i:D5}.png"), one, nrow: 1, padding: 0);
                 }
             }
-            Console.Error.WriteLine($"wrote {outPath}: {images.Dim(0)} images in {sw.Elapsed.TotalSeconds:F1} s (model load {loadSeconds:F1} s) from {dir}");
+            Console.Error.WriteLine($"wrote {outPath}: {images.Dim(0)} images in {sw.Elapsed.TotalSeconds:F1} s (model load {loadSeconds:F1} s) from {dir}{(ort != null ? " through ONNX Runtime" : "")}");
             Console.Error.WriteLine($"sampling {sampleSeconds:F2} s: network {netSeconds:F2} s in {pipe.NetworkCalls} calls, outside the network {sampleSeconds - netSeconds:F2} s ({100 * (sampleSeconds - netSeconds) / sampleSeconds:F1}%)");
             images.Dispose();
             return 0;

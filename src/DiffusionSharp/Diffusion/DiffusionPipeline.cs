@@ -246,10 +246,16 @@ public sealed class DiffusionPipeline
 
     private long _networkTicks, _networkCalls;
 
+    /// <summary>
+    /// When set, replaces <c>Unet.Forward(x, timesteps [N], classLabels [N] or null)</c> in every network call: runs the
+    /// same model through another runtime (e.g. the ONNX export in ONNX Runtime) to check a deployment end to end.
+    /// </summary>
+    public Func<Tensor, Tensor, Tensor?, Tensor>? NetworkOverride { get; set; }
+
     private Tensor Network(Tensor x, Tensor timesteps, Tensor? labels)
     {
         long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-        var y = Unet.Forward(x, timesteps, labels);
+        var y = NetworkOverride != null ? NetworkOverride(x, timesteps, labels) : Unet.Forward(x, timesteps, labels);
         Interlocked.Add(ref _networkTicks, System.Diagnostics.Stopwatch.GetElapsedTime(t0).Ticks);
         Interlocked.Increment(ref _networkCalls);
         return y;
