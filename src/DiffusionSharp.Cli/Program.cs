@@ -31,6 +31,7 @@ public static class Program
             if (t < 1) { Console.Error.WriteLine("--threads must be at least 1."); return 2; }
             DiffusionSharp.Runtime.Threading.Threads = t;
         }
+        if (DiffusionSharp.Runtime.Mpi.LaunchedByMpirun) return RunUnderMpi(parse, threads == null);
         try
         {
             return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
@@ -51,4 +52,38 @@ public static class Program
 
     // Messages of nested causes can span lines; the user gets exactly one.
     private static string OneLine(string message) => string.Join(' ', message.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries));
+
+    // One rank of an MPI job: any error on any rank ends every rank at once (MPI_Abort) with a message naming the rank,
+    // so no rank waits forever in a collective for a peer that is gone.
+    private static int RunUnderMpi(ParseResult parse, bool defaultThreads)
+    {
+        DiffusionSharp.Runtime.Mpi mpi;
+        try { mpi = DiffusionSharp.Runtime.Mpi.Initialize(); }
+        catch (InvalidOperationException e) { Console.Error.WriteLine($"error: {e.Message}"); return 1; }
+        if (defaultThreads && Environment.GetEnvironmentVariable("DIFFUSIONSHARP_THREADS") == null &&
+            int.TryParse(Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_LOCAL_SIZE"), out int local) && local > 1)
+            DiffusionSharp.Runtime.Threading.Threads = Math.Max(1, Environment.ProcessorCount / local);  // share the node's cores
+        AppDomain.CurrentDomain.UnhandledException += (_, e) =>
+        {
+            Console.Error.WriteLine($"rank {mpi.Rank} of {mpi.Size}: unhandled error, aborting the job: {e.ExceptionObject}");
+            Console.Error.Flush();
+            mpi.Abort(1);
+        };
+        int rc;
+        try
+        {
+            rc = parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+        }
+        catch (Exception e)
+        {
+            bool known = e is IOException or InvalidDataException or ArgumentException or InvalidOperationException
+                or NotSupportedException or UnauthorizedAccessException or FormatException;
+            Console.Error.WriteLine($"rank {mpi.Rank} of {mpi.Size}: error, aborting the job: {(known ? OneLine(e.Message) : e.ToString())}");
+            Console.Error.Flush();
+            mpi.Abort(1);
+            return 1;
+        }
+        mpi.Shutdown();
+        return rc;
+    }
 }

@@ -12,6 +12,7 @@ public static class BenchCommand
         bench.Subcommands.Add(BenchPeak.Create());
         bench.Subcommands.Add(BenchConv.Create());
         bench.Subcommands.Add(BenchUnetCommand.Create());
+        bench.Subcommands.Add(BenchAllReduce.Create());
         return bench;
     }
 }

@@ -31,20 +31,23 @@ public static class TrainCommand
         var logEvery = new Option<long>("--log-every") { Description = "Metrics line every N steps", DefaultValueFactory = _ => 10 };
         var resume = new Option<bool>("--resume") { Description = "Continue the run in --output from its checkpoint" };
         var schedule = new Option<string>("--beta-schedule") { Description = "linear or cosine", DefaultValueFactory = _ => "linear" };
+        var bucketMb = new Option<double>("--bucket-mb") { Description = "Gradient all-reduce bucket size under mpirun (MB)", DefaultValueFactory = _ => 8 };
         var cmd = new Command("train", "Train a diffusion model.")
         {
             output, data, preset, config, size, batch, steps, lr, warmup, ema, objective, vpred, classCond, classDrop, flip, seed,
-            ckptEvery, sampleEvery, logEvery, resume, schedule,
+            ckptEvery, sampleEvery, logEvery, resume, schedule, bucketMb,
         };
         cmd.SetAction(p =>
         {
             string outDir = p.GetValue(output)!;
+            var comm = DiffusionSharp.Runtime.Mpi.Current;
+            bool root = comm.Rank == 0;
             var dataset = Datasets.Open(p.GetValue(data)!, new DatasetOptions { Size = p.GetValue(size) });
             Trainer trainer;
             if (p.GetValue(resume))
             {
-                trainer = Trainer.Resume(outDir, dataset, p.GetValue(steps));
-                Console.Error.WriteLine($"resuming {outDir} at step {trainer.Step}");
+                trainer = Trainer.Resume(outDir, dataset, p.GetValue(steps), comm);
+                if (root) Console.Error.WriteLine($"resuming {outDir} at step {trainer.Step}");
             }
             else
             {
@@ -59,14 +62,19 @@ public static class TrainCommand
                     Seed = p.GetValue(seed), CheckpointEvery = p.GetValue(ckptEvery), SampleEvery = p.GetValue(sampleEvery),
                     LogEvery = p.GetValue(logEvery), BetaSchedule = p.GetValue(schedule)!,
                 };
-                trainer = Trainer.Create(opts, outDir, dataset);
+                trainer = Trainer.Create(opts, outDir, dataset, comm);
             }
-            Console.Error.WriteLine($"model: {trainer.Model.ParameterCount:N0} parameters; data: {dataset.Description} ({dataset.Count} images, {dataset.Channels}x{dataset.Size}x{dataset.Size})");
+            trainer.GradientBucketBytes = (long)(Math.Max(0.001, p.GetValue(bucketMb)) * (1 << 20));
+            if (comm.Size > 1 && root)
+                Console.Error.WriteLine($"data parallel over {comm.Size} MPI ranks, {DiffusionSharp.Runtime.Threading.Threads} threads each: global batch {trainer.Options.BatchSize}, " +
+                    $"{trainer.Options.BatchSize / comm.Size}{(trainer.Options.BatchSize % comm.Size != 0 ? $"-{trainer.Options.BatchSize / comm.Size + 1}" : "")} images per rank");
+            if (root) Console.Error.WriteLine($"model: {trainer.Model.ParameterCount:N0} parameters; data: {dataset.Description} ({dataset.Count} images, {dataset.Channels}x{dataset.Size}x{dataset.Size})");
             using var ctrlC = Cli.Progress.CancelOnCtrlC();
             try
             {
                 long total = trainer.Options.Steps, start = trainer.Step;
-                Cli.Progress.RunWithStatus("training", (report, status) =>
+                if (!root) trainer.Run(ctrlC.Token);  // rank 0 alone reports; its images/s count the global batch
+                else Cli.Progress.RunWithStatus("training", (report, status) =>
                 {
                     trainer.Run(ctrlC.Token,
                         (r, ips) =>
@@ -80,10 +88,10 @@ public static class TrainCommand
             }
             catch (TrainingDivergedException e)
             {
-                Console.Error.WriteLine(e.Message);
+                if (root) Console.Error.WriteLine(e.Message);
                 return 3;
             }
-            Console.Error.WriteLine($"model written to {outDir} (unet/, scheduler/); sample it with: diffusion sample --model {outDir}");
+            if (root) Console.Error.WriteLine($"model written to {outDir} (unet/, scheduler/); sample it with: diffusion sample --model {outDir}");
             return 0;
         });
         return cmd;

@@ -68,9 +68,11 @@ namespace DiffusionSharp.Tensors
         /// Back-propagates from this tensor. A one-element tensor is seeded with 1; otherwise pass <paramref name="gradient"/>.
         /// Leaf gradients accumulate; the graph is released afterwards. With <paramref name="releaseIntermediates"/> each
         /// intermediate tensor's storage returns to the pool as soon as its backward has run (reading it afterwards throws),
-        /// so memory falls during the backward pass instead of peaking at its end.
+        /// so memory falls during the backward pass instead of peaking at its end. <paramref name="onLeafGradReady"/> is called
+        /// for each leaf that requires grad as soon as its gradient is final (every consumer's backward has run), e.g. to
+        /// start reducing it while the rest of the backward pass still runs.
         /// </summary>
-        public void Backward(Tensor? gradient = null, bool releaseIntermediates = false)
+        public void Backward(Tensor? gradient = null, bool releaseIntermediates = false, Action<Tensor>? onLeafGradReady = null)
         {
             if (!_requiresGrad) throw new InvalidOperationException($"Backward() on tensor {Shape} that does not require grad.");
             if (gradient == null)
@@ -85,7 +87,7 @@ namespace DiffusionSharp.Tensors
             }
 
             var order = TopologicalOrder(this);
-            if (IsLeaf) { AccumulateGrad(gradient, owned: true); return; }
+            if (IsLeaf) { AccumulateGrad(gradient, owned: true); onLeafGradReady?.Invoke(this); return; }
             Grad = gradient;
             using (Autograd.GradMode.NoGrad())
             {
@@ -93,7 +95,12 @@ namespace DiffusionSharp.Tensors
                 {
                     var node = order[i];
                     var fn = node.BackwardFn;
-                    if (fn == null) continue;
+                    if (fn == null)
+                    {
+                        // reverse topological order: a leaf comes after every node that consumed it
+                        if (onLeafGradReady != null && node._requiresGrad) onLeafGradReady(node);
+                        continue;
+                    }
                     var g = node.Grad;
                     node.Grad = null;  // non-leaf grads are not retained
                     node.BackwardFn = null;

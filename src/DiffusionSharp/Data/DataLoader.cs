@@ -100,8 +100,16 @@ public sealed class DataLoader
     }
 
     /// <summary>The next batch, moving to a new epoch (and order) when the current one is used up.</summary>
-    public Batch Next()
+    public Batch Next() => Next(0, int.MaxValue);
+
+    /// <summary>
+    /// Items <paramref name="first"/> .. <paramref name="first"/> + <paramref name="count"/> - 1 of the next batch (a
+    /// data-parallel rank's shard): the loader advances by the whole batch, exactly as <see cref="Next()"/> does, but only
+    /// the shard's images are loaded.
+    /// </summary>
+    public Batch Next(int first, int count)
     {
+        if (first < 0 || count < 0) throw new ArgumentOutOfRangeException(nameof(first), $"Shard {first} + {count} is negative.");
         int remaining = _data.Count - Index;
         if (remaining == 0 || (DropLast && remaining < BatchSize))
         {
@@ -110,16 +118,17 @@ public sealed class DataLoader
             _order = NewOrder();
             remaining = _data.Count;
         }
-        int b = Math.Min(BatchSize, remaining);
+        int whole = Math.Min(BatchSize, remaining);
+        int lo = Math.Min(first, whole), b = (int)Math.Min((long)count, whole - lo);
         int c = _data.Channels, s = _data.Size, per = c * s * s;
         var idx = new int[b];
         var flip = new bool[b];
-        for (int k = 0; k < b; k++)
+        for (int k = 0; k < whole; k++)
         {
-            idx[k] = _order[Index + k];
-            if (RandomFlip) flip[k] = _gen.NextDouble() < 0.5;  // one draw per item keeps the stream position predictable
+            bool f = RandomFlip && _gen.NextDouble() < 0.5;  // one draw per item of the whole batch keeps the stream position predictable
+            if (k >= lo && k < lo + b) { idx[k - lo] = _order[Index + k]; flip[k - lo] = f; }
         }
-        Index += b;
+        Index += whole;
         var images = Tensor.Empty(b, c, s, s);
         var labels = new int[b];
         unsafe

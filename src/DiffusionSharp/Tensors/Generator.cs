@@ -44,9 +44,21 @@ public sealed class Generator
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float ToUnit(uint x) => (x >> 8) * (1f / 16777216f);  // 24 random bits -> [0, 1)
 
+    /// <summary>
+    /// When set, a <see cref="Uniform"/> or <see cref="Normal"/> draw whose length is a multiple of <c>Count</c> is rows <c>First</c> .. <c>First + Count - 1</c>
+    /// of the same draw made for <c>Total</c> equal rows (and advances the offset as that draw would): a data-parallel rank
+    /// holding part of a batch then sees exactly the values one process holding the whole batch sees.
+    /// </summary>
+    public (int First, int Count, int Total)? BatchShard { get; set; }
+
     /// <summary>Fills <paramref name="dest"/> with uniform [0, 1) floats and advances the offset.</summary>
     public void Uniform(Span<float> dest)
     {
+        if (BatchShard is { } shard && shard.Count != shard.Total && dest.Length % shard.Count == 0)
+        {
+            Rows(dest, shard.First, shard.Count, shard.Total, normal: false);
+            return;
+        }
         ulong baseCounter = Offset;
         int blocks = (dest.Length + 3) / 4;
         Offset += (ulong)blocks;
@@ -73,9 +85,47 @@ public sealed class Generator
         }
     }
 
+    // Element g of a draw is lane g % 4 of block offset + g / 4.
+    private void Rows(Span<float> dest, int first, int count, int total, bool normal)
+    {
+        long per = dest.Length / count, start = first * per;
+        ulong baseCounter = Offset;
+        Offset += (ulong)((total * per + 3) / 4);
+        unsafe
+        {
+            fixed (float* p = dest)
+            {
+                float* ptr = p;
+                long n = dest.Length;
+                ulong key = Seed;
+                long b0 = start / 4, b1 = (start + n + 3) / 4;
+                Threading.For((int)(b1 - b0), 4096, (s, e) =>
+                {
+                    float* v = stackalloc float[4];
+                    for (long b = b0 + s; b < b0 + e; b++)
+                    {
+                        Block(key, baseCounter + (ulong)b, out uint r0, out uint r1, out uint r2, out uint r3);
+                        if (normal) BoxMuller(r0, r1, r2, r3, v);
+                        else { v[0] = ToUnit(r0); v[1] = ToUnit(r1); v[2] = ToUnit(r2); v[3] = ToUnit(r3); }
+                        for (int lane = 0; lane < 4; lane++)
+                        {
+                            long j = b * 4 + lane - start;
+                            if (j >= 0 && j < n) ptr[j] = v[lane];
+                        }
+                    }
+                });
+            }
+        }
+    }
+
     /// <summary>Fills <paramref name="dest"/> with standard-normal floats (Box-Muller in double) and advances the offset.</summary>
     public void Normal(Span<float> dest)
     {
+        if (BatchShard is { } shard && shard.Count != shard.Total && dest.Length % shard.Count == 0)
+        {
+            Rows(dest, shard.First, shard.Count, shard.Total, normal: true);
+            return;
+        }
         ulong baseCounter = Offset;
         int blocks = (dest.Length + 3) / 4;
         Offset += (ulong)blocks;
@@ -88,22 +138,33 @@ public sealed class Generator
                 ulong key = Seed;
                 Threading.For(blocks, 2048, (s, e) =>
                 {
+                    float* v = stackalloc float[4];
                     for (int b = s; b < e; b++)
                     {
                         Block(key, baseCounter + (ulong)b, out uint r0, out uint r1, out uint r2, out uint r3);
-                        // (0, 1] for the log, [0, 1) for the angle
-                        double u0 = ((r0 >> 8) + 1.0) / 16777216.0, v0 = (r1 >> 8) / 16777216.0;
-                        double u1 = ((r2 >> 8) + 1.0) / 16777216.0, v1 = (r3 >> 8) / 16777216.0;
-                        double m0 = Math.Sqrt(-2.0 * Math.Log(u0)), m1 = Math.Sqrt(-2.0 * Math.Log(u1));
+                        BoxMuller(r0, r1, r2, r3, v);
                         int i = b * 4;
-                        ptr[i] = (float)(m0 * Math.Cos(2 * Math.PI * v0));
-                        if (i + 1 < n) ptr[i + 1] = (float)(m0 * Math.Sin(2 * Math.PI * v0));
-                        if (i + 2 < n) ptr[i + 2] = (float)(m1 * Math.Cos(2 * Math.PI * v1));
-                        if (i + 3 < n) ptr[i + 3] = (float)(m1 * Math.Sin(2 * Math.PI * v1));
+                        ptr[i] = v[0];
+                        if (i + 1 < n) ptr[i + 1] = v[1];
+                        if (i + 2 < n) ptr[i + 2] = v[2];
+                        if (i + 3 < n) ptr[i + 3] = v[3];
                     }
                 });
             }
         }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void BoxMuller(uint r0, uint r1, uint r2, uint r3, float* v)
+    {
+        // (0, 1] for the log, [0, 1) for the angle
+        double u0 = ((r0 >> 8) + 1.0) / 16777216.0, v0 = (r1 >> 8) / 16777216.0;
+        double u1 = ((r2 >> 8) + 1.0) / 16777216.0, v1 = (r3 >> 8) / 16777216.0;
+        double m0 = Math.Sqrt(-2.0 * Math.Log(u0)), m1 = Math.Sqrt(-2.0 * Math.Log(u1));
+        v[0] = (float)(m0 * Math.Cos(2 * Math.PI * v0));
+        v[1] = (float)(m0 * Math.Sin(2 * Math.PI * v0));
+        v[2] = (float)(m1 * Math.Cos(2 * Math.PI * v1));
+        v[3] = (float)(m1 * Math.Sin(2 * Math.PI * v1));
     }
 
     /// <summary>A uniform integer in [0, <paramref name="maxExclusive"/>).</summary>

@@ -6,6 +6,7 @@ using DiffusionSharp.Diffusion.Schedules;
 using DiffusionSharp.IO;
 using DiffusionSharp.Nn.UNet;
 using DiffusionSharp.Optim;
+using DiffusionSharp.Runtime;
 using DiffusionSharp.Tensors;
 
 namespace DiffusionSharp.Training;
@@ -29,6 +30,9 @@ public sealed class Trainer
     private readonly Generator _noiseGen, _dropoutGen, _labelGen;
     private readonly Tensor[] _params;
     private readonly LinearWarmup _schedule;
+    private readonly ICommunicator _comm;
+    private readonly int _shardFirst, _shardCount;
+    private GradientReducer? _reducer;
 
     /// <summary>Run settings.</summary>
     public TrainOptions Options { get; }
@@ -50,9 +54,21 @@ public sealed class Trainer
     public IReadOnlyList<string> ClassNames { get; }
     /// <summary>Optimizer steps done.</summary>
     public long Step { get; private set; }
+    /// <summary>The ranks training this model together (a single process unless launched by mpirun).</summary>
+    public ICommunicator Communicator => _comm;
+    /// <summary>True on the rank that writes logs, metrics, sample grids and checkpoints (rank 0).</summary>
+    public bool IsRoot => _comm.Rank == 0;
+    /// <summary>Size of the gradient all-reduce buckets of a data-parallel run.</summary>
+    public long GradientBucketBytes { get; set; } = 8L << 20;
 
-    private Trainer(TrainOptions options, string outputDir, IDataset data, IReadOnlyList<string> classNames)
+    private Trainer(TrainOptions options, string outputDir, IDataset data, IReadOnlyList<string> classNames, ICommunicator? comm)
     {
+        _comm = comm ?? SingleProcess.Instance;
+        if (_comm.Size > options.BatchSize)
+            throw new ArgumentException($"--batch {options.BatchSize} is smaller than the {_comm.Size} ranks; every rank needs at least one image per step.");
+        // rank r holds items [B r / N, B (r + 1) / N) of every global batch: shards differ by at most one image when N does not divide B
+        _shardFirst = (int)((long)options.BatchSize * _comm.Rank / _comm.Size);
+        _shardCount = (int)((long)options.BatchSize * (_comm.Rank + 1) / _comm.Size) - _shardFirst;
         Options = options;
         OutputDir = outputDir;
         ClassNames = classNames;
@@ -64,6 +80,7 @@ public sealed class Trainer
         _dropoutGen = new Generator(seed * 4 + 3);
         _labelGen = new Generator(seed * 4 + 4);
         Model.SetDropoutGenerator(_dropoutGen);
+        if (_comm.Size > 1) _dropoutGen.BatchShard = (_shardFirst, _shardCount, options.BatchSize);
         Model.Train();
         var betas = DiffusionBetas.Named(options.BetaSchedule, options.NumTrainTimesteps);
         Diffusion = new GaussianDiffusion(betas,
@@ -78,6 +95,7 @@ public sealed class Trainer
         _schedule = new LinearWarmup(options.LearningRate, options.WarmupSteps);
         Ema = options.EmaDecay > 0 ? new Ema(_params, options.EmaDecay) : null;
         Loader = new DataLoader(data, options.BatchSize, seed * 4, shuffle: true, randomFlip: options.RandomFlip);
+        foreach (var p in _params) _comm.Broadcast(p.Span);  // every rank starts from rank 0's weights
     }
 
     /// <summary>The model config implied by the options and the data (channels, size, classes, variance channels).</summary>
@@ -96,13 +114,13 @@ public sealed class Trainer
     }
 
     /// <summary>Starts a new run writing into <paramref name="outputDir"/>.</summary>
-    public static Trainer Create(TrainOptions options, string outputDir, IDataset data)
+    public static Trainer Create(TrainOptions options, string outputDir, IDataset data, ICommunicator? comm = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         if (options.BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(options), $"Batch size must be at least 1, got {options.BatchSize}.");
         if (options.Steps < 1) throw new ArgumentOutOfRangeException(nameof(options), $"Steps must be at least 1, got {options.Steps}.");
         Directory.CreateDirectory(outputDir);
-        return new Trainer(options, outputDir, data, ClassNamesOf(data));
+        return new Trainer(options, outputDir, data, ClassNamesOf(data), comm);
     }
 
     private static IReadOnlyList<string> ClassNamesOf(IDataset data) =>
@@ -117,7 +135,7 @@ public sealed class Trainer
     /// Resumes the run in <paramref name="outputDir"/> from its checkpoint; <paramref name="steps"/> optionally raises the total.
     /// The data set must be the one the run was started with.
     /// </summary>
-    public static Trainer Resume(string outputDir, IDataset data, long? steps = null)
+    public static Trainer Resume(string outputDir, IDataset data, long? steps = null, ICommunicator? comm = null)
     {
         string dir = Path.Combine(outputDir, CheckpointDir);
         if (!File.Exists(Path.Combine(dir, "trainer_state.json")))
@@ -129,7 +147,7 @@ public sealed class Trainer
         var statePath = Path.Combine(dir, "trainer_state.json");
         var state = IO.JsonFile.Read<TrainerState>(statePath, "trainer state");
         var options = steps is long s ? state.Options with { Steps = s } : state.Options;
-        var t = new Trainer(options, outputDir, data, ClassNamesOf(data));
+        var t = new Trainer(options, outputDir, data, ClassNamesOf(data), comm);
         var expected = t.Model.Config.ToJson();
         if (expected != state.ModelConfig)
             throw new InvalidDataException($"{statePath}: the checkpoint was made for another model config or data set (channels/size/classes differ).");
@@ -141,6 +159,7 @@ public sealed class Trainer
         t._dropoutGen.Offset = state.DropoutOffset;
         t._labelGen.Offset = state.LabelOffset;
         t.Loader.Restore(DataLoaderState.FromJson(state.DataLoader));
+        t.CheckRanksAgree("resumed step", t.Step);
         return t;
     }
 
@@ -148,30 +167,50 @@ public sealed class Trainer
     public TrainStepResult TrainStep()
     {
         using var scope = TensorScope.Begin();  // every activation, saved buffer and intermediate gradient returns to the pool here
-        using var batch = Loader.Next();
+        // Every draw is indexed by the sample's place in the global batch, so a rank's shard sees exactly the values
+        // one process training the whole batch would (one counter block per timestep and per label-dropout draw).
+        int B = Options.BatchSize, first = _shardFirst;
+        using var batch = Loader.Next(first, _shardCount);
         int b = batch.Images.Dim(0);
         var t = new int[b];
+        ulong tStart = _noiseGen.Offset;
+        _noiseGen.Offset = tStart + (ulong)first;
         for (int i = 0; i < b; i++) t[i] = _noiseGen.NextInt(Diffusion.NumTimesteps);
+        _noiseGen.Offset = tStart + (ulong)B;
+        if (_comm.Size > 1) _noiseGen.BatchShard = (first, b, B);
         using var noise = Tensor.Randn(_noiseGen, batch.Images.Shape.ToArray());
+        _noiseGen.BatchShard = null;
         Tensor? labels = null;
         if (Options.ClassConditional)
         {
             var lv = new float[b];
+            ulong lStart = _labelGen.Offset;
+            _labelGen.Offset = lStart + (ulong)first;
             for (int i = 0; i < b; i++)
                 lv[i] = _labelGen.NextDouble() < Options.ClassDropout ? NumClasses : batch.Labels[i];  // null class for CFG
+            _labelGen.Offset = lStart + (ulong)B;
             labels = Tensor.FromArray(lv, b);
         }
         double lr = _schedule.LearningRateAt(Step);
         Optimizer.LearningRate = lr;
         var terms = Diffusion.TrainingLosses((x, ts) => Model.Forward(x, ts, labels), batch.Images, t, noise);
         var loss = terms.Loss.MeanAll();
+        if (b != B) loss = loss * (float)((double)b / B);  // the shard's share of the global mean: summed over ranks it is the mean over B
         double value = loss.Item();
+        if (_comm.Size > 1)
+        {
+            var global = new[] { value };
+            _comm.AllReduceSum(global);  // every rank sees the same loss, so every rank stops together on NaN
+            value = global[0];
+        }
         if (!double.IsFinite(value))
         {
             Model.ZeroGrad();
             throw new TrainingDivergedException($"Loss became {value} at step {Step + 1}; stopping. The last checkpoint in {Path.Combine(OutputDir, CheckpointDir)} is kept.");
         }
-        loss.Backward(releaseIntermediates: true);
+        if (_comm.Size > 1) _reducer ??= new GradientReducer(_comm, _params, GradientBucketBytes);
+        loss.Backward(releaseIntermediates: true, onLeafGradReady: _reducer == null ? null : _reducer.OnGradReady);
+        _reducer?.Finish();  // summed gradients of the global batch: the same optimizer step on every rank
         double norm = Options.GradClip > 0 ? GradClip.ClipGlobalNorm(_params, Options.GradClip) : double.NaN;
         Optimizer.Step();
         Optimizer.ZeroGrad();
@@ -191,7 +230,8 @@ public sealed class Trainer
         var metricsPath = Path.Combine(OutputDir, "metrics.jsonl");
         var sw = Stopwatch.StartNew();
         long imagesSince = 0;
-        while (Step < Options.Steps && !cancel.IsCancellationRequested)
+        bool stop = false;
+        while (Step < Options.Steps && !(stop = AnyRank(cancel.IsCancellationRequested)))
         {
             var r = TrainStep();
             imagesSince += Options.BatchSize;
@@ -199,7 +239,7 @@ public sealed class Trainer
             onStep?.Invoke(r, ips);
             if (Options.LogEvery > 0 && r.Step % Options.LogEvery == 0)
             {
-                File.AppendAllText(metricsPath, JsonSerializer.Serialize(new { step = r.Step, loss = r.Loss, lr = r.LearningRate, grad_norm = double.IsNaN(r.GradNorm) ? (double?)null : r.GradNorm, images_per_s = ips }) + "\n");
+                if (IsRoot) File.AppendAllText(metricsPath, JsonSerializer.Serialize(new { step = r.Step, loss = r.Loss, lr = r.LearningRate, grad_norm = double.IsNaN(r.GradNorm) ? (double?)null : r.GradNorm, images_per_s = ips }) + "\n");
                 sw.Restart();
                 imagesSince = 0;
             }
@@ -208,14 +248,14 @@ public sealed class Trainer
                 SaveCheckpoint();
                 onEvent?.Invoke($"checkpoint at step {r.Step}");
             }
-            if (Options.SampleEvery > 0 && r.Step % Options.SampleEvery == 0)
+            if (Options.SampleEvery > 0 && r.Step % Options.SampleEvery == 0 && IsRoot)
             {
                 var path = SaveSampleGrid();
                 onEvent?.Invoke($"samples at step {r.Step}: {path}");
             }
         }
         SaveCheckpoint();
-        onEvent?.Invoke(cancel.IsCancellationRequested ? $"interrupted: checkpoint at step {Step}" : $"finished: checkpoint at step {Step}");
+        onEvent?.Invoke(stop ? $"interrupted: checkpoint at step {Step}" : $"finished: checkpoint at step {Step}");
     }
 
     /// <summary>
@@ -224,6 +264,8 @@ public sealed class Trainer
     /// </summary>
     public void SaveCheckpoint()
     {
+        var ranks = GatherRankStates();  // collective: every rank calls SaveCheckpoint at the same step
+        if (!IsRoot) return;
         string final = Path.Combine(OutputDir, CheckpointDir);
         string tmp = Path.Combine(OutputDir, $"{CheckpointDir}.tmp");
         string old = Path.Combine(OutputDir, $"{CheckpointDir}.old");
@@ -232,7 +274,8 @@ public sealed class Trainer
         SafeTensors.Save(Path.Combine(tmp, "model.safetensors"), Model.StateDict());
         SafeTensors.Save(Path.Combine(tmp, "optimizer.safetensors"), Optimizer.StateDict());
         if (Ema != null) SafeTensors.Save(Path.Combine(tmp, "ema.safetensors"), Ema.StateDict());
-        var state = new TrainerState(Step, Options, Model.Config.ToJson(), _noiseGen.Offset, _dropoutGen.Offset, _labelGen.Offset, Loader.State.ToJson());
+        var state = new TrainerState(Step, Options, Model.Config.ToJson(), _noiseGen.Offset, _dropoutGen.Offset, _labelGen.Offset, Loader.State.ToJson(),
+            _comm.Size, ranks);
         WriteAllTextFlushed(Path.Combine(tmp, "trainer_state.json"), JsonSerializer.Serialize(state, new JsonSerializerOptions { WriteIndented = true }));
         if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
         if (Directory.Exists(final)) Directory.Move(final, old);
@@ -340,7 +383,56 @@ public sealed class Trainer
         plot.Save(Path.Combine(OutputDir, "loss.png"));
     }
 
-    private sealed record TrainerState(long Step, TrainOptions Options, string ModelConfig, ulong NoiseOffset, ulong DropoutOffset, ulong LabelOffset, string DataLoader);
+    private sealed record TrainerState(long Step, TrainOptions Options, string ModelConfig, ulong NoiseOffset, ulong DropoutOffset, ulong LabelOffset, string DataLoader,
+        int WorldSize = 1, RankState[]? Ranks = null);
+
+    /// <summary>
+    /// One rank's place in the run: its shard of every global batch and the positions of its random streams and data order.
+    /// The streams are indexed by global sample, so every rank's positions are the same; a checkpoint records them all.
+    /// </summary>
+    private sealed record RankState(int Rank, int ShardFirst, int ShardCount, ulong NoiseOffset, ulong DropoutOffset, ulong LabelOffset,
+        int LoaderEpoch, int LoaderIndex, ulong LoaderOffset);
+
+    private const int RankFields = 9;
+
+    // All ranks' states on every rank (an all-reduce of a zero-filled table in which each rank fills its own row).
+    private RankState[] GatherRankStates()
+    {
+        var ls = Loader.State;
+        var table = new double[_comm.Size * RankFields];
+        double[] mine = [_comm.Rank, _shardFirst, _shardCount, _noiseGen.Offset, _dropoutGen.Offset, _labelGen.Offset, ls.Epoch, ls.Index, ls.GeneratorOffset];
+        mine.CopyTo(table, _comm.Rank * RankFields);
+        _comm.AllReduceSum(table);
+        var states = new RankState[_comm.Size];
+        for (int r = 0; r < _comm.Size; r++)
+        {
+            var v = table.AsSpan(r * RankFields, RankFields);
+            states[r] = new RankState((int)v[0], (int)v[1], (int)v[2], (ulong)v[3], (ulong)v[4], (ulong)v[5], (int)v[6], (int)v[7], (ulong)v[8]);
+            if (states[r] with { Rank = 0, ShardFirst = 0, ShardCount = 0 } != states[0] with { Rank = 0, ShardFirst = 0, ShardCount = 0 })
+                throw new InvalidOperationException($"Rank {r}'s random streams or data order ({states[r]}) differ from rank 0's ({states[0]}); the ranks no longer train the same global batches.");
+        }
+        return states;
+    }
+
+    // Throws on every rank when the ranks hold different values of a quantity that must agree.
+    private void CheckRanksAgree(string what, long value)
+    {
+        if (_comm.Size == 1) return;
+        var mm = new double[_comm.Size];
+        mm[_comm.Rank] = value;
+        _comm.AllReduceSum(mm);
+        if (mm.Any(x => x != value))
+            throw new InvalidOperationException($"The ranks disagree on the {what}: {string.Join(", ", mm.Select((x, r) => $"rank {r}: {x}"))}.");
+    }
+
+    // True on every rank when any rank's flag is set (so all ranks stop at the same step).
+    private bool AnyRank(bool flag)
+    {
+        if (_comm.Size == 1) return flag;
+        var v = new[] { flag ? 1.0 : 0.0 };
+        _comm.AllReduceSum(v);
+        return v[0] > 0;
+    }
 }
 
 /// <summary>What a trained model folder says about its classes (written beside unet/ and scheduler/).</summary>
