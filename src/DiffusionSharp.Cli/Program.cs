@@ -9,10 +9,14 @@ public static class Program
     /// <summary>Global option: kernel threads (also env DIFFUSIONSHARP_THREADS).</summary>
     public static readonly Option<int?> ThreadsOption = new("--threads") { Description = "Kernel threads (default: DIFFUSIONSHARP_THREADS or all cores)", Recursive = true };
 
+    /// <summary>Global option: 3x3 convolution algorithm (also env DIFFUSIONSHARP_CONV).</summary>
+    public static readonly Option<string?> ConvOption = new("--conv") { Description = "3x3 convolutions: winograd2 (default, PyTorch-level float32 error), winograd4 (faster, less accurate) or direct (default: DIFFUSIONSHARP_CONV or winograd2)", Recursive = true };
+
     public static int Main(string[] args)
     {
         var root = new RootCommand("DiffusionSharp: train, sample and evaluate diffusion models in .NET.");
         root.Options.Add(ThreadsOption);
+        root.Options.Add(ConvOption);
         root.Subcommands.Add(SampleCommand.Create());
         root.Subcommands.Add(TrainCommand.Create());
         root.Subcommands.Add(EditCommands.Img2Img());
@@ -32,6 +36,13 @@ public static class Program
             DiffusionSharp.Runtime.Threading.Threads = t;
         }
         if (DiffusionSharp.Runtime.Mpi.LaunchedByMpirun) return RunUnderMpi(parse, threads == null);
+        try
+        {
+            if (parse.GetValue(ConvOption) is string conv)
+                DiffusionSharp.Tensors.Kernels.Convolution.Algorithm = DiffusionSharp.Tensors.Kernels.Convolution.ParseAlgorithm(conv, "--conv");
+            else _ = DiffusionSharp.Tensors.Kernels.Convolution.Algorithm;   // a bad DIFFUSIONSHARP_CONV fails here, named
+        }
+        catch (ArgumentException e) { Console.Error.WriteLine($"error: {e.Message}"); return 2; }
         try
         {
             return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });

@@ -21,19 +21,71 @@ public readonly record struct ConvShape(int N, int Cin, int H, int W, int Cout, 
     public double ForwardFlops => 2.0 * N * Cout * K * P;
 }
 
+/// <summary>How <see cref="Convolution"/> computes 3x3 stride-1 layers with at least 16 input and output channels.</summary>
+public enum ConvAlgorithm
+{
+    /// <summary>Winograd F(2x2, 3x3) with blocked channel sums: 2.25x fewer multiply-adds than direct convolution and a float32
+    /// error no larger than PyTorch's direct convolution (README, Winograd accuracy). The default.</summary>
+    Winograd2,
+    /// <summary>Winograd F(4x4, 3x3): 4x fewer multiply-adds, but 4-10x PyTorch float32's error.</summary>
+    Winograd4,
+    /// <summary>Direct convolution (im2col and GEMM) for every layer: the plain float32 sum of products.</summary>
+    Direct,
+}
+
 /// <summary>
 /// Convolution kernels built on <see cref="Gemm"/>: per image Y = W [Cout x K] * col [K x P] with im2col,
 /// backward data via W^T * dY and col2im, backward weight via dY * col^T; images are spread over threads.
 /// </summary>
 public static unsafe class Convolution
 {
+    /// <summary>Environment variable that sets the initial <see cref="Algorithm"/>: winograd2, winograd4 or direct.</summary>
+    public const string AlgorithmVariable = "DIFFUSIONSHARP_CONV";
+
+    private static ConvAlgorithm? _algorithm;
+
+    /// <summary>
+    /// The algorithm for 3x3 stride-1 layers (others always run direct); starts from <see cref="AlgorithmVariable"/>, else
+    /// <see cref="ConvAlgorithm.Winograd2"/>. Process-wide: set it before running a model, not during.
+    /// </summary>
+    public static ConvAlgorithm Algorithm
+    {
+        get => _algorithm ??= ParseAlgorithm(Environment.GetEnvironmentVariable(AlgorithmVariable), AlgorithmVariable);
+        set => _algorithm = value;
+    }
+
+    /// <summary>Parses winograd2 | winograd4 | direct (case-insensitive; null or empty: winograd2); <paramref name="source"/> names the setting in errors.</summary>
+    public static ConvAlgorithm ParseAlgorithm(string? value, string source) => value?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "winograd2" => ConvAlgorithm.Winograd2,
+        "winograd4" => ConvAlgorithm.Winograd4,
+        "direct" => ConvAlgorithm.Direct,
+        _ => throw new ArgumentException($"{source} must be winograd2, winograd4 or direct, got '{value}'."),
+    };
+
+    private static long _flopsMilli;
+
+    /// <summary>Floating-point operations the convolution GEMMs have executed in this process (Winograd counted by its own GEMMs).</summary>
+    public static double ExecutedFlops => Interlocked.Read(ref _flopsMilli) * 1e3;
+
+    private static void Count(double flops) => Interlocked.Add(ref _flopsMilli, (long)(flops / 1e3));
+
+    // Winograd tile for s under the current algorithm, or 0 for direct convolution.
+    private static int WinogradTile(in ConvShape s, ConvAlgorithm algorithm) => algorithm switch
+    {
+        ConvAlgorithm.Direct => 0,
+        _ when !Winograd.Applies(s) => 0,
+        ConvAlgorithm.Winograd4 => 4,
+        _ => 2,
+    };
+
     /// <summary>y[N, Cout, Ho, Wo] = conv(x, w) + bias.</summary>
     public static void Forward(in ConvShape s, ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> bias, Span<float> y)
     {
         Check(s, x.Length, w.Length, y.Length, "y");
         if (!bias.IsEmpty && bias.Length != s.Cout) throw new ArgumentException($"Conv bias must have {s.Cout} elements, got {bias.Length}.");
         fixed (float* px = x, pw = w, pb = bias, py = y)
-            Forward(s, px, pw, bias.IsEmpty ? null : pb, py);
+            Forward(s, px, pw, bias.IsEmpty ? null : pb, py, Algorithm);
     }
 
     private static void Check(in ConvShape s, int xLen, int wLen, int yLen, string yName)
@@ -60,9 +112,11 @@ public static unsafe class Convolution
         return rows;
     }
 
-    internal static void Forward(ConvShape s, float* x, float* w, float* bias, float* y)
+    internal static void Forward(ConvShape s, float* x, float* w, float* bias, float* y, ConvAlgorithm algorithm)
     {
-        if (Winograd.Applies(s)) { Winograd.Forward(s, x, w, bias, y); return; }
+        int tile = WinogradTile(s, algorithm);
+        if (tile > 0) { Count(Winograd.GemmFlops(s, tile)); Winograd.Forward(s, tile, x, w, bias, y); return; }
+        Count(s.ForwardFlops);
         int K = s.K, P = s.P, Cout = s.Cout, Wo = s.Wo;
         int rows = ChunkRows(s);
         nint px = (nint)x, pw = (nint)w, pb = (nint)bias, py = (nint)y;
@@ -111,10 +165,10 @@ public static unsafe class Convolution
         if (!gw.IsEmpty && gw.Length < (long)s.Cout * s.K) throw new ArgumentException($"Conv grad_weight too small: {gw.Length}.");
         if (!gb.IsEmpty && gb.Length < s.Cout) throw new ArgumentException($"Conv grad_bias too small: {gb.Length}.");
         fixed (float* px = x, pw = w, pgy = gy, pgx = gx, pgw = gw, pgb = gb)
-            Backward(s, px, pw, pgy, gx.IsEmpty ? null : pgx, gw.IsEmpty ? null : pgw, gb.IsEmpty ? null : pgb);
+            Backward(s, px, pw, pgy, gx.IsEmpty ? null : pgx, gw.IsEmpty ? null : pgw, gb.IsEmpty ? null : pgb, Algorithm);
     }
 
-    internal static void Backward(ConvShape s, float* x, float* w, float* gy, float* gx, float* gw, float* gb)
+    internal static void Backward(ConvShape s, float* x, float* w, float* gy, float* gx, float* gw, float* gb, ConvAlgorithm algorithm)
     {
         int K = s.K, P = s.P, Cout = s.Cout, inSize = s.Cin * s.H * s.W;
         if (gb != null)
@@ -124,12 +178,14 @@ public static unsafe class Convolution
         }
         if (gx == null && gw == null) return;
         if (s.N == 0) { if (gw != null) new Span<float>(gw, Cout * K).Clear(); return; }
-        if (Winograd.Applies(s))
+        int tile = WinogradTile(s, algorithm);
+        if (tile > 0)
         {
-            if (gx != null) Winograd.BackwardData(s, w, gy, gx);
-            if (gw != null) Winograd.BackwardWeight(s, x, gy, gw);
+            if (gx != null) { Count(Winograd.GemmFlops(new ConvShape(s.N, s.Cout, s.Ho, s.Wo, s.Cin, 3, 3, 1, 2 - s.Pad), tile)); Winograd.BackwardData(s, tile, w, gy, gx); }
+            if (gw != null) { Count(Winograd.GemmFlops(s, tile)); Winograd.BackwardWeight(s, tile, x, gy, gw); }
             return;
         }
+        Count(s.ForwardFlops * ((gx != null ? 1 : 0) + (gw != null ? 1 : 0)));
         bool batch = BatchParallel(s);
         int chunks = batch ? Math.Min(Threading.Threads, s.N) : 1;
         // Each chunk accumulates dW^T [K x Cout] = sum_n col_n [K x P] * dY_n^T [P x Cout] (or dW = dY * col^T when K < Cout):
@@ -231,10 +287,20 @@ public static unsafe class Convolution
             }
     }
 
+    /// <summary>Long sums (over Cin*kh*kw, Cout or pixels) run in blocks of this many terms, each summed in registers and then added to C.</summary>
+    internal const int SumBlock = 64;
+
+    // C = op(A) op(B) + beta C with blocked summation over k (keeps the float32 error of long sums near PyTorch's).
     private static void Mm(bool serial, bool tA, bool tB, int m, int n, int k, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
     {
-        if (serial) Gemm.SgemmSerial(tA, tB, m, n, k, 1f, a, lda, b, ldb, beta, c, ldc);
-        else Gemm.Sgemm(tA, tB, m, n, k, 1f, a, lda, b, ldb, beta, c, ldc);
+        for (int p = 0; p < Math.Max(k, 1); p += SumBlock)
+        {
+            int kb = Math.Min(SumBlock, k - p);
+            float* ap = tA ? a + (nint)p * lda : a + p, bp = tB ? b + p : b + (nint)p * ldb;
+            float bt = p == 0 ? beta : 1f;
+            if (serial) Gemm.SgemmSerial(tA, tB, m, n, kb, 1f, ap, lda, bp, ldb, bt, c, ldc);
+            else Gemm.Sgemm(tA, tB, m, n, kb, 1f, ap, lda, bp, ldb, bt, c, ldc);
+        }
     }
 
     /// <summary>Unfolds output rows [oh0, oh1) of one image [Cin, H, W] into col [Cin*kh*kw, (oh1-oh0)*Wo] (zeros where the window hits padding).</summary>

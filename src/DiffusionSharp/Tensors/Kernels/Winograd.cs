@@ -5,14 +5,18 @@ using DiffusionSharp.Runtime;
 namespace DiffusionSharp.Tensors.Kernels;
 
 /// <summary>
-/// Winograd F(4x4, 3x3) convolution for 3x3 stride-1 layers (Lavin and Gray 2016): each 6x6 input tile d and 3x3 filter g
-/// give the 4x4 output Y = A^T [(G g G^T) . (B^T d B)] A, so the channel sums become 36 GEMMs with 4x fewer multiply-adds
-/// than im2col. Data are staged channel-last so every transform runs on 8-channel vectors.
+/// Winograd F(m x m, 3x3) convolution for 3x3 stride-1 layers (Lavin and Gray 2016), m = 2 or 4: each (m+2)^2 input tile d
+/// and 3x3 filter g give the m x m output Y = A^T [(G g G^T) . (B^T d B)] A, so the channel sums become (m+2)^2 GEMMs with
+/// 2.25x (m = 2) or 4x (m = 4) fewer multiply-adds than im2col. Data are staged channel-last so every transform runs on
+/// 8-channel vectors. The channel sums are blocked (<see cref="SumBlock"/>): with F(2x2) this keeps the float32 error at or
+/// below direct convolution's, while F(4x4)'s larger transform coefficients amplify it several times.
 /// </summary>
 internal static unsafe class Winograd
 {
     private const int Lanes = 8;
-    private const int Xi = 36;
+
+    /// <summary>Channel (or tile) sums run in blocks of this many terms, each summed in registers and then added to the total.</summary>
+    internal const int SumBlock = 16;
 
     /// <summary>Smallest input and output channel count for which the transforms pay off.</summary>
     internal const int MinChannels = 16;
@@ -29,13 +33,38 @@ internal static unsafe class Winograd
 
     private static int RoundUp(int v, int m) => (v + m - 1) / m * m;
 
-    // Tile grid of one image: th x tw tiles of 4x4 outputs.
-    private readonly record struct Grid(int Th, int Tw)
+    // Tile grid of one image: th x tw tiles of m x m outputs, each read from an (m+2) x (m+2) window.
+    private readonly record struct Grid(int Th, int Tw, int M)
     {
         public int PerImage => Th * Tw;
+        public int A => M + 2;
+        public int Xi => (M + 2) * (M + 2);
     }
 
-    private static Grid GridOf(in ConvShape s) => new((s.Ho + 3) / 4, (s.Wo + 3) / 4);
+    private static Grid GridOf(in ConvShape s, int m) => new((s.Ho + m - 1) / m, (s.Wo + m - 1) / m, m);
+
+    private static void CheckTile(int m)
+    {
+        if (m != 2 && m != 4) throw new ArgumentOutOfRangeException(nameof(m), $"Winograd output tile must be 2 or 4, got {m}.");
+    }
+
+    /// <summary>Multiply-adds times two that the (m+2)^2 GEMMs of one Winograd pass of <paramref name="s"/> execute.</summary>
+    internal static double GemmFlops(in ConvShape s, int m)
+    {
+        var g = GridOf(s, m);
+        return 2.0 * g.Xi * s.N * g.PerImage * s.Cin * s.Cout;
+    }
+
+    // C (+)= op(A) B over k in blocks of SumBlock: op(A) is A [m x k] (lda) or, when tA, A [k x m]; B is [k x n] (ldb).
+    private static void BlockedGemm(bool tA, int m, int n, int k, float* a, int lda, float* b, int ldb, bool accumulate, float* c, int ldc)
+    {
+        for (int p = 0; p < k; p += SumBlock)
+        {
+            int kb = Math.Min(SumBlock, k - p);
+            float* ap = tA ? a + (nint)p * lda : a + p;
+            Gemm.SgemmSerial(tA, false, m, n, kb, 1f, ap, lda, b + (nint)p * ldb, ldb, accumulate || p > 0 ? 1f : 0f, c, ldc);
+        }
+    }
 
     // Tiles per chunk: a multiple of the GEMM row tile, and small enough that every thread gets work.
     private static int ChunkSize(int total, int chunkTiles)
@@ -45,45 +74,43 @@ internal static unsafe class Winograd
         return Math.Max(6, Math.Min(tc, perThread));
     }
 
-    /// <summary>y = conv(x, w) + bias for a 3x3 stride-1 layer (<see cref="Applies"/> must hold).</summary>
-    internal static void Forward(ConvShape s, float* x, float* w, float* bias, float* y, int chunkTiles = DefaultChunkTiles) =>
-        Convolve(s, x, w, s.Cout, s.Cin, flip: false, bias, y, chunkTiles);
+    /// <summary>y = conv(x, w) + bias for a 3x3 stride-1 layer (<see cref="Supports"/> must hold) with output tiles m x m.</summary>
+    internal static void Forward(ConvShape s, int m, float* x, float* w, float* bias, float* y, int chunkTiles = DefaultChunkTiles) =>
+        Convolve(s, m, x, w, s.Cout, s.Cin, flip: false, bias, y, chunkTiles);
 
     /// <summary>gx = conv^T(gy, w) for a 3x3 stride-1 layer: a Winograd convolution of gy with the flipped, transposed filters.</summary>
-    internal static void BackwardData(ConvShape s, float* w, float* gy, float* gx, int chunkTiles = DefaultChunkTiles) =>
-        Convolve(new ConvShape(s.N, s.Cout, s.Ho, s.Wo, s.Cin, 3, 3, 1, 2 - s.Pad), gy, w, s.Cout, s.Cin, flip: true, null, gx, chunkTiles);
+    internal static void BackwardData(ConvShape s, int m, float* w, float* gy, float* gx, int chunkTiles = DefaultChunkTiles) =>
+        Convolve(new ConvShape(s.N, s.Cout, s.Ho, s.Wo, s.Cin, 3, 3, 1, 2 - s.Pad), m, gy, w, s.Cout, s.Cin, flip: true, null, gx, chunkTiles);
 
     // One Winograd convolution of x (layout t) with the [wOut, wIn, 3, 3] filters w, flipped and transposed when flip.
-    private static void Convolve(ConvShape t, float* x, float* w, int wOut, int wIn, bool flip, float* bias, float* y, int chunkTiles)
+    private static void Convolve(ConvShape t, int m, float* x, float* w, int wOut, int wIn, bool flip, float* bias, float* y, int chunkTiles)
     {
+        CheckTile(m);
         int cinP = RoundUp(t.Cin, Lanes), coutP = RoundUp(t.Cout, Lanes);
-        var u = TensorPool.Rent(Xi * t.Cin * t.Cout, clear: false);
-        var xp = TensorPool.Rent(PaddedInputLength(t, cinP), clear: false);
+        var grid = GridOf(t, m);
+        var u = TensorPool.Rent(grid.Xi * t.Cin * t.Cout, clear: false);
+        var xp = TensorPool.Rent(PaddedInputLength(t, grid, cinP), clear: false);
         var bp = new float[coutP];
         if (bias != null) new ReadOnlySpan<float>(bias, t.Cout).CopyTo(bp);
         try
         {
             fixed (float* pu = u, pxp = xp, pbp = bp)
             {
-                TransformWeights(w, wOut, wIn, flip, pu);
-                StageInput(t, x, cinP, pxp);
-                Run(t, pxp, cinP, pu, pbp, y, coutP, chunkTiles);
+                TransformWeights(w, wOut, wIn, flip, m, pu);
+                StageInput(t, grid, x, cinP, pxp);
+                Run(t, grid, pxp, cinP, pu, pbp, y, coutP, chunkTiles);
             }
         }
         finally { TensorPool.Return(u); TensorPool.Return(xp); }
     }
 
-    private static int PaddedInputLength(in ConvShape s, int cinP)
-    {
-        var g = GridOf(s);
-        return s.N * (g.Th * 4 + 2) * (g.Tw * 4 + 2) * cinP;
-    }
+    private static int PaddedInputLength(in ConvShape s, Grid g, int cinP) => s.N * (g.Th * g.M + 2) * (g.Tw * g.M + 2) * cinP;
 
     // u[xi][ci][co] = (G g G^T)[xi] of filter w[co][ci] (flip: of the 180-degree-rotated w[ci][co] for the data gradient);
-    // computed in double so the 1/6 and 1/24 factors round once.
-    private static void TransformWeights(float* w, int cout, int cin, bool flip, float* u)
+    // computed in double so the 1/2, 1/6 and 1/24 factors round once.
+    private static void TransformWeights(float* w, int cout, int cin, bool flip, int m, float* u)
     {
-        int rows = flip ? cout : cin, cols = flip ? cin : cout;
+        int rows = flip ? cout : cin, cols = flip ? cin : cout, a = m + 2;
         nint pw = (nint)w, pu = (nint)u;
         Threading.For(cout, 16, (c0, c1) =>
         {
@@ -96,23 +123,31 @@ internal static unsafe class Winograd
                     float* src = (float*)pw + ((nint)co * cin + ci) * 9;
                     if (flip) for (int i = 0; i < 9; i++) g[i] = src[8 - i];
                     else for (int i = 0; i < 9; i++) g[i] = src[i];
-                    // t = G g (6x3), then U = t G^T (6x6).
-                    for (int j = 0; j < 3; j++) FilterColumn(g[j], g[3 + j], g[6 + j], t + j, 3);
+                    // t = G g (a x 3), then U = t G^T (a x a).
+                    for (int j = 0; j < 3; j++) FilterColumn(m, g[j], g[3 + j], g[6 + j], t + j, 3);
                     // flip: the data-gradient layer maps cout -> cin channels, so its U is indexed [co][ci].
                     nint dst = flip ? (nint)co * cols + ci : (nint)ci * cols + co, step = (nint)rows * cols;
-                    for (int r = 0; r < 6; r++)
+                    for (int r = 0; r < a; r++)
                     {
-                        FilterColumn(t[r * 3], t[r * 3 + 1], t[r * 3 + 2], r6, 1);
-                        for (int k = 0; k < 6; k++) ((float*)pu)[(r * 6 + k) * step + dst] = (float)r6[k];
+                        FilterColumn(m, t[r * 3], t[r * 3 + 1], t[r * 3 + 2], r6, 1);
+                        for (int k = 0; k < a; k++) ((float*)pu)[(r * a + k) * step + dst] = (float)r6[k];
                     }
                 }
         });
     }
 
-    // G [g0 g1 g2]^T written with stride `ld`.
+    // G [g0 g1 g2]^T written with stride `ld`: F(2,3) G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], or F(4,3)'s 6x3 G.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void FilterColumn(double g0, double g1, double g2, double* t, int ld)
+    private static void FilterColumn(int m, double g0, double g1, double g2, double* t, int ld)
     {
+        if (m == 2)
+        {
+            t[0] = g0;
+            t[ld] = (g0 + g1 + g2) / 2;
+            t[2 * ld] = (g0 - g1 + g2) / 2;
+            t[3 * ld] = g2;
+            return;
+        }
         t[0] = g0 / 4;
         t[ld] = -(g0 + g1 + g2) / 6;
         t[2 * ld] = -(g0 - g1 + g2) / 6;
@@ -121,12 +156,9 @@ internal static unsafe class Winograd
         t[5 * ld] = g2;
     }
 
-    // xp[n][th*4+2][tw*4+2][cinP]: the zero-padded image, channel-last, covering every tile's 6x6 window.
-    private static void StageInput(in ConvShape s, float* x, int cinP, float* xp)
-    {
-        var grid = GridOf(s);
-        Stage(x, s.N, s.Cin, s.H, s.W, s.Pad, grid.Th * 4 + 2, grid.Tw * 4 + 2, cinP, xp);
-    }
+    // xp[n][th*m+2][tw*m+2][cinP]: the zero-padded image, channel-last, covering every tile's (m+2) x (m+2) window.
+    private static void StageInput(in ConvShape s, Grid grid, float* x, int cinP, float* xp) =>
+        Stage(x, s.N, s.Cin, s.H, s.W, s.Pad, grid.Th * grid.M + 2, grid.Tw * grid.M + 2, cinP, xp);
 
     // dst[n][hp][wp][cP] = src[n][c][h - pad][w - pad], zero outside the image and in channels >= C.
     private static void Stage(float* src, int N, int C, int H, int W, int pad, int hp, int wp, int cP, float* dst)
@@ -226,30 +258,31 @@ internal static unsafe class Winograd
 
     /// <summary>
     /// gw = dL/dw of a 3x3 stride-1 layer (overwritten): with V = B^T d B and Z = A dY A^T per tile, dL/dU = sum over tiles of
-    /// Z . V (36 GEMMs over the tiles) and gw = G^T (dL/dU) G.
+    /// Z . V ((m+2)^2 GEMMs over the tiles) and gw = G^T (dL/dU) G.
     /// </summary>
-    internal static void BackwardWeight(ConvShape s, float* x, float* gy, float* gw, int chunkTiles = DefaultChunkTiles)
+    internal static void BackwardWeight(ConvShape s, int m, float* x, float* gy, float* gw, int chunkTiles = DefaultChunkTiles)
     {
+        CheckTile(m);
         int cinP = RoundUp(s.Cin, Lanes), coutP = RoundUp(s.Cout, Lanes), cin = s.Cin, cout = s.Cout;
-        var grid = GridOf(s);
-        int total = s.N * grid.PerImage, tc = ChunkSize(total, chunkTiles);
+        var grid = GridOf(s, m);
+        int xi = grid.Xi, total = s.N * grid.PerImage, tc = ChunkSize(total, chunkTiles);
         int chunks = (total + tc - 1) / tc;
-        var xp = TensorPool.Rent(PaddedInputLength(s, cinP), clear: false);
-        var gyp = TensorPool.Rent(s.N * grid.PerImage * 16 * coutP, clear: false);
+        var xp = TensorPool.Rent(PaddedInputLength(s, grid, cinP), clear: false);
+        var gyp = TensorPool.Rent(s.N * grid.PerImage * m * m * coutP, clear: false);
         var partials = new List<float[]>();
         try
         {
             fixed (float* pxp = xp, pgyp = gyp)
             {
-                StageInput(s, x, cinP, pxp);
-                Stage(gy, s.N, cout, s.Ho, s.Wo, 0, grid.Th * 4, grid.Tw * 4, coutP, pgyp);
+                StageInput(s, grid, x, cinP, pxp);
+                Stage(gy, s.N, cout, s.Ho, s.Wo, 0, grid.Th * m, grid.Tw * m, coutP, pgyp);
                 nint ax = (nint)pxp, ag = (nint)pgyp;
                 var sc = s;
                 Threading.For(chunks, 1, (c0, c1) =>
                 {
-                    var v = TensorPool.Rent(Xi * tc * cinP, clear: false);
-                    var z = TensorPool.Rent(Xi * tc * coutP, clear: false);
-                    var du = TensorPool.Rent(Xi * cin * cout, clear: false);
+                    var v = TensorPool.Rent(xi * tc * cinP, clear: false);
+                    var z = TensorPool.Rent(xi * tc * coutP, clear: false);
+                    var du = TensorPool.Rent(xi * cin * cout, clear: false);
                     try
                     {
                         fixed (float* pv = v, pz = z, pdu = du)
@@ -257,11 +290,11 @@ internal static unsafe class Winograd
                             for (int c = c0; c < c1; c++)
                             {
                                 int t0 = c * tc, count = Math.Min(tc, total - t0);
-                                InputTransform(sc, grid, (float*)ax, cinP, t0, count, tc, pv);
+                                InputTransform(grid, (float*)ax, cinP, t0, count, tc, pv);
                                 GradTransform(grid, (float*)ag, coutP, t0, count, tc, pz);
-                                for (int xi = 0; xi < Xi; xi++)
-                                    Gemm.SgemmSerial(true, false, cin, cout, count, 1f, pv + (nint)xi * tc * cinP, cinP,
-                                        pz + (nint)xi * tc * coutP, coutP, c == c0 ? 0f : 1f, pdu + (nint)xi * cin * cout, cout);
+                                for (int k = 0; k < xi; k++)
+                                    BlockedGemm(true, cin, cout, count, pv + (nint)k * tc * cinP, cinP,
+                                        pz + (nint)k * tc * coutP, coutP, c != c0, pdu + (nint)k * cin * cout, cout);
                             }
                         }
                     }
@@ -269,9 +302,9 @@ internal static unsafe class Winograd
                     lock (partials) partials.Add(du);
                 });
             }
-            var sum = partials[0].AsSpan(0, Xi * cin * cout);
-            for (int i = 1; i < partials.Count; i++) Elementwise.AddInPlace(sum, partials[i].AsSpan(0, Xi * cin * cout));
-            fixed (float* pdu = partials[0]) FilterGradient(pdu, cout, cin, gw);
+            var sum = partials[0].AsSpan(0, xi * cin * cout);
+            for (int i = 1; i < partials.Count; i++) Elementwise.AddInPlace(sum, partials[i].AsSpan(0, xi * cin * cout));
+            fixed (float* pdu = partials[0]) FilterGradient(pdu, cout, cin, m, gw);
         }
         finally
         {
@@ -280,57 +313,88 @@ internal static unsafe class Winograd
         }
     }
 
-    // gw[co][ci] = G^T du[.][ci][co] G (6x6 -> 3x3).
-    private static void FilterGradient(float* du, int cout, int cin, float* gw)
+    // gw[co][ci] = G^T du[.][ci][co] G ((m+2)^2 -> 3x3), in double.
+    private static void FilterGradient(float* du, int cout, int cin, int m, float* gw)
     {
         nint step = (nint)cin * cout, pdu = (nint)du, pgw = (nint)gw;
+        int a = m + 2;
         Threading.For(cout, 16, (c0, c1) =>
         {
-            float* t = stackalloc float[18];
+            double* t = stackalloc double[18];
+            double* ur = stackalloc double[6];
+            double* o = stackalloc double[3];
             for (int co = c0; co < c1; co++)
                 for (int ci = 0; ci < cin; ci++)
                 {
                     float* u = (float*)pdu + (nint)ci * cout + co;
-                    // t = (du) G (6x3), row by row.
-                    for (int r = 0; r < 6; r++)
+                    // t = (du) G (a x 3), row by row.
+                    for (int r = 0; r < a; r++)
                     {
-                        float* ur = u + r * 6 * step;
-                        FilterRowT(ur[0], ur[step], ur[2 * step], ur[3 * step], ur[4 * step], ur[5 * step], t + r * 3, 1);
+                        for (int k = 0; k < a; k++) ur[k] = u[(r * a + k) * step];
+                        FilterRowT(m, ur, t + r * 3, 1);
                     }
                     float* g = (float*)pgw + ((nint)co * cin + ci) * 9;
-                    for (int j = 0; j < 3; j++) FilterRowT(t[j], t[3 + j], t[6 + j], t[9 + j], t[12 + j], t[15 + j], g + j, 3);
+                    for (int j = 0; j < 3; j++)
+                    {
+                        for (int r = 0; r < a; r++) ur[r] = t[r * 3 + j];
+                        FilterRowT(m, ur, o, 1);
+                        g[j] = (float)o[0]; g[3 + j] = (float)o[1]; g[6 + j] = (float)o[2];
+                    }
                 }
         });
     }
 
-    // G^T u for u of length 6, written with stride `st`.
-    private static void FilterRowT(float u0, float u1, float u2, float u3, float u4, float u5, float* o, int st)
+    // G^T u for u of length m+2, written with stride `st`.
+    private static void FilterRowT(int m, double* u, double* o, int st)
     {
-        o[0] = u0 / 4f - (u1 + u2) / 6f + (u3 + u4) / 24f;
-        o[st] = (u2 - u1) / 6f + (u3 - u4) / 12f;
-        o[2 * st] = (u3 + u4 - u1 - u2) / 6f + u5;
+        if (m == 2)
+        {
+            o[0] = u[0] + (u[1] + u[2]) / 2;
+            o[st] = (u[1] - u[2]) / 2;
+            o[2 * st] = (u[1] + u[2]) / 2 + u[3];
+            return;
+        }
+        o[0] = u[0] / 4 - (u[1] + u[2]) / 6 + (u[3] + u[4]) / 24;
+        o[st] = (u[2] - u[1]) / 6 + (u[3] - u[4]) / 12;
+        o[2 * st] = (u[3] + u[4] - u[1] - u[2]) / 6 + u[5];
     }
 
-    // z[xi][t][c] = (A dY A^T)[xi] for the 4x4 output-gradient tiles [t0, t0+count) staged channel-last in gyp.
+    // z[xi][t][c] = (A dY A^T)[xi] for the m x m output-gradient tiles [t0, t0+count) staged channel-last in gyp.
     private static void GradTransform(Grid grid, float* gyp, int coutP, int t0, int count, int tc, float* z)
     {
-        int per = grid.PerImage, wq = grid.Tw * 4, hq = grid.Th * 4;
+        int per = grid.PerImage, m = grid.M, a = grid.A, wq = grid.Tw * m, hq = grid.Th * m;
         nint plane = (nint)tc * coutP, row = (nint)wq * coutP;
         var q = stackalloc Vector256<float>[24];
         var r6 = stackalloc Vector256<float>[6];
         for (int t = 0; t < count; t++)
         {
             int gt = t0 + t, n = gt / per, ty = gt % per / grid.Tw, tx = gt % per % grid.Tw;
-            float* src = gyp + (((nint)n * hq + ty * 4) * wq + tx * 4) * coutP;
+            float* src = gyp + (((nint)n * hq + ty * m) * wq + tx * m) * coutP;
             float* dst = z + (nint)t * coutP;
             for (int c = 0; c < coutP; c += Lanes)
             {
+                if (m == 2)
+                {
+                    // q[k][j] = (A dY)[k][j] over the 2 columns j, then rows: (A dY A^T)[k][.].
+                    for (int j = 0; j < 2; j++)
+                    {
+                        float* p = src + (nint)j * coutP + c;
+                        GradRow2(Vector256.Load(p), Vector256.Load(p + row), q + j, 2);
+                    }
+                    for (int k = 0; k < 4; k++)
+                    {
+                        GradRow2(q[k * 2], q[k * 2 + 1], r6, 1);
+                        float* o = dst + c + (nint)k * 4 * plane;
+                        r6[0].Store(o); r6[1].Store(o + plane); r6[2].Store(o + 2 * plane); r6[3].Store(o + 3 * plane);
+                    }
+                    continue;
+                }
                 for (int j = 0; j < 4; j++)
                 {
                     float* p = src + (nint)j * coutP + c;
                     GradRow(Vector256.Load(p), Vector256.Load(p + row), Vector256.Load(p + 2 * row), Vector256.Load(p + 3 * row), q + j, 4);
                 }
-                for (int k = 0; k < 6; k++)
+                for (int k = 0; k < a; k++)
                 {
                     var r = q + k * 4;
                     GradRow(r[0], r[1], r[2], r[3], r6, 1);
@@ -340,6 +404,16 @@ internal static unsafe class Winograd
                 }
             }
         }
+    }
+
+    // A y for y of length 2 (transpose of the F(2,3) output transform A^T = [1 1 1 0; 0 1 -1 -1]), written with stride `st`.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void GradRow2(Vector256<float> y0, Vector256<float> y1, Vector256<float>* o, int st)
+    {
+        o[0] = y0;
+        o[st] = y0 + y1;
+        o[2 * st] = y0 - y1;
+        o[3 * st] = -y1;
     }
 
     // A y for y of length 4 (transpose of the output transform), written with stride `st`.
@@ -357,58 +431,74 @@ internal static unsafe class Winograd
         o[5 * st] = y3;
     }
 
-    // Every tile chunk: input transform, 36 GEMMs against u, output transform into y (NCHW) with bias.
-    private static void Run(ConvShape s, float* xp, int cinP, float* u, float* bias, float* y, int coutP, int chunkTiles)
+    // Every tile chunk: input transform, (m+2)^2 GEMMs against u, output transform into y (NCHW) with bias.
+    private static void Run(ConvShape s, Grid grid, float* xp, int cinP, float* u, float* bias, float* y, int coutP, int chunkTiles)
     {
-        var grid = GridOf(s);
-        int total = s.N * grid.PerImage, tc = ChunkSize(total, chunkTiles);
+        int xi = grid.Xi, total = s.N * grid.PerImage, tc = ChunkSize(total, chunkTiles);
         int chunks = (total + tc - 1) / tc;
         nint pxp = (nint)xp, pu = (nint)u, pb = (nint)bias, py = (nint)y;
         Threading.For(chunks, 1, (c0, c1) =>
         {
-            var v = TensorPool.Rent(Xi * tc * cinP, clear: false);
-            var m = TensorPool.Rent(Xi * tc * coutP, clear: false);
+            var v = TensorPool.Rent(xi * tc * cinP, clear: false);
+            var mm = TensorPool.Rent(xi * tc * coutP, clear: false);
             try
             {
-                fixed (float* pv = v, pm = m)
+                fixed (float* pv = v, pm = mm)
                 {
                     for (int c = c0; c < c1; c++)
                     {
                         int t0 = c * tc, count = Math.Min(tc, total - t0);
-                        InputTransform(s, grid, (float*)pxp, cinP, t0, count, tc, pv);
-                        for (int xi = 0; xi < Xi; xi++)
-                            Gemm.SgemmSerial(false, false, count, s.Cout, s.Cin, 1f, pv + (nint)xi * tc * cinP, cinP,
-                                (float*)pu + (nint)xi * s.Cin * s.Cout, s.Cout, 0f, pm + (nint)xi * tc * coutP, coutP);
-                        OutputTransform(s, grid, pm, coutP, t0, count, tc, (float*)pb, (float*)py);
+                        InputTransform(grid, (float*)pxp, cinP, t0, count, tc, pv);
+                        for (int k = 0; k < xi; k++)
+                            BlockedGemm(false, count, s.Cout, s.Cin, pv + (nint)k * tc * cinP, cinP,
+                                (float*)pu + (nint)k * s.Cin * s.Cout, s.Cout, false, pm + (nint)k * tc * coutP, coutP);
+                        if (grid.M == 2) OutputTransform2(s, grid, pm, coutP, t0, count, tc, (float*)pb, (float*)py);
+                        else OutputTransform(s, grid, pm, coutP, t0, count, tc, (float*)pb, (float*)py);
                     }
                 }
             }
-            finally { TensorPool.Return(v); TensorPool.Return(m); }
+            finally { TensorPool.Return(v); TensorPool.Return(mm); }
         });
     }
 
-    // v[xi][t][c] = (B^T d B)[xi] for the 6x6 window d of tiles [t0, t0+count) over 8-channel vectors.
-    private static void InputTransform(in ConvShape s, Grid grid, float* xp, int cinP, int t0, int count, int tc, float* v)
+    // v[xi][t][c] = (B^T d B)[xi] for the (m+2) x (m+2) window d of tiles [t0, t0+count) over 8-channel vectors.
+    private static void InputTransform(Grid grid, float* xp, int cinP, int t0, int count, int tc, float* v)
     {
-        int hp = grid.Th * 4 + 2, wp = grid.Tw * 4 + 2, per = grid.PerImage;
+        int m = grid.M, a = grid.A, hp = grid.Th * m + 2, wp = grid.Tw * m + 2, per = grid.PerImage;
         nint plane = (nint)tc * cinP, row = (nint)wp * cinP;
-        var d = stackalloc Vector256<float>[Xi];
+        var d = stackalloc Vector256<float>[36];
         for (int t = 0; t < count; t++)
         {
             int gt = t0 + t, n = gt / per, ty = gt % per / grid.Tw, tx = gt % per % grid.Tw;
-            float* src = xp + (((nint)n * hp + ty * 4) * wp + tx * 4) * cinP;
+            float* src = xp + (((nint)n * hp + ty * m) * wp + tx * m) * cinP;
             float* dst = v + (nint)t * cinP;
             for (int c = 0; c < cinP; c += Lanes)
             {
+                if (m == 2)
+                {
+                    for (int j = 0; j < 4; j++)
+                    {
+                        float* p = src + (nint)j * cinP + c;
+                        InRow2(Vector256.Load(p), Vector256.Load(p + row), Vector256.Load(p + 2 * row), Vector256.Load(p + 3 * row), d + j, 4);
+                    }
+                    for (int r = 0; r < 4; r++)
+                    {
+                        var q = d + r * 4;
+                        InRow2(q[0], q[1], q[2], q[3], q, 1);
+                        float* o = dst + c + (nint)r * 4 * plane;
+                        q[0].Store(o); q[1].Store(o + plane); q[2].Store(o + 2 * plane); q[3].Store(o + 3 * plane);
+                    }
+                    continue;
+                }
                 // Columns: d[r][j] <- (B^T d)[r][j].
-                for (int j = 0; j < 6; j++)
+                for (int j = 0; j < a; j++)
                 {
                     float* p = src + (nint)j * cinP + c;
                     InRow(Vector256.Load(p), Vector256.Load(p + row), Vector256.Load(p + 2 * row), Vector256.Load(p + 3 * row),
                         Vector256.Load(p + 4 * row), Vector256.Load(p + 5 * row), d + j, 6);
                 }
                 // Rows: (B^T d) B.
-                for (int r = 0; r < 6; r++)
+                for (int r = 0; r < a; r++)
                 {
                     var q = d + r * 6;
                     InRow(q[0], q[1], q[2], q[3], q[4], q[5], q, 1);
@@ -418,6 +508,16 @@ internal static unsafe class Winograd
                 }
             }
         }
+    }
+
+    // B^T x for x of length 4 (F(2,3): B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]), written with stride `st`.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void InRow2(Vector256<float> x0, Vector256<float> x1, Vector256<float> x2, Vector256<float> x3, Vector256<float>* o, int st)
+    {
+        o[0] = x0 - x2;
+        o[st] = x1 + x2;
+        o[2 * st] = x2 - x1;
+        o[3 * st] = x1 - x3;
     }
 
     // B^T x for x of length 6 (Lavin and Gray's F(4,3) input transform), written with stride `st`.
@@ -492,6 +592,66 @@ internal static unsafe class Winograd
                 }
             }
         }
+    }
+
+    // F(2,3) output: y tiles = A^T m A (+ bias) with A^T = [1 1 1 0; 0 1 -1 -1], clipped to the output and scattered to NCHW.
+    private static void OutputTransform2(in ConvShape s, Grid grid, float* m, int coutP, int t0, int count, int tc, float* bias, float* y)
+    {
+        int per = grid.PerImage, Ho = s.Ho, Wo = s.Wo, P = Ho * Wo, Cout = s.Cout;
+        nint plane = (nint)tc * coutP;
+        var q = stackalloc Vector256<float>[8];
+        float* tile = stackalloc float[4 * Lanes + 8];
+        tile = (float*)(((nint)tile + 31) & ~(nint)31);
+        for (int t = 0; t < count; t++)
+        {
+            int gt = t0 + t, n = gt / per, ty = gt % per / grid.Tw, tx = gt % per % grid.Tw;
+            int oh0 = ty * 2, ow0 = tx * 2, rows = Math.Min(2, Ho - oh0), cols = Math.Min(2, Wo - ow0);
+            float* src = m + (nint)t * coutP;
+            float* yn = y + (nint)n * Cout * P + (nint)oh0 * Wo + ow0;
+            for (int c = 0; c < coutP; c += Lanes)
+            {
+                // Columns: q[i][j] = (A^T m)[i][j] for i < 2.
+                for (int j = 0; j < 4; j++)
+                {
+                    float* p = src + c + (nint)j * plane;
+                    var x0 = Vector256.Load(p); var x1 = Vector256.Load(p + 4 * plane);
+                    var x2 = Vector256.Load(p + 8 * plane); var x3 = Vector256.Load(p + 12 * plane);
+                    q[j] = x0 + x1 + x2;
+                    q[4 + j] = x1 - x2 - x3;
+                }
+                var bv = Vector256.Load(bias + c);
+                var v0 = q[0] + q[1] + q[2] + bv; var v1 = q[1] - q[2] - q[3] + bv;
+                var v2 = q[4] + q[5] + q[6] + bv; var v3 = q[5] - q[6] - q[7] + bv;
+                int lanes = Math.Min(Lanes, Cout - c);
+                if (lanes == Lanes && rows == 2 && cols == 2)
+                {
+                    // One 8x8 transpose (four rows used) gives each channel its (y00 y01 y10 y11) in the low half.
+                    var z = Vector256<float>.Zero;
+                    Vector256<float> v4 = z, v5 = z, v6 = z, v7 = z;
+                    Transpose8x8(ref v0, ref v1, ref v2, ref v3, ref v4, ref v5, ref v6, ref v7);
+                    float* yr = yn + (nint)c * P;
+                    Store2x2(v0, yr, Wo); Store2x2(v1, yr + P, Wo); Store2x2(v2, yr + 2 * P, Wo); Store2x2(v3, yr + 3 * P, Wo);
+                    Store2x2(v4, yr + 4 * P, Wo); Store2x2(v5, yr + 5 * P, Wo); Store2x2(v6, yr + 6 * P, Wo); Store2x2(v7, yr + 7 * P, Wo);
+                    continue;
+                }
+                v0.Store(tile); v1.Store(tile + Lanes); v2.Store(tile + 2 * Lanes); v3.Store(tile + 3 * Lanes);
+                for (int l = 0; l < lanes; l++)
+                {
+                    float* yc = yn + (nint)(c + l) * P;
+                    for (int i = 0; i < rows; i++)
+                        for (int j = 0; j < cols; j++) yc[i * Wo + j] = tile[(i * 2 + j) * Lanes + l];
+                }
+            }
+        }
+    }
+
+    // (y00 y01 y10 y11) from the low half of v: two outputs at y, two one image row below.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store2x2(Vector256<float> v, float* y, int wo)
+    {
+        var lo = v.GetLower().AsUInt64();
+        Unsafe.WriteUnaligned(y, lo.GetElement(0));
+        Unsafe.WriteUnaligned(y + wo, lo.GetElement(1));
     }
 
     // Two output rows of 4: the low half at y, the high half one image row below.
