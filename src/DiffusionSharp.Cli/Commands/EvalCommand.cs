@@ -61,7 +61,7 @@ public static class EvalCommand
         int s = pipe.Unet.Config.SampleSize ?? 32;
         var ds = Datasets.Open(dataName, new DatasetOptions { Train = false, Size = s, Channels = pipe.Unet.Config.InChannels });
         int n = count <= 0 ? ds.Count : Math.Min(count, ds.Count), bs = Math.Max(1, batch);
-        var diffusion = pipe.CreateGaussianDiffusion(pipe.SchedulerConfig.GetInt("num_train_timesteps", 1000));
+        var diffusion = pipe.CreateGaussianDiffusion(pipe.NoiseOptions.NumTrainTimesteps);
         if (strata < 0 || strata > diffusion.NumTimesteps - 1)
             throw new ArgumentException($"--timesteps must be 0 (full chain) or 1..{diffusion.NumTimesteps - 1}, got {strata}.");
         var noise = new NoiseSource(new Generator(seed));

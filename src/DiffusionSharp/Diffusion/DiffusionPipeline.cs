@@ -38,11 +38,7 @@ public sealed class NonFiniteSampleException(string message) : InvalidOperationE
 public sealed class DiffusionPipeline
 {
     /// <summary>Names accepted by <see cref="SampleRequest.Sampler"/>.</summary>
-    public static readonly IReadOnlyList<string> SamplerNames = new[]
-    {
-        "dpmpp", "dpmpp-sde", "ddim", "ddpm", "euler", "euler-ancestral", "heun",
-        "k-euler", "k-euler-ancestral", "k-heun", "k-dpm2", "k-lms", "k-dpmpp-2m", "k-dpmpp-2m-sde",
-    };
+    public static readonly IReadOnlyList<string> SamplerNames = SamplerRegistry.Names;
 
     /// <summary>Largest accepted <see cref="SampleRequest.Steps"/> (the k-samplers allocate one sigma per step).</summary>
     public const int MaxSteps = 100_000;
@@ -59,14 +55,16 @@ public sealed class DiffusionPipeline
     /// <summary>Class names in label order (may be empty).</summary>
     public IReadOnlyList<string> ClassNames { get; }
 
-    private readonly string _schedulerJson;
-
     /// <summary>Wraps a model and its scheduler config (diffusers scheduler_config.json text).</summary>
     public DiffusionPipeline(UNet2DModel unet, string schedulerConfigJson, int? nullClass = null, IReadOnlyList<string>? classNames = null)
+        : this(unet, SchedulerConfig.Parse(schedulerConfigJson), nullClass, classNames) { }
+
+    /// <summary>Wraps a model and its parsed scheduler config; the noise-process settings are validated here.</summary>
+    public DiffusionPipeline(UNet2DModel unet, SchedulerConfig schedulerConfig, int? nullClass = null, IReadOnlyList<string>? classNames = null)
     {
         Unet = unet;
-        _schedulerJson = schedulerConfigJson;
-        SchedulerConfig = SchedulerConfig.Parse(schedulerConfigJson);
+        SchedulerConfig = schedulerConfig;
+        NoiseOptions = schedulerConfig.Bind<SchedulerOptions>();
         NullClass = nullClass;
         ClassNames = classNames ?? Array.Empty<string>();
     }
@@ -81,7 +79,7 @@ public sealed class DiffusionPipeline
         string unetDir = Directory.Exists(Path.Combine(directory, "unet")) ? Path.Combine(directory, "unet") : directory;
         var unet = UNet2DModel.FromPretrained(unetDir);
         var schedPath = Path.Combine(directory, "scheduler", "scheduler_config.json");
-        var config = File.Exists(schedPath) ? File.ReadAllText(schedPath) : "{\"_class_name\": \"DDPMScheduler\"}";
+        var config = File.Exists(schedPath) ? SchedulerConfig.Load(schedPath) : SchedulerConfig.Parse("{\"_class_name\": \"DDPMScheduler\"}");
         int? nullClass = null;
         string[] names = Array.Empty<string>();
         var infoPath = Path.Combine(directory, "model_info.json");
@@ -103,52 +101,31 @@ public sealed class DiffusionPipeline
     }
 
     /// <summary>Builds the diffusers-style scheduler <paramref name="name"/> over this model's training schedule.</summary>
-    public Scheduler CreateScheduler(string name, double eta = 0) => name switch
-    {
-        "dpmpp" => new DPMSolverMultistepScheduler(SchedulerConfig),
-        "dpmpp-sde" => new DPMSolverMultistepScheduler(WithKey("algorithm_type", "\"sde-dpmsolver++\"")),
-        "ddim" => new DDIMScheduler(SchedulerConfig) { Eta = eta },
-        "ddpm" => new DDPMScheduler(SchedulerConfig),
-        "euler" => new EulerDiscreteScheduler(SchedulerConfig),
-        "euler-ancestral" => new EulerAncestralDiscreteScheduler(SchedulerConfig),
-        "heun" => new HeunDiscreteScheduler(SchedulerConfig),
-        _ => throw new ArgumentException($"Unknown scheduler '{name}'; expected one of {string.Join(", ", SamplerNames)}."),
-    };
-
-    private SchedulerConfig WithKey(string key, string jsonValue)
-    {
-        var obj = System.Text.Json.Nodes.JsonNode.Parse(_schedulerJson)!.AsObject();
-        obj[key] = System.Text.Json.Nodes.JsonNode.Parse(jsonValue);
-        return SchedulerConfig.Parse(obj.ToJsonString());
-    }
+    public Scheduler CreateScheduler(string name, double eta = 0) =>
+        (SamplerRegistry.Get(name).CreateScheduler ?? throw new ArgumentException($"'{name}' is a k-diffusion sampler, not a scheduler."))(SchedulerConfig, eta);
 
     /// <summary>
     /// The training process as a <see cref="GaussianDiffusion"/> respaced to <paramref name="steps"/> evenly spaced steps
-    /// (improved DDPM Sec. 4), with the mean and variance types the scheduler config names.
+    /// (improved DDPM Sec. 4), from the same typed settings the DDPM scheduler reads (trained betas and rescaling included).
     /// </summary>
     public GaussianDiffusion CreateGaussianDiffusion(int steps)
     {
-        int T = SchedulerConfig.GetInt("num_train_timesteps", 1000);
+        var o = SchedulerConfig.Bind<DdpmOptions>();
+        int T = o.NumTrainTimesteps;
         if (steps < 1 || steps > T) throw new ArgumentOutOfRangeException(nameof(steps), $"Steps must be in 1..{T}, got {steps}.");
-        var betas = Schedules.BetaSchedules.Create(SchedulerConfig.GetString("beta_schedule", "linear"), T,
-            SchedulerConfig.GetDouble("beta_start", 1e-4), SchedulerConfig.GetDouble("beta_end", 0.02));
-        var mean = SchedulerConfig.GetString("prediction_type", "epsilon") switch
+        var variance = o.VarianceType switch
         {
-            "epsilon" => ModelMeanType.Epsilon,
-            "sample" => ModelMeanType.StartX,
-            "v_prediction" => ModelMeanType.Velocity,
-            var other => throw new NotSupportedException($"prediction_type '{other}' is not supported."),
-        };
-        var variance = SchedulerConfig.GetString("variance_type", "fixed_small") switch
-        {
-            "fixed_large" or "fixed_large_log" => ModelVarianceType.FixedLarge,
-            "learned" => ModelVarianceType.Learned,
-            "learned_range" => ModelVarianceType.LearnedRange,
+            VarianceKind.FixedLarge or VarianceKind.FixedLargeLog => ModelVarianceType.FixedLarge,
+            VarianceKind.Learned => ModelVarianceType.Learned,
+            VarianceKind.LearnedRange => ModelVarianceType.LearnedRange,
             _ => ModelVarianceType.FixedSmall,
         };
-        var full = new GaussianDiffusion(betas, mean, variance);
+        var full = new GaussianDiffusion(o.Betas(), o.PredictionType, variance);
         return steps == T ? full : full.Respace(Schedules.DiffusionBetas.SpaceTimesteps(T, steps.ToString(System.Globalization.CultureInfo.InvariantCulture)));
     }
+
+    /// <summary>The noise process and prediction type the model was trained with.</summary>
+    public SchedulerOptions NoiseOptions { get; }
 
     /// <summary>The network as a <see cref="DenoiserModel"/> for one class label per image (or none).</summary>
     public DenoiserModel Denoiser(int? classLabel = null, double guidanceScale = 1.0)
@@ -197,8 +174,7 @@ public sealed class DiffusionPipeline
         if (request.BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(request), $"Batch size must be at least 1, got {request.BatchSize}.");
         if (!double.IsFinite(request.GuidanceScale)) throw new ArgumentOutOfRangeException(nameof(request), $"Guidance scale must be a finite number, got {request.GuidanceScale}.");
         if (!double.IsFinite(request.Eta) || request.Eta < 0) throw new ArgumentOutOfRangeException(nameof(request), $"Eta must be a finite number >= 0, got {request.Eta}.");
-        if (!SamplerNames.Contains(request.Sampler))
-            throw new ArgumentException($"Unknown sampler '{request.Sampler}'; expected one of {string.Join(", ", SamplerNames)}.");
+        SamplerRegistry.Get(request.Sampler);
         bool conditional = Unet.Config.NumClassEmbeds is int;
         if (!conditional && request.ClassLabel != null) throw new ArgumentException("This model is not class conditional; drop the class label.");
         if (request.GuidanceScale != 1.0 && NullClass == null)
@@ -296,7 +272,7 @@ public sealed class DiffusionPipeline
     /// num_train_timesteps distinct steps, so more are capped there; the k-samplers run any number.
     /// </summary>
     public int ChainSteps(string sampler, int steps) =>
-        sampler.StartsWith("k-", StringComparison.Ordinal) ? steps : Math.Min(steps, SchedulerConfig.GetInt("num_train_timesteps", 1000));
+        SamplerRegistry.Get(sampler).RunK != null ? steps : Math.Min(steps, NoiseOptions.NumTrainTimesteps);
 
     // A NaN/Inf stops sampling at the first step that shows it, before any image is written.
     private static void CheckFinite(Tensor t, string what)
@@ -309,13 +285,14 @@ public sealed class DiffusionPipeline
 
     private Tensor SampleChunk(SampleRequest req, Tensor noise, float[]? labels, Generator gen, Action<(int done, int total)> progress)
     {
-        if (req.Sampler.StartsWith("k-", StringComparison.Ordinal)) return SampleK(req, noise, labels, gen, progress);
-        var sched = CreateScheduler(req.Sampler, req.Eta);
+        var info = SamplerRegistry.Get(req.Sampler);
+        if (info.RunK != null) return SampleK(info, req, noise, labels, gen, progress);
+        var sched = info.CreateScheduler!(SchedulerConfig, req.Eta);
         sched.SetTimesteps(ChainSteps(req.Sampler, req.Steps));
         var ts = sched.Timesteps;
         var x = noise * (float)sched.InitNoiseSigma;
         noise.Dispose();
-        bool keepVariance = sched is DDPMScheduler d && d.VarianceType is "learned" or "learned_range";
+        bool keepVariance = sched is DDPMScheduler d && d.Settings.VarianceType is VarianceKind.Learned or VarianceKind.LearnedRange;
         for (int i = 0; i < ts.Count; i++)
         {
             using var xin = sched.ScaleModelInput(x, ts[i]);
@@ -333,11 +310,11 @@ public sealed class DiffusionPipeline
         return x.Clamp(-1f, 1f);
     }
 
-    private Tensor SampleK(SampleRequest req, Tensor noise, float[]? labels, Generator gen, Action<(int done, int total)> progress)
+    private Tensor SampleK(SamplerInfo info, SampleRequest req, Tensor noise, float[]? labels, Generator gen, Action<(int done, int total)> progress)
     {
         var sched = new EulerDiscreteScheduler(SchedulerConfig);
         int calls = 0;
-        int total = req.Sampler is "k-heun" or "k-dpm2" ? 2 * req.Steps - 1 : req.Steps;
+        int total = info.ModelCalls(req.Steps);
         var denoiser = DiscreteTimeDenoiser.FromScheduler(sched, (x, t) =>
         {
             CheckFinite(x, $"the sample entering network call {calls + 1} of {total} (t = {t:G4}, {req.Sampler} update)");
@@ -349,18 +326,7 @@ public sealed class DiffusionPipeline
         var sigmas = denoiser.GetSigmas(req.Steps);
         var x = noise * (float)sigmas[0];
         noise.Dispose();
-        Func<Tensor, double, Tensor> d = denoiser.Denoise;
-        Tensor result = req.Sampler switch
-        {
-            "k-euler" => KSamplers.Euler(d, x, sigmas),
-            "k-euler-ancestral" => KSamplers.EulerAncestral(d, x, sigmas, generator: gen),
-            "k-heun" => KSamplers.Heun(d, x, sigmas),
-            "k-dpm2" => KSamplers.Dpm2(d, x, sigmas),
-            "k-lms" => KSamplers.Lms(d, x, sigmas),
-            "k-dpmpp-2m" => KSamplers.DpmPP2M(d, x, sigmas),
-            "k-dpmpp-2m-sde" => KSamplers.DpmPP2MSde(d, x, sigmas, generator: gen),
-            _ => throw new ArgumentException($"Unknown sampler '{req.Sampler}'."),
-        };
+        var result = info.RunK!(denoiser.Denoise, x, sigmas, gen);
         x.Dispose();
         CheckFinite(result, $"the final sample ({req.Sampler}, {req.Steps} steps)");
         var clamped = result.Clamp(-1f, 1f);

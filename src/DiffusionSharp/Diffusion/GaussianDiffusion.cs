@@ -5,17 +5,6 @@ using static DiffusionSharp.Diffusion.DiffusionTensorOps;
 
 namespace DiffusionSharp.Diffusion;
 
-/// <summary>What the network predicts.</summary>
-public enum ModelMeanType
-{
-    /// <summary>The added noise epsilon (Ho et al. 2020).</summary>
-    Epsilon,
-    /// <summary>The clean sample x_0.</summary>
-    StartX,
-    /// <summary>v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x_0 (Salimans and Ho 2022).</summary>
-    Velocity,
-}
-
 /// <summary>How the reverse-process variance is chosen.</summary>
 public enum ModelVarianceType
 {
@@ -90,7 +79,7 @@ public sealed class GaussianDiffusion
     public int NumTimesteps => Betas.Length;
 
     /// <summary>Prediction target.</summary>
-    public ModelMeanType MeanType { get; }
+    public PredictionType MeanType { get; }
     /// <summary>Variance choice.</summary>
     public ModelVarianceType VarianceType { get; }
     /// <summary>Objective used by <see cref="TrainingLosses"/>.</summary>
@@ -101,7 +90,7 @@ public sealed class GaussianDiffusion
     public double? MinSnrGamma { get; init; }
 
     /// <summary>Builds the process tables from <paramref name="betas"/>.</summary>
-    public GaussianDiffusion(double[] betas, ModelMeanType meanType = ModelMeanType.Epsilon,
+    public GaussianDiffusion(double[] betas, PredictionType meanType = PredictionType.Epsilon,
         ModelVarianceType varianceType = ModelVarianceType.FixedSmall, DiffusionLossType lossType = DiffusionLossType.Simple,
         int[]? timestepMap = null)
     {
@@ -299,8 +288,8 @@ public sealed class GaussianDiffusion
         }
         Tensor predX0 = MeanType switch
         {
-            ModelMeanType.Epsilon => Process(PredictXStartFromEps(x, t, meanOut)),
-            ModelMeanType.Velocity => Process(PredictXStartFromV(x, t, meanOut)),
+            PredictionType.Epsilon => Process(PredictXStartFromEps(x, t, meanOut)),
+            PredictionType.VPrediction => Process(PredictXStartFromV(x, t, meanOut)),
             _ => Process(meanOut),
         };
         var eps = PredictEpsFromXStart(x, t, predX0);
@@ -416,8 +405,8 @@ public sealed class GaussianDiffusion
         double snr = Snr(t), w = Math.Min(snr, gamma);
         return MeanType switch
         {
-            ModelMeanType.Epsilon => w / snr,
-            ModelMeanType.Velocity => w / (snr + 1),
+            PredictionType.Epsilon => w / snr,
+            PredictionType.VPrediction => w / (snr + 1),
             _ => w,
         };
     }
@@ -449,8 +438,8 @@ public sealed class GaussianDiffusion
 
         Tensor target = MeanType switch
         {
-            ModelMeanType.Epsilon => noise,
-            ModelMeanType.StartX => x0,
+            PredictionType.Epsilon => noise,
+            PredictionType.Sample => x0,
             _ => VelocityFrom(x0, noise, t),
         };
         var diff = meanOut - target;

@@ -53,6 +53,13 @@ public sealed record TrainOptions
     public string BetaSchedule { get; init; } = "linear";
     /// <summary>Diffusion steps T.</summary>
     public int NumTrainTimesteps { get; init; } = 1000;
+    /// <summary>Explicit betas for t = 0..T-1, replacing <see cref="BetaSchedule"/> (diffusers' trained_betas).</summary>
+    public double[]? TrainedBetas { get; init; }
+
+    /// <summary>The noise process these options train: the one the exported scheduler config describes.</summary>
+    public DiffusionSharp.Diffusion.Schedules.NoiseScheduleOptions NoiseSchedule() => TrainedBetas != null
+        ? new() { NumTrainTimesteps = NumTrainTimesteps, TrainedBetas = TrainedBetas }
+        : DiffusionSharp.Diffusion.Schedules.NoiseScheduleOptions.ForTraining(BetaSchedule, NumTrainTimesteps);
     /// <summary>Write a checkpoint every N steps (0: only at the end and on interrupt).</summary>
     public long CheckpointEvery { get; init; } = 1000;
     /// <summary>Write a sample grid every N steps (0: never).</summary>

@@ -82,9 +82,10 @@ public sealed class Trainer
         Model.SetDropoutGenerator(_dropoutGen);
         if (_comm.Size > 1) _dropoutGen.BatchShard = (_shardFirst, _shardCount, options.BatchSize);
         Model.Train();
-        var betas = DiffusionBetas.Named(options.BetaSchedule, options.NumTrainTimesteps);
-        Diffusion = new GaussianDiffusion(betas,
-            options.VPrediction ? ModelMeanType.Velocity : ModelMeanType.Epsilon,
+        var noise = options.NoiseSchedule();
+        noise.Validate("training options");
+        Diffusion = new GaussianDiffusion(noise.Betas(),
+            options.VPrediction ? PredictionType.VPrediction : PredictionType.Epsilon,
             options.Objective == TrainObjective.Hybrid ? ModelVarianceType.LearnedRange : ModelVarianceType.FixedSmall,
             options.Objective == TrainObjective.Hybrid ? DiffusionLossType.Hybrid : DiffusionLossType.Simple)
         {
@@ -319,16 +320,19 @@ public sealed class Trainer
             ClassNames.ToArray(), Options.ClassConditional ? NumClasses : null, Options.Data, Step), new JsonSerializerOptions { WriteIndented = true }) + "\n");
     }
 
-    /// <summary>The diffusers DDPMScheduler config matching the training process.</summary>
+    /// <summary>The diffusers DDPMScheduler config of the training process: its betas are the ones trained with.</summary>
     public string SchedulerConfigJson()
     {
-        var cfg = new SortedDictionary<string, object>(StringComparer.Ordinal)
+        var noise = Options.NoiseSchedule();
+        var cfg = new SortedDictionary<string, object?>(StringComparer.Ordinal)
         {
             ["_class_name"] = "DDPMScheduler",
             ["_diffusers_version"] = "0.30.3",
-            ["beta_end"] = 0.02,
-            ["beta_schedule"] = Options.BetaSchedule == "cosine" ? "squaredcos_cap_v2" : "linear",
-            ["beta_start"] = 0.0001,
+            ["beta_end"] = noise.BetaEnd,
+            ["beta_schedule"] = noise.BetaSchedule,
+            ["beta_start"] = noise.BetaStart,
+            ["trained_betas"] = noise.TrainedBetas,
+            ["rescale_betas_zero_snr"] = noise.RescaleBetasZeroSnr,
             ["clip_sample"] = true,
             ["dynamic_thresholding_ratio"] = 0.995,
             ["num_train_timesteps"] = Options.NumTrainTimesteps,

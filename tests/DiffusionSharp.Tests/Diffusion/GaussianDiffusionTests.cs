@@ -20,7 +20,7 @@ public class GaussianDiffusionTests
         var lin100 = DiffusionBetas.Linear(100);
         Assert.Equal(1e-3, lin100[0], 15);
         Assert.Equal(0.2, lin100[99], 15);
-        var cos = DiffusionBetas.Cosine(1000);
+        var cos = BetaSchedules.SquaredCosCapV2(1000);
         double F(double t) => Math.Pow(Math.Cos((t / 1000 + 0.008) / 1.008 * Math.PI / 2), 2);
         double ab = 1;
         for (int i = 0; i < 1000; i++)
@@ -51,7 +51,7 @@ public class GaussianDiffusionTests
     [Fact]
     public void RespacingKeepsAlphaBarAtKeptSteps()
     {
-        var d = new GaussianDiffusion(DiffusionBetas.Cosine(1000));
+        var d = new GaussianDiffusion(BetaSchedules.SquaredCosCapV2(1000));
         var keep = DiffusionBetas.SpaceTimesteps(1000, "ddim25").ToArray();
         var r = d.Respace(keep);
         Assert.Equal(25, r.NumTimesteps);
@@ -93,7 +93,7 @@ public class GaussianDiffusionTests
     [Fact]
     public void EpsXStartAndVelocityConversionsRoundTrip()
     {
-        var d = new GaussianDiffusion(DiffusionBetas.Cosine(1000));
+        var d = new GaussianDiffusion(BetaSchedules.SquaredCosCapV2(1000));
         var g = new Generator(4);
         var T4 = new[] { 0, 1, 500, 900 };  // at t = 999 of the cosine table 1/sqrt(alpha_bar) ~ 1e4 amplifies float32 rounding of x_t
         var x0 = Tensor.Randn(g, 4, 5); var eps = Tensor.Randn(g, 4, 5);
@@ -116,7 +116,7 @@ public class GaussianDiffusionTests
     [Fact]
     public void LearnedRangeInterpolatesLogVariance()
     {
-        var d = new GaussianDiffusion(DiffusionBetas.Linear(1000), ModelMeanType.Epsilon, ModelVarianceType.LearnedRange);
+        var d = new GaussianDiffusion(DiffusionBetas.Linear(1000), PredictionType.Epsilon, ModelVarianceType.LearnedRange);
         var x = Tensor.Randn(new Generator(5), 4, 2);
         var outV = new float[] { 0, 0, -1, 1, 0, 0, 0.5f, -0.5f, 0, 0, 1, 1, 0, 0, -1, 0 };
         var p = d.PMeanVariance((xx, ts) => Tensor.FromArray(outV, 4, 4), x, T4);
@@ -193,7 +193,7 @@ public class GaussianDiffusionTests
     [Fact]
     public void VbTermIsDecoderAtZeroAndKlElsewhere()
     {
-        var d = new GaussianDiffusion(DiffusionBetas.Linear(1000), ModelMeanType.Epsilon, ModelVarianceType.FixedLarge);
+        var d = new GaussianDiffusion(DiffusionBetas.Linear(1000), PredictionType.Epsilon, ModelVarianceType.FixedLarge);
         var g = new Generator(8);
         var x0 = Tensor.FromArray(new float[] { -1, 0.2f, 0.5f, 1, 0, -0.3f, 0.7f, 0.1f }, 4, 2);
         var xt = d.QSample(x0, T4, Tensor.Randn(g, 4, 2));
@@ -223,14 +223,14 @@ public class GaussianDiffusionTests
     private static Tensor Param(int seed, params int[] shape) => Tensor.Randn(new Generator((ulong)seed), shape);
 
     [Theory]
-    [InlineData(ModelMeanType.Epsilon, false)]
-    [InlineData(ModelMeanType.StartX, false)]
-    [InlineData(ModelMeanType.Velocity, false)]
-    [InlineData(ModelMeanType.Epsilon, true)]
-    [InlineData(ModelMeanType.Velocity, true)]
-    public void SimpleLossMatchesTargetsAndFiniteDifferences(ModelMeanType meanType, bool minSnr)
+    [InlineData(PredictionType.Epsilon, false)]
+    [InlineData(PredictionType.Sample, false)]
+    [InlineData(PredictionType.VPrediction, false)]
+    [InlineData(PredictionType.Epsilon, true)]
+    [InlineData(PredictionType.VPrediction, true)]
+    public void SimpleLossMatchesTargetsAndFiniteDifferences(PredictionType meanType, bool minSnr)
     {
-        var d = new GaussianDiffusion(DiffusionBetas.Cosine(1000), meanType) { MinSnrGamma = minSnr ? 5.0 : null };
+        var d = new GaussianDiffusion(BetaSchedules.SquaredCosCapV2(1000), meanType) { MinSnrGamma = minSnr ? 5.0 : null };
         var g = new Generator(9);
         var x0 = Tensor.Randn(g, 4, 3); var noise = Tensor.Randn(g, 4, 3); var outp = Param(10, 4, 3);
         var loss = d.TrainingLosses((x, ts) => outp, x0, T4, noise).Loss.ToArray();
@@ -242,14 +242,14 @@ public class GaussianDiffusionTests
                 int i = b * 3 + j;
                 double target = meanType switch
                 {
-                    ModelMeanType.Epsilon => noise.Span[i],
-                    ModelMeanType.StartX => x0.Span[i],
+                    PredictionType.Epsilon => noise.Span[i],
+                    PredictionType.Sample => x0.Span[i],
                     _ => Math.Sqrt(ab) * noise.Span[i] - Math.Sqrt(1 - ab) * x0.Span[i],
                 };
                 acc += Math.Pow(outp.Span[i] - target, 2) / 3;
             }
             // min-SNR-gamma (Hang et al. 2023 Eq. 9 and Sec. 3.4): eps target weight min(snr, g)/snr, v target min(snr, g)/(snr + 1)
-            double w = !minSnr ? 1 : meanType == ModelMeanType.Epsilon ? Math.Min(snr, 5) / snr : Math.Min(snr, 5) / (snr + 1);
+            double w = !minSnr ? 1 : meanType == PredictionType.Epsilon ? Math.Min(snr, 5) / snr : Math.Min(snr, 5) / (snr + 1);
             Assert.Equal(acc * w, loss[b], 3);
         }
         GradCheck.Check(t => d.TrainingLosses((x, ts) => t[0], x0, T4, noise).Loss, new[] { outp });
@@ -258,7 +258,7 @@ public class GaussianDiffusionTests
     [Fact]
     public void HybridLossStopsVbGradientIntoTheMean()
     {
-        var hybrid = new GaussianDiffusion(DiffusionBetas.Linear(1000), ModelMeanType.Epsilon, ModelVarianceType.LearnedRange, DiffusionLossType.Hybrid);
+        var hybrid = new GaussianDiffusion(DiffusionBetas.Linear(1000), PredictionType.Epsilon, ModelVarianceType.LearnedRange, DiffusionLossType.Hybrid);
         var g = new Generator(11);
         var x0 = Tensor.FromArray(new float[] { -1, 0.2f, 0.5f, 1, 0, -0.3f, 0.7f, 0.1f }, 4, 2);
         var noise = Tensor.Randn(g, 4, 2);
@@ -296,7 +296,7 @@ public class GaussianDiffusionTests
                 Assert.True(Math.Abs(num - grad[i]) < 2e-3 + 3e-2 * Math.Abs(num), $"variance output {i}: analytic {grad[i]} vs numeric {num}");
             }
         outp.ZeroGrad();
-        var kl = new GaussianDiffusion(DiffusionBetas.Linear(1000), ModelMeanType.Epsilon, ModelVarianceType.LearnedRange, DiffusionLossType.Kl);
+        var kl = new GaussianDiffusion(DiffusionBetas.Linear(1000), PredictionType.Epsilon, ModelVarianceType.LearnedRange, DiffusionLossType.Kl);
         GradCheck.Check(t => kl.TrainingLosses((x, ts) => t[0], x0, T4, noise).Loss, new[] { outp }, eps: 1e-3, atol: 2e-2, rtol: 3e-2);
     }
 

@@ -16,7 +16,7 @@ public class GuidanceEditingTests(ITestOutputHelper output)
 {
     private const int N = 2000;
     private static readonly GaussianMixture2D Mix = GaussianMixture2D.Default();
-    private static readonly GaussianDiffusion Base = new(DiffusionBetas.Linear(1000), ModelMeanType.Epsilon, ModelVarianceType.LearnedRange);
+    private static readonly GaussianDiffusion Base = new(DiffusionBetas.Linear(1000), PredictionType.Epsilon, ModelVarianceType.LearnedRange);
     private static readonly GaussianDiffusion Spaced = Base.Respace(DiffusionBetas.SpaceTimesteps(1000, "100"));
 
     private static GaussianMixture2D Component(int k) => new(new[] { 1.0 }, new[] { Mix.Means[k] }, new[] { Mix.Covs[k] });

@@ -1,3 +1,4 @@
+using DiffusionSharp.Diffusion;
 using DiffusionSharp.Diffusion.Samplers;
 using DiffusionSharp.Diffusion.Schedulers;
 using DiffusionSharp.Diffusion.Schedules;

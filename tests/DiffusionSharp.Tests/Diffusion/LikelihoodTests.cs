@@ -61,7 +61,7 @@ public class LikelihoodTests(ITestOutputHelper output)
         var mix = GaussianMixture2D.Diagonal();
         const int n = 256;
         var x = QuantizedSample(mix, n, 9);
-        var diffusion = new GaussianDiffusion(DiffusionBetas.Linear(1000), ModelMeanType.Epsilon, ModelVarianceType.LearnedRange);
+        var diffusion = new GaussianDiffusion(DiffusionBetas.Linear(1000), PredictionType.Epsilon, ModelVarianceType.LearnedRange);
         var model = MixtureSamplingTests.OptimalLearnedRange(mix, diffusion, diffusion);
         var x0 = Tensor.FromArray(x.Select(v => (float)v).ToArray(), n, 2);
         var r = diffusion.CalcBpdLoop(model, x0, new Generator(10));
@@ -86,7 +86,7 @@ public class LikelihoodTests(ITestOutputHelper output)
         var mix = GaussianMixture2D.Diagonal();
         const int n = 16;
         var x0 = Tensor.FromArray(QuantizedSample(mix, n, 11).Select(v => (float)v).ToArray(), n, 2);
-        var diffusion = new GaussianDiffusion(DiffusionBetas.Linear(100), ModelMeanType.Epsilon, ModelVarianceType.LearnedRange);
+        var diffusion = new GaussianDiffusion(DiffusionBetas.Linear(100), PredictionType.Epsilon, ModelVarianceType.LearnedRange);
         var model = MixtureSamplingTests.OptimalLearnedRange(mix, diffusion, diffusion);
         var full = diffusion.CalcBpdLoop(model, x0, new Generator(12));
         Assert.Equal(100, full.VbTerms.GetLength(1));
@@ -122,7 +122,7 @@ public class LikelihoodTests(ITestOutputHelper output)
         var mix = GaussianMixture2D.Diagonal();
         const int n = 512;
         var x0 = Tensor.FromArray(QuantizedSample(mix, n, 14).Select(v => (float)v).ToArray(), n, 2);
-        var diffusion = new GaussianDiffusion(DiffusionBetas.Linear(1000), ModelMeanType.Epsilon, ModelVarianceType.LearnedRange);
+        var diffusion = new GaussianDiffusion(DiffusionBetas.Linear(1000), PredictionType.Epsilon, ModelVarianceType.LearnedRange);
         var model = MixtureSamplingTests.OptimalLearnedRange(mix, diffusion, diffusion);
         var full = diffusion.CalcBpdLoop(model, x0, new Generator(15)).TotalBpd;
         var est = diffusion.EstimateBpd(model, x0, new Generator(16), strata: 100, new Generator(17)).TotalBpd;

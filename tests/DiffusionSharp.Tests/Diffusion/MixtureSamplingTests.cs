@@ -72,7 +72,7 @@ public class MixtureSamplingTests(ITestOutputHelper output)
     public void Ddpm1000ReproducesMixture(ModelVarianceType variance)
     {
         var sw = Stopwatch.StartNew();
-        var diffusion = new GaussianDiffusion(DiffusionBetas.Linear(1000), ModelMeanType.Epsilon, variance);
+        var diffusion = new GaussianDiffusion(DiffusionBetas.Linear(1000), PredictionType.Epsilon, variance);
         var x = diffusion.PSampleLoop(OptimalEps(Mix, diffusion), new Shape(N, 2), new Generator(11));
         double z = Mix.AssertMatches(ToDouble(x), N, 5, $"DDPM-1000 {variance}");
         output.WriteLine($"DDPM-1000 {variance}: worst {z:F2} SE ({Mix.WorstLabel}), {sw.ElapsedMilliseconds} ms");
@@ -81,7 +81,7 @@ public class MixtureSamplingTests(ITestOutputHelper output)
     [Fact]
     public void RespacedDdpm100WithOptimalLearnedRangeReproducesMixture()
     {
-        var baseProcess = new GaussianDiffusion(DiffusionBetas.Linear(1000), ModelMeanType.Epsilon, ModelVarianceType.LearnedRange);
+        var baseProcess = new GaussianDiffusion(DiffusionBetas.Linear(1000), PredictionType.Epsilon, ModelVarianceType.LearnedRange);
         var spaced = baseProcess.Respace(DiffusionBetas.SpaceTimesteps(1000, "100"));
         Assert.Equal(100, spaced.NumTimesteps);
         var x = spaced.PSampleLoop(OptimalLearnedRange(Mix, baseProcess, spaced), new Shape(N, 2), new Generator(12));
@@ -95,7 +95,7 @@ public class MixtureSamplingTests(ITestOutputHelper output)
     {
         double Spread(ModelVarianceType v)
         {
-            var baseProcess = new GaussianDiffusion(DiffusionBetas.Linear(1000), ModelMeanType.Epsilon, v);
+            var baseProcess = new GaussianDiffusion(DiffusionBetas.Linear(1000), PredictionType.Epsilon, v);
             var spaced = baseProcess.Respace(DiffusionBetas.SpaceTimesteps(1000, "100"));
             var x = ToDouble(spaced.PSampleLoop(OptimalEps(Mix, baseProcess), new Shape(N, 2), new Generator(12)));
             double acc = 0;  // mean within-component variance (trace / 2) averaged over components by assignment

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using DiffusionSharp.Diffusion;
 using DiffusionSharp.Diffusion.Schedulers;
 using Xunit;
 

@@ -53,8 +53,8 @@ public class ToyTrainingTests(ITestOutputHelper output)
     {
         var diffusion = objective switch
         {
-            "hybrid" => new GaussianDiffusion(DiffusionBetas.Linear(1000), ModelMeanType.Epsilon, ModelVarianceType.LearnedRange, DiffusionLossType.Hybrid),
-            "minsnr" => new GaussianDiffusion(DiffusionBetas.Linear(1000), ModelMeanType.Velocity) { MinSnrGamma = 5 },
+            "hybrid" => new GaussianDiffusion(DiffusionBetas.Linear(1000), PredictionType.Epsilon, ModelVarianceType.LearnedRange, DiffusionLossType.Hybrid),
+            "minsnr" => new GaussianDiffusion(DiffusionBetas.Linear(1000), PredictionType.VPrediction) { MinSnrGamma = 5 },
             _ => new GaussianDiffusion(DiffusionBetas.Linear(1000)),
         };
         var g = new Generator(100);

@@ -12,39 +12,38 @@ public sealed class DDIMScheduler : Scheduler
     private readonly float _finalAlphaCumprod;
 
     /// <summary>Builds the scheduler from a parsed config (missing keys take diffusers' defaults).</summary>
-    public DDIMScheduler(SchedulerConfig config) : base(config, "leading")
+    public DDIMScheduler(SchedulerConfig config) : this(config, config.Bind<DdimOptions>()) { }
+
+    private DDIMScheduler(SchedulerConfig config, DdimOptions options) : base(config, options)
     {
-        ClipSample = config.GetBool("clip_sample", true);
-        ClipSampleRange = config.GetDouble("clip_sample_range", 1.0);
-        SetAlphaToOne = config.GetBool("set_alpha_to_one", true);
-        Thresholding = config.GetBool("thresholding", false);
-        DynamicThresholdingRatio = config.GetDouble("dynamic_thresholding_ratio", 0.995);
-        SampleMaxValue = config.GetDouble("sample_max_value", 1.0);
+        Settings = options;
         _finalAlphaCumprod = SetAlphaToOne ? 1f : (float)AlphasCumprodF[0];
-        TimestepsArr = new double[NumTrainTimesteps];
-        for (int i = 0; i < NumTrainTimesteps; i++) TimestepsArr[i] = NumTrainTimesteps - 1 - i;
+        TimestepsArr = AllTrainTimesteps();
     }
 
     /// <summary>Parses a diffusers <c>scheduler_config.json</c>.</summary>
     public static DDIMScheduler FromConfig(string json) => new(SchedulerConfig.Parse(json));
 
+    /// <summary>The typed settings.</summary>
+    public DdimOptions Settings { get; }
+
     /// <summary>Whether predicted x0 is clipped.</summary>
-    public bool ClipSample { get; }
+    public bool ClipSample => Settings.ClipSample;
 
     /// <summary>Clipping bound for predicted x0.</summary>
-    public double ClipSampleRange { get; }
+    public double ClipSampleRange => Settings.ClipSampleRange;
 
     /// <summary>Whether the step past t = 0 uses alpha_bar = 1 (else alpha_bar_0).</summary>
-    public bool SetAlphaToOne { get; }
+    public bool SetAlphaToOne => Settings.SetAlphaToOne;
 
     /// <summary>Whether dynamic thresholding replaces clipping.</summary>
-    public bool Thresholding { get; }
+    public bool Thresholding => Settings.Thresholding;
 
     /// <summary>Quantile of |x0| used by dynamic thresholding.</summary>
-    public double DynamicThresholdingRatio { get; }
+    public double DynamicThresholdingRatio => Settings.DynamicThresholdingRatio;
 
     /// <summary>Upper bound of the dynamic threshold.</summary>
-    public double SampleMaxValue { get; }
+    public double SampleMaxValue => Settings.SampleMaxValue;
 
     /// <summary>Noise weight eta used by <see cref="Step(Tensor, double, Tensor, Tensor?, Generator?)"/> (0 = deterministic DDIM).</summary>
     public double Eta { get; set; }
@@ -58,12 +57,7 @@ public sealed class DDIMScheduler : Scheduler
     /// <inheritdoc/>
     public override void SetTimesteps(int numInferenceSteps)
     {
-        TimestepsArr = TimestepSpacingMode switch
-        {
-            "leading" => TimestepSpacing.Leading(NumTrainTimesteps, numInferenceSteps, StepsOffset),
-            "trailing" => TimestepSpacing.Trailing(NumTrainTimesteps, numInferenceSteps),
-            _ => TimestepSpacing.Linspace(NumTrainTimesteps, numInferenceSteps, round: true),
-        };
+        TimestepsArr = SpacedTimesteps(numInferenceSteps, round: true);
         NumInferenceSteps = numInferenceSteps;
     }
 

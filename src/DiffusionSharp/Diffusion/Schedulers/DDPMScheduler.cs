@@ -12,40 +12,37 @@ public sealed class DDPMScheduler : Scheduler
     private bool _customTimesteps;
 
     /// <summary>Builds the scheduler from a parsed config (missing keys take diffusers' defaults).</summary>
-    public DDPMScheduler(SchedulerConfig config) : base(config, "leading")
+    public DDPMScheduler(SchedulerConfig config) : this(config, config.Bind<DdpmOptions>()) { }
+
+    private DDPMScheduler(SchedulerConfig config, DdpmOptions options) : base(config, options)
     {
-        VarianceType = config.GetString("variance_type", "fixed_small");
-        if (VarianceType is not ("fixed_small" or "fixed_small_log" or "fixed_large" or "fixed_large_log" or "learned" or "learned_range"))
-            throw new NotSupportedException($"variance_type '{VarianceType}' is not supported; expected fixed_small, fixed_small_log, fixed_large, fixed_large_log, learned or learned_range.");
-        ClipSample = config.GetBool("clip_sample", true);
-        ClipSampleRange = config.GetDouble("clip_sample_range", 1.0);
-        Thresholding = config.GetBool("thresholding", false);
-        DynamicThresholdingRatio = config.GetDouble("dynamic_thresholding_ratio", 0.995);
-        SampleMaxValue = config.GetDouble("sample_max_value", 1.0);
-        TimestepsArr = new double[NumTrainTimesteps];
-        for (int i = 0; i < NumTrainTimesteps; i++) TimestepsArr[i] = NumTrainTimesteps - 1 - i;
+        Settings = options;
+        TimestepsArr = AllTrainTimesteps();
     }
 
     /// <summary>Parses a diffusers <c>scheduler_config.json</c>.</summary>
     public static DDPMScheduler FromConfig(string json) => new(SchedulerConfig.Parse(json));
 
+    /// <summary>The typed settings.</summary>
+    public DdpmOptions Settings { get; }
+
     /// <summary>The posterior variance choice.</summary>
-    public string VarianceType { get; }
+    public string VarianceType => ConfigEnum.Name(Settings.VarianceType);
 
     /// <summary>Whether predicted x0 is clipped to [-ClipSampleRange, ClipSampleRange].</summary>
-    public bool ClipSample { get; }
+    public bool ClipSample => Settings.ClipSample;
 
     /// <summary>Clipping bound for predicted x0.</summary>
-    public double ClipSampleRange { get; }
+    public double ClipSampleRange => Settings.ClipSampleRange;
 
     /// <summary>Whether dynamic thresholding replaces clipping.</summary>
-    public bool Thresholding { get; }
+    public bool Thresholding => Settings.Thresholding;
 
     /// <summary>Quantile of |x0| used by dynamic thresholding.</summary>
-    public double DynamicThresholdingRatio { get; }
+    public double DynamicThresholdingRatio => Settings.DynamicThresholdingRatio;
 
     /// <summary>Upper bound of the dynamic threshold.</summary>
-    public double SampleMaxValue { get; }
+    public double SampleMaxValue => Settings.SampleMaxValue;
 
     /// <inheritdoc/>
     public override double InitNoiseSigma => 1.0;
@@ -53,12 +50,7 @@ public sealed class DDPMScheduler : Scheduler
     /// <inheritdoc/>
     public override void SetTimesteps(int numInferenceSteps)
     {
-        TimestepsArr = TimestepSpacingMode switch
-        {
-            "leading" => TimestepSpacing.Leading(NumTrainTimesteps, numInferenceSteps, StepsOffset),
-            "trailing" => TimestepSpacing.Trailing(NumTrainTimesteps, numInferenceSteps),
-            _ => TimestepSpacing.Linspace(NumTrainTimesteps, numInferenceSteps, round: true),
-        };
+        TimestepsArr = SpacedTimesteps(numInferenceSteps, round: true);
         NumInferenceSteps = numInferenceSteps;
         _customTimesteps = false;
     }
@@ -100,12 +92,12 @@ public sealed class DDPMScheduler : Scheduler
         GetAlphas(t, out float apt, out float aptp);
         float currentBeta = 1f - apt / aptp;
         float variance = MathF.Max((1f - aptp) / (1f - apt) * currentBeta, 1e-20f);
-        return VarianceType switch
+        return Settings.VarianceType switch
         {
-            "fixed_small" => variance,
-            "fixed_small_log" => MathF.Exp(0.5f * MathF.Log(variance)),
-            "fixed_large" => currentBeta,
-            "fixed_large_log" => MathF.Log(currentBeta),
+            VarianceKind.FixedSmall => variance,
+            VarianceKind.FixedSmallLog => MathF.Exp(0.5f * MathF.Log(variance)),
+            VarianceKind.FixedLarge => currentBeta,
+            VarianceKind.FixedLargeLog => MathF.Log(currentBeta),
             _ => throw new InvalidOperationException($"variance_type '{VarianceType}' needs the model's predicted variance."),
         };
     }
@@ -123,7 +115,7 @@ public sealed class DDPMScheduler : Scheduler
         int t = (int)timestep;
         if (t != timestep) throw new ArgumentException($"DDPMScheduler needs an integer timestep, got {timestep}.");
         int c = sample.Rank >= 2 ? sample.Dim(1) : 0;
-        bool learned = VarianceType is "learned" or "learned_range";
+        bool learned = Settings.VarianceType is VarianceKind.Learned or VarianceKind.LearnedRange;
         Tensor eps = modelOutput;
         Tensor? predictedVariance = null;
         if (learned && modelOutput.Rank == sample.Rank && modelOutput.Rank >= 2 && modelOutput.Dim(1) == 2 * c)
@@ -170,10 +162,10 @@ public sealed class DDPMScheduler : Scheduler
             ReadOnlySpan<float> zs = z.Span;
             if (!learned)
             {
-                float std = VarianceType switch
+                float std = Settings.VarianceType switch
                 {
-                    "fixed_small_log" => (float)GetVariance(t),
-                    "fixed_large_log" => MathF.Exp(0.5f * (float)GetVariance(t)),
+                    VarianceKind.FixedSmallLog => (float)GetVariance(t),
+                    VarianceKind.FixedLargeLog => MathF.Exp(0.5f * (float)GetVariance(t)),
                     _ => MathF.Sqrt((float)GetVariance(t)),
                 };
                 for (int i = 0; i < o.Length; i++) o[i] += std * zs[i];
@@ -186,7 +178,7 @@ public sealed class DDPMScheduler : Scheduler
                 for (int i = 0; i < o.Length; i++)
                 {
                     float std;
-                    if (VarianceType == "learned") std = MathF.Sqrt(v[i]);  // the model outputs the variance itself
+                    if (Settings.VarianceType == VarianceKind.Learned) std = MathF.Sqrt(v[i]);  // the model outputs the variance itself
                     else
                     {
                         float frac = (v[i] + 1f) / 2f;  // interpolate log-variance, Eq. 15 of Nichol and Dhariwal 2021

@@ -17,97 +17,63 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
     private int? _stepIndex, _beginIndex;
 
     /// <summary>Builds the scheduler from a parsed config (missing keys take diffusers' defaults).</summary>
-    public DPMSolverMultistepScheduler(SchedulerConfig config) : base(config, "linspace")
-    {
-        SolverOrder = config.GetInt("solver_order", 2);
-        if (SolverOrder is < 1 or > 3) throw new ArgumentOutOfRangeException(nameof(config), $"solver_order must be 1, 2 or 3, got {SolverOrder}.");
-        AlgorithmType = config.GetString("algorithm_type", "dpmsolver++");
-        if (AlgorithmType == "deis") AlgorithmType = "dpmsolver++";
-        if (AlgorithmType is not ("dpmsolver" or "dpmsolver++" or "sde-dpmsolver" or "sde-dpmsolver++"))
-            throw new NotSupportedException($"algorithm_type '{AlgorithmType}' is not supported; expected dpmsolver++, sde-dpmsolver++, dpmsolver or sde-dpmsolver.");
-        SolverType = config.GetString("solver_type", "midpoint");
-        if (SolverType is "logrho" or "bh1" or "bh2") SolverType = "midpoint";
-        if (SolverType is not ("midpoint" or "heun"))
-            throw new NotSupportedException($"solver_type '{SolverType}' is not supported; expected midpoint or heun.");
-        if (SolverOrder == 3 && AlgorithmType.StartsWith("sde", StringComparison.Ordinal))
-            throw new NotSupportedException($"solver_order 3 is not supported with algorithm_type '{AlgorithmType}'; use order 1 or 2.");
-        LowerOrderFinal = config.GetBool("lower_order_final", true);
-        EulerAtFinal = config.GetBool("euler_at_final", false);
-        UseKarrasSigmas = config.GetBool("use_karras_sigmas", false);
-        UseExponentialSigmas = config.GetBool("use_exponential_sigmas", false);
-        UseLuLambdas = config.GetBool("use_lu_lambdas", false);
-        if ((UseKarrasSigmas ? 1 : 0) + (UseExponentialSigmas ? 1 : 0) + (UseLuLambdas ? 1 : 0) > 1)
-            throw new ArgumentException("Only one of use_karras_sigmas, use_exponential_sigmas and use_lu_lambdas may be true.");
-        FinalSigmasType = config.GetString("final_sigmas_type", "zero");
-        if (FinalSigmasType is not ("zero" or "sigma_min"))
-            throw new NotSupportedException($"final_sigmas_type '{FinalSigmasType}' is not supported; expected zero or sigma_min.");
-        if (FinalSigmasType == "zero" && AlgorithmType is "dpmsolver" or "sde-dpmsolver")
-            throw new ArgumentException($"final_sigmas_type 'zero' needs algorithm_type dpmsolver++ or sde-dpmsolver++, got {AlgorithmType}; use sigma_min.");
-        LambdaMinClipped = config.GetDouble("lambda_min_clipped", double.NegativeInfinity);
-        VarianceType = config.GetNullableString("variance_type");
-        Thresholding = config.GetBool("thresholding", false);
-        DynamicThresholdingRatio = config.GetDouble("dynamic_thresholding_ratio", 0.995);
-        SampleMaxValue = config.GetDouble("sample_max_value", 1.0);
+    public DPMSolverMultistepScheduler(SchedulerConfig config) : this(config, config.Bind<DpmSolverOptions>()) { }
 
-        if (RescaleBetasZeroSnr) AlphasCumprodF[^1] = Math.Pow(2, -24);
-        _trainSigmas = new double[NumTrainTimesteps];
-        _trainLogSigmas = new double[NumTrainTimesteps];
-        for (int i = 0; i < NumTrainTimesteps; i++)
-        {
-            float ac = (float)AlphasCumprodF[i];
-            float s = MathF.Sqrt((1f - ac) / ac);
-            _trainSigmas[i] = s;
-            _trainLogSigmas[i] = MathF.Log(s);
-        }
+    private DPMSolverMultistepScheduler(SchedulerConfig config, DpmSolverOptions options) : base(config, options)
+    {
+        Settings = options;
+        (_trainSigmas, _trainLogSigmas) = TrainingSigmaTables();
         _modelOutputs = new Tensor?[SolverOrder];
-        TimestepsArr = new double[NumTrainTimesteps];
-        for (int i = 0; i < NumTrainTimesteps; i++) TimestepsArr[i] = NumTrainTimesteps - 1 - i;
+        TimestepsArr = AllTrainTimesteps();
     }
 
     /// <summary>Parses a diffusers <c>scheduler_config.json</c>.</summary>
     public static DPMSolverMultistepScheduler FromConfig(string json) => new(SchedulerConfig.Parse(json));
 
+    /// <summary>The typed settings.</summary>
+    public DpmSolverOptions Settings { get; }
+
     /// <summary>Multistep order (1-3).</summary>
-    public int SolverOrder { get; }
+    public int SolverOrder => Settings.SolverOrder;
 
     /// <summary>"dpmsolver++", "sde-dpmsolver++", "dpmsolver" or "sde-dpmsolver".</summary>
-    public string AlgorithmType { get; }
+    public string AlgorithmType => ConfigEnum.Name(Settings.Algorithm);
 
     /// <summary>"midpoint" or "heun" second-order update.</summary>
-    public string SolverType { get; }
+    public string SolverType => ConfigEnum.Name(Settings.Solver);
 
     /// <summary>Use lower orders for the last steps when there are fewer than 15.</summary>
-    public bool LowerOrderFinal { get; }
+    public bool LowerOrderFinal => Settings.LowerOrderFinal;
 
     /// <summary>Use first order for the final step.</summary>
-    public bool EulerAtFinal { get; }
+    public bool EulerAtFinal => Settings.EulerAtFinal;
 
     /// <summary>Karras et al. 2022 sigma spacing.</summary>
-    public bool UseKarrasSigmas { get; }
+    public bool UseKarrasSigmas => Settings.UseKarrasSigmas;
 
     /// <summary>Sigmas evenly spaced in log sigma.</summary>
-    public bool UseExponentialSigmas { get; }
+    public bool UseExponentialSigmas => Settings.UseExponentialSigmas;
 
     /// <summary>Lu et al.'s uniform-lambda spacing.</summary>
-    public bool UseLuLambdas { get; }
+    public bool UseLuLambdas => Settings.UseLuLambdas;
 
     /// <summary>"zero" or "sigma_min".</summary>
-    public string FinalSigmasType { get; }
+    public string FinalSigmasType => ConfigEnum.Name(Settings.FinalSigmasType);
 
     /// <summary>Timesteps whose lambda = log(alpha/sigma) falls below this are not used (for the cosine schedule).</summary>
-    public double LambdaMinClipped { get; }
+    public double LambdaMinClipped => Settings.LambdaMinClipped;
 
     /// <summary>null, or "learned" / "learned_range" when the model also outputs a variance (ignored here).</summary>
-    public string? VarianceType { get; }
+    public string? VarianceType => Settings.VarianceType is VarianceKind v ? ConfigEnum.Name(v) : null;
 
     /// <summary>Whether dynamic thresholding is applied to x0 predictions.</summary>
-    public bool Thresholding { get; }
+    public bool Thresholding => Settings.Thresholding;
 
     /// <summary>Quantile of |x0| used by dynamic thresholding.</summary>
-    public double DynamicThresholdingRatio { get; }
+    public double DynamicThresholdingRatio => Settings.DynamicThresholdingRatio;
 
     /// <summary>Upper bound of the dynamic threshold.</summary>
-    public double SampleMaxValue { get; }
+    public double SampleMaxValue => Settings.SampleMaxValue;
 
     /// <summary>VE noise level per step plus the final one (float32 values).</summary>
     public IReadOnlyList<double> Sigmas => _sigmas;
@@ -135,16 +101,16 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
         }
         int last = T - clipped;
         double[] ts;
-        switch (TimestepSpacingMode)
+        switch (Settings.Spacing)
         {
-            case "linspace":
+            case TimestepSpacingKind.Linspace:
             {
                 var l = BetaSchedules.Linspace(0, last - 1, numInferenceSteps + 1);
                 ts = new double[numInferenceSteps];
                 for (int i = 0; i < numInferenceSteps; i++) ts[i] = Math.Round(l[numInferenceSteps - i], MidpointRounding.ToEven);
                 break;
             }
-            case "leading":
+            case TimestepSpacingKind.Leading:
             {
                 int ratio = last / (numInferenceSteps + 1);
                 ts = new double[numInferenceSteps];
@@ -171,7 +137,7 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
         ts = keep.Select(i => ts[i]).ToArray();
         sigmas = keep.Select(i => sigmas[i]).ToArray();
 
-        double final = FinalSigmasType == "zero" ? 0.0 : _trainSigmas[0];
+        double final = Settings.FinalSigmasType == FinalSigmasKind.Zero ? 0.0 : _trainSigmas[0];
         _sigmas = sigmas.Append(final).Select(s => (double)(float)s).ToArray();
         TimestepsArr = ts;
         NumInferenceSteps = ts.Length;
@@ -212,7 +178,7 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
         _stepIndex ??= _beginIndex ?? IndexForTimestep(timestep);
         int idx = _stepIndex.Value;
         int n = TimestepsArr.Length;
-        bool lowerOrderFinal = idx == n - 1 && (EulerAtFinal || (LowerOrderFinal && n < 15) || FinalSigmasType == "zero");
+        bool lowerOrderFinal = idx == n - 1 && (EulerAtFinal || (LowerOrderFinal && n < 15) || Settings.FinalSigmasType == FinalSigmasKind.Zero);
         bool lowerOrderSecond = idx == n - 2 && LowerOrderFinal && n < 15;
 
         var converted = ConvertModelOutput(modelOutput, sample, idx);
@@ -222,7 +188,7 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
 
         Tensor? z = null;
         bool ownedNoise = false;
-        if (AlgorithmType.StartsWith("sde", StringComparison.Ordinal)) z = DrawNoise(noise, generator, sample, out ownedNoise);
+        if (Settings.Stochastic) z = DrawNoise(noise, generator, sample, out ownedNoise);
 
         Tensor prev;
         if (SolverOrder == 1 || _lowerOrderNums < 1 || lowerOrderFinal) prev = FirstOrder(converted, sample, z, idx);
@@ -237,7 +203,7 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
 
     private Tensor PredictedX0(Tensor converted, Tensor sample, int idx)
     {
-        if (AlgorithmType.EndsWith("++", StringComparison.Ordinal)) return converted.Clone();
+        if (Settings.DataPrediction) return converted.Clone();
         AlphaSigma((float)_sigmas[idx], out float a, out float s);
         var x0 = Tensor.Empty(sample.Shape);
         ReadOnlySpan<float> e = converted.Span, x = sample.Span;
@@ -251,7 +217,7 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
     {
         Tensor m = modelOutput;
         bool sliced = false;
-        if (VarianceType is "learned" or "learned_range" && modelOutput.Rank >= 2 && sample.Rank >= 2 && modelOutput.Dim(1) == 2 * sample.Dim(1))
+        if (Settings.VarianceType is VarianceKind.Learned or VarianceKind.LearnedRange && modelOutput.Rank >= 2 && sample.Rank >= 2 && modelOutput.Dim(1) == 2 * sample.Dim(1))
         {
             m = FirstChannels(modelOutput, sample.Dim(1));
             sliced = true;
@@ -261,7 +227,7 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
         var y = Tensor.Empty(sample.Shape);
         ReadOnlySpan<float> mo = m.Span, x = sample.Span;
         var o = y.Span;
-        if (AlgorithmType.EndsWith("++", StringComparison.Ordinal))
+        if (Settings.DataPrediction)
         {
             switch (PredictionType)
             {
@@ -325,21 +291,21 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
         var y = Tensor.Empty(sample.Shape);
         ReadOnlySpan<float> x = sample.Span, m = m0.Span;
         var o = y.Span;
-        switch (AlgorithmType)
+        switch (Settings.Algorithm)
         {
-            case "dpmsolver++":
+            case DpmAlgorithm.DpmSolverPlusPlus:
             {
                 float c1 = sigmaT / sigmaS, c2 = alphaT * (MathF.Exp(-h) - 1f);
                 for (int i = 0; i < o.Length; i++) o[i] = c1 * x[i] - c2 * m[i];
                 break;
             }
-            case "dpmsolver":
+            case DpmAlgorithm.DpmSolver:
             {
                 float c1 = alphaT / alphaS, c2 = sigmaT * (MathF.Exp(h) - 1f);
                 for (int i = 0; i < o.Length; i++) o[i] = c1 * x[i] - c2 * m[i];
                 break;
             }
-            case "sde-dpmsolver++":
+            case DpmAlgorithm.SdeDpmSolverPlusPlus:
             {
                 float c1 = sigmaT / sigmaS * MathF.Exp(-h), c2 = alphaT * (1f - MathF.Exp(-2f * h)), c3 = sigmaT * MathF.Sqrt(1f - MathF.Exp(-2f * h));
                 ReadOnlySpan<float> z = noise!.Span;
@@ -372,29 +338,30 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
         float emh = MathF.Exp(-h);
         float c1, c2, c3, c4 = 0f;
         bool plus = false;
-        switch (AlgorithmType)
+        bool midpoint = Settings.Solver == DpmSolverType.Midpoint;
+        switch (Settings.Algorithm)
         {
-            case "dpmsolver++":
+            case DpmAlgorithm.DpmSolverPlusPlus:
                 c1 = sigmaT / sigmaS; c2 = alphaT * (emh - 1f);
-                c3 = SolverType == "midpoint" ? 0.5f * c2 : -(alphaT * ((emh - 1f) / h + 1f));
+                c3 = midpoint ? 0.5f * c2 : -(alphaT * ((emh - 1f) / h + 1f));
                 // x = c1 x - c2 D0 - c3 D1
                 break;
-            case "dpmsolver":
+            case DpmAlgorithm.DpmSolver:
                 c1 = alphaT / alphaS; c2 = sigmaT * (MathF.Exp(h) - 1f);
-                c3 = SolverType == "midpoint" ? 0.5f * c2 : sigmaT * ((MathF.Exp(h) - 1f) / h - 1f);
+                c3 = midpoint ? 0.5f * c2 : sigmaT * ((MathF.Exp(h) - 1f) / h - 1f);
                 break;
-            case "sde-dpmsolver++":
+            case DpmAlgorithm.SdeDpmSolverPlusPlus:
             {
                 float e2 = MathF.Exp(-2f * h);
                 c1 = sigmaT / sigmaS * emh; c2 = alphaT * (1f - e2);
-                c3 = SolverType == "midpoint" ? 0.5f * c2 : alphaT * ((1f - e2) / (-2f * h) + 1f);
+                c3 = midpoint ? 0.5f * c2 : alphaT * ((1f - e2) / (-2f * h) + 1f);
                 c4 = sigmaT * MathF.Sqrt(1f - e2);
                 plus = true;
                 break;
             }
             default:
                 c1 = alphaT / alphaS; c2 = 2f * (sigmaT * (MathF.Exp(h) - 1f));
-                c3 = SolverType == "midpoint" ? sigmaT * (MathF.Exp(h) - 1f) : 2f * (sigmaT * ((MathF.Exp(h) - 1f) / h - 1f));
+                c3 = midpoint ? sigmaT * (MathF.Exp(h) - 1f) : 2f * (sigmaT * ((MathF.Exp(h) - 1f) / h - 1f));
                 c4 = sigmaT * MathF.Sqrt(MathF.Exp(2f * h) - 1f);
                 break;
         }
@@ -424,7 +391,7 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
         var y = Tensor.Empty(sample.Shape);
         var o = y.Span;
         float c1, c2, c3, c4;
-        if (AlgorithmType == "dpmsolver++")
+        if (Settings.Algorithm == DpmAlgorithm.DpmSolverPlusPlus)
         {
             float emh = MathF.Exp(-h);
             c1 = sigmaT / sigmaS; c2 = alphaT * (emh - 1f);

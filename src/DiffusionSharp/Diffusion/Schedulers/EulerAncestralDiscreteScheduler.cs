@@ -9,11 +9,7 @@ namespace DiffusionSharp.Diffusion.Schedulers;
 public sealed class EulerAncestralDiscreteScheduler : SigmaScheduler
 {
     /// <summary>Builds the scheduler from a parsed config (missing keys take diffusers' defaults).</summary>
-    public EulerAncestralDiscreteScheduler(SchedulerConfig config) : base(config, "linspace")
-    {
-        if (PredictionType == PredictionType.Sample)
-            throw new NotSupportedException("EulerAncestralDiscreteScheduler supports prediction_type epsilon and v_prediction, not sample.");
-    }
+    public EulerAncestralDiscreteScheduler(SchedulerConfig config) : base(config, config.Bind<EulerAncestralOptions>()) { }
 
     /// <summary>Parses a diffusers <c>scheduler_config.json</c>.</summary>
     public static EulerAncestralDiscreteScheduler FromConfig(string json) => new(SchedulerConfig.Parse(json));

@@ -1,3 +1,4 @@
+using DiffusionSharp.Diffusion.Schedules;
 using DiffusionSharp.Tensors;
 
 namespace DiffusionSharp.Diffusion.Schedulers;
@@ -9,24 +10,21 @@ namespace DiffusionSharp.Diffusion.Schedulers;
 public sealed class EulerDiscreteScheduler : SigmaScheduler
 {
     /// <summary>Builds the scheduler from a parsed config (missing keys take diffusers' defaults).</summary>
-    public EulerDiscreteScheduler(SchedulerConfig config) : base(config, "linspace")
-    {
-        InterpolationType = config.GetString("interpolation_type", "linear");
-        if (InterpolationType is not ("linear" or "log_linear"))
-            throw new NotSupportedException($"interpolation_type '{InterpolationType}' is not supported; expected linear or log_linear.");
-        TimestepType = config.GetString("timestep_type", "discrete");
-        if (TimestepType is not ("discrete" or "continuous"))
-            throw new NotSupportedException($"timestep_type '{TimestepType}' is not supported; expected discrete or continuous.");
-    }
+    public EulerDiscreteScheduler(SchedulerConfig config) : this(config, config.Bind<EulerOptions>()) { }
+
+    private EulerDiscreteScheduler(SchedulerConfig config, EulerOptions options) : base(config, options) { Settings = options; }
 
     /// <summary>Parses a diffusers <c>scheduler_config.json</c>.</summary>
     public static EulerDiscreteScheduler FromConfig(string json) => new(SchedulerConfig.Parse(json));
 
+    /// <summary>The typed settings.</summary>
+    public EulerOptions Settings { get; }
+
     /// <summary>"linear" (sigma interpolated at the timesteps) or "log_linear" (sigmas evenly spaced in log sigma).</summary>
-    public string InterpolationType { get; }
+    public string InterpolationType => ConfigEnum.Name(Settings.InterpolationType);
 
     /// <summary>"discrete" timesteps, or "continuous" (0.25 log sigma, with v-prediction).</summary>
-    public string TimestepType { get; }
+    public string TimestepType => ConfigEnum.Name(Settings.TimestepType);
 
     /// <summary>Churn S_churn of Karras et al. 2022, Algorithm 2 (0 = plain Euler).</summary>
     public double SChurn { get; set; }
@@ -44,8 +42,8 @@ public sealed class EulerDiscreteScheduler : SigmaScheduler
     public override void SetTimesteps(int numInferenceSteps)
     {
         var ts = SpacedTimesteps(numInferenceSteps);
-        var sigmas = InferenceSigmas(ref ts, InterpolationType);
-        if (TimestepType == "continuous" && PredictionType == PredictionType.VPrediction)
+        var sigmas = InferenceSigmas(ref ts, Settings.InterpolationType);
+        if (Settings.TimestepType == TimestepKind.Continuous && PredictionType == PredictionType.VPrediction)
             ts = sigmas.Select(s => (double)(0.25f * MathF.Log((float)s))).ToArray();
         TimestepsArr = ts;
         SigmasArr = sigmas.Append(FinalSigma()).ToArray();

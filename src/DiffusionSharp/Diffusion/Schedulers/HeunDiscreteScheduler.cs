@@ -13,20 +13,21 @@ public sealed class HeunDiscreteScheduler : SigmaScheduler
     private bool _inSecondOrder;
 
     /// <summary>Builds the scheduler from a parsed config (missing keys take diffusers' defaults).</summary>
-    public HeunDiscreteScheduler(SchedulerConfig config) : base(config, "linspace")
-    {
-        ClipSample = config.GetBool("clip_sample", false);
-        ClipSampleRange = config.GetDouble("clip_sample_range", 1.0);
-    }
+    public HeunDiscreteScheduler(SchedulerConfig config) : this(config, config.Bind<HeunOptions>()) { }
+
+    private HeunDiscreteScheduler(SchedulerConfig config, HeunOptions options) : base(config, options) { Settings = options; }
 
     /// <summary>Parses a diffusers <c>scheduler_config.json</c>.</summary>
     public static HeunDiscreteScheduler FromConfig(string json) => new(SchedulerConfig.Parse(json));
 
+    /// <summary>The typed settings.</summary>
+    public HeunOptions Settings { get; }
+
     /// <summary>Whether predicted x0 is clipped.</summary>
-    public bool ClipSample { get; }
+    public bool ClipSample => Settings.ClipSample;
 
     /// <summary>Clipping bound for predicted x0.</summary>
-    public double ClipSampleRange { get; }
+    public double ClipSampleRange => Settings.ClipSampleRange;
 
     /// <summary>True when the next call is a predictor (first-order) evaluation.</summary>
     public bool StateInFirstOrder => !_inSecondOrder;

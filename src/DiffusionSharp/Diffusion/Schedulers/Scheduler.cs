@@ -3,17 +3,6 @@ using DiffusionSharp.Tensors;
 
 namespace DiffusionSharp.Diffusion.Schedulers;
 
-/// <summary>What the denoising network predicts (diffusers' <c>prediction_type</c>).</summary>
-public enum PredictionType
-{
-    /// <summary>The added noise epsilon ("epsilon").</summary>
-    Epsilon,
-    /// <summary>The clean sample x0 ("sample").</summary>
-    Sample,
-    /// <summary>The velocity v = sqrt(abar) eps - sqrt(1 - abar) x0 (Salimans and Ho 2022, Sec. 4; "v_prediction").</summary>
-    VPrediction,
-}
-
 /// <summary>Result of one scheduler step.</summary>
 /// <param name="PrevSample">The sample at the next (less noisy) timestep.</param>
 /// <param name="PredOriginalSample">The model's estimate of x0 at this step.</param>
@@ -30,33 +19,12 @@ public abstract class Scheduler
     private protected double[] TimestepsArr = Array.Empty<double>();
     private Generator? _fallbackGenerator;
 
-    /// <summary>Reads the settings shared by all schedulers and builds the training schedule.</summary>
-    protected Scheduler(SchedulerConfig config, string defaultSpacing)
+    /// <summary>Builds the training schedule of <paramref name="options"/> (parsed from <paramref name="config"/>) in diffusers' float32 arithmetic.</summary>
+    private protected Scheduler(SchedulerConfig config, SchedulerOptions options)
     {
         Config = config ?? throw new ArgumentNullException(nameof(config));
-        NumTrainTimesteps = config.GetInt("num_train_timesteps", 1000);
-        if (NumTrainTimesteps < 2) throw new ArgumentOutOfRangeException(nameof(config), $"num_train_timesteps must be at least 2, got {NumTrainTimesteps}.");
-        BetaStart = config.GetDouble("beta_start", 1e-4);
-        BetaEnd = config.GetDouble("beta_end", 0.02);
-        BetaSchedule = config.GetString("beta_schedule", "linear");
-        PredictionType = ParsePrediction(config.GetString("prediction_type", "epsilon"));
-        TimestepSpacingMode = config.GetString("timestep_spacing", defaultSpacing);
-        if (TimestepSpacingMode is not ("leading" or "trailing" or "linspace"))
-            throw new NotSupportedException($"timestep_spacing '{TimestepSpacingMode}' is not supported; expected leading, trailing or linspace.");
-        StepsOffset = config.GetInt("steps_offset", 0);
-        RescaleBetasZeroSnr = config.GetBool("rescale_betas_zero_snr", false);
-
-        var trained = config.GetDoubleArray("trained_betas");
-        double[] betas;
-        if (trained != null)
-        {
-            if (trained.Length != NumTrainTimesteps)
-                throw new ArgumentException($"trained_betas has {trained.Length} values but num_train_timesteps is {NumTrainTimesteps}.");
-            betas = trained;
-        }
-        else betas = BetaSchedules.Create(BetaSchedule, NumTrainTimesteps, BetaStart, BetaEnd);
-        for (int i = 0; i < betas.Length; i++) betas[i] = (float)betas[i];
-        if (RescaleBetasZeroSnr) betas = BetaSchedules.RescaleZeroTerminalSnr(betas);
+        Options = options;
+        var betas = options.Betas(float32: true);
         BetasF = new double[NumTrainTimesteps];
         AlphasF = new double[NumTrainTimesteps];
         AlphasCumprodF = new double[NumTrainTimesteps];
@@ -73,29 +41,32 @@ public abstract class Scheduler
     /// <summary>The configuration this scheduler was built from.</summary>
     public SchedulerConfig Config { get; }
 
+    /// <summary>The typed settings read from <see cref="Config"/>.</summary>
+    public SchedulerOptions Options { get; }
+
     /// <summary>Number of training timesteps T.</summary>
-    public int NumTrainTimesteps { get; }
+    public int NumTrainTimesteps => Options.NumTrainTimesteps;
 
     /// <summary>First beta of a linear / scaled_linear / sigmoid schedule.</summary>
-    public double BetaStart { get; }
+    public double BetaStart => Options.BetaStart;
 
     /// <summary>Last beta of a linear / scaled_linear / sigmoid schedule.</summary>
-    public double BetaEnd { get; }
+    public double BetaEnd => Options.BetaEnd;
 
     /// <summary>The beta schedule name.</summary>
-    public string BetaSchedule { get; }
+    public string BetaSchedule => ConfigEnum.Name(Options.BetaSchedule);
 
     /// <summary>What the model predicts.</summary>
-    public PredictionType PredictionType { get; }
+    public PredictionType PredictionType => Options.PredictionType;
 
     /// <summary>"leading", "trailing" or "linspace".</summary>
-    public string TimestepSpacingMode { get; }
+    public string TimestepSpacingMode => ConfigEnum.Name(Options.Spacing);
 
     /// <summary>Offset added to leading-spaced timesteps.</summary>
-    public int StepsOffset { get; }
+    public int StepsOffset => Options.StepsOffset;
 
     /// <summary>Whether betas were rescaled to zero terminal SNR.</summary>
-    public bool RescaleBetasZeroSnr { get; }
+    public bool RescaleBetasZeroSnr => Options.RescaleBetasZeroSnr;
 
     /// <summary>beta_t for t = 0..T-1 (float32 values).</summary>
     public IReadOnlyList<double> Betas => BetasF;
@@ -117,6 +88,36 @@ public abstract class Scheduler
 
     /// <summary>Random source used for stochastic steps when neither noise nor a generator is passed (seeded randomly when unset).</summary>
     public Generator? DefaultGenerator { get; set; }
+
+    /// <summary>
+    /// sigma_t = sqrt((1 - abar_t) / abar_t) and its log in float32 (Karras et al. 2022, Table 1); a zero-terminal-SNR
+    /// schedule gets abar_{T-1} = 2^-24 first so the largest sigma stays finite.
+    /// </summary>
+    private protected (double[] Sigmas, double[] LogSigmas) TrainingSigmaTables()
+    {
+        if (RescaleBetasZeroSnr) AlphasCumprodF[^1] = Math.Pow(2, -24);
+        var sigmas = new double[NumTrainTimesteps];
+        var logSigmas = new double[NumTrainTimesteps];
+        for (int i = 0; i < NumTrainTimesteps; i++)
+        {
+            float ac = (float)AlphasCumprodF[i];
+            float sg = MathF.Sqrt((1f - ac) / ac);
+            sigmas[i] = sg;
+            logSigmas[i] = MathF.Log(sg);
+        }
+        return (sigmas, logSigmas);
+    }
+
+    /// <summary>T-1, ..., 0: the timesteps before <see cref="SetTimesteps(int)"/>.</summary>
+    private protected double[] AllTrainTimesteps() => Enumerable.Range(0, NumTrainTimesteps).Reverse().Select(t => (double)t).ToArray();
+
+    /// <summary>Timesteps of the configured spacing; linspace ones rounded half to even when <paramref name="round"/> is set.</summary>
+    private protected double[] SpacedTimesteps(int numInferenceSteps, bool round) => Options.Spacing switch
+    {
+        TimestepSpacingKind.Leading => TimestepSpacing.Leading(NumTrainTimesteps, numInferenceSteps, StepsOffset),
+        TimestepSpacingKind.Trailing => TimestepSpacing.Trailing(NumTrainTimesteps, numInferenceSteps),
+        _ => TimestepSpacing.Linspace(NumTrainTimesteps, numInferenceSteps, round),
+    };
 
     /// <summary>Chooses <paramref name="numInferenceSteps"/> timesteps and resets the solver state.</summary>
     public abstract void SetTimesteps(int numInferenceSteps);
@@ -163,14 +164,6 @@ public abstract class Scheduler
         }
         return y;
     }
-
-    private protected static PredictionType ParsePrediction(string s) => s switch
-    {
-        "epsilon" => PredictionType.Epsilon,
-        "sample" or "original_sample" => PredictionType.Sample,
-        "v_prediction" => PredictionType.VPrediction,
-        _ => throw new NotSupportedException($"prediction_type '{s}' is not supported; expected epsilon, sample or v_prediction."),
-    };
 
     private protected int CheckTrainT(int t)
     {

@@ -1,34 +1,57 @@
 using System.Globalization;
+using System.Reflection;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+using DiffusionSharp.Diffusion.Schedules;
 
 namespace DiffusionSharp.Diffusion.Schedulers;
 
 /// <summary>
-/// Read-only view of a diffusers <c>scheduler_config.json</c>. Unknown keys (such as <c>_class_name</c> or
-/// <c>_diffusers_version</c>) are kept but ignored by the schedulers; missing keys take diffusers' defaults.
-/// Non-finite numbers may be written as bare <c>-Infinity</c>/<c>Infinity</c>/<c>NaN</c> (Python's json) or as strings.
+/// A diffusers <c>scheduler_config.json</c>, parsed once into the typed options of a scheduler with <see cref="Bind{T}"/>.
+/// Missing or null keys take the options' defaults. Non-finite numbers may be written as bare
+/// <c>-Infinity</c>/<c>Infinity</c>/<c>NaN</c> (Python's json) or as strings. Errors name <see cref="Source"/> and the key.
 /// </summary>
 public sealed class SchedulerConfig
 {
+    private static readonly JsonSerializerOptions BindOptions = new()
+    {
+        NumberHandling = JsonNumberHandling.AllowReadingFromString | JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
     private readonly Dictionary<string, JsonElement> _values;
 
-    private SchedulerConfig(Dictionary<string, JsonElement> values) { _values = values; }
+    private SchedulerConfig(Dictionary<string, JsonElement> values, string source) { _values = values; Source = source; }
 
     /// <summary>An empty config: every setting at its default.</summary>
-    public static SchedulerConfig Empty { get; } = new(new Dictionary<string, JsonElement>(StringComparer.Ordinal));
+    public static SchedulerConfig Empty { get; } = new(new Dictionary<string, JsonElement>(StringComparer.Ordinal), "scheduler config");
 
-    /// <summary>Parses a JSON object.</summary>
-    public static SchedulerConfig Parse(string json)
+    /// <summary>Where the config came from (a file path, or "scheduler config").</summary>
+    public string Source { get; }
+
+    /// <summary>Parses a JSON object; <paramref name="source"/> names it in error messages.</summary>
+    public static SchedulerConfig Parse(string json, string source = "scheduler config")
     {
         ArgumentNullException.ThrowIfNull(json);
-        using var doc = JsonDocument.Parse(QuoteNonFiniteLiterals(json));
-        if (doc.RootElement.ValueKind != JsonValueKind.Object)
-            throw new FormatException($"Expected a scheduler config JSON object, found {doc.RootElement.ValueKind}.");
-        var d = new Dictionary<string, JsonElement>(StringComparer.Ordinal);
-        foreach (var p in doc.RootElement.EnumerateObject()) d[p.Name] = p.Value.Clone();
-        return new SchedulerConfig(d);
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(QuoteNonFiniteLiterals(json)); }
+        catch (JsonException e)
+        {
+            throw new FormatException($"{source}: not valid JSON (line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1}).", e);
+        }
+        using (doc)
+        {
+            if (doc.RootElement.ValueKind != JsonValueKind.Object)
+                throw new FormatException($"{source}: expected a scheduler config JSON object, found {doc.RootElement.ValueKind}.");
+            var d = new Dictionary<string, JsonElement>(StringComparer.Ordinal);
+            foreach (var p in doc.RootElement.EnumerateObject()) d[p.Name] = p.Value.Clone();
+            return new SchedulerConfig(d, source);
+        }
     }
+
+    /// <summary>Reads and parses <paramref name="path"/>.</summary>
+    public static SchedulerConfig Load(string path) => Parse(File.ReadAllText(path), path);
 
     /// <summary>The keys present.</summary>
     public IEnumerable<string> Keys => _values.Keys;
@@ -39,42 +62,60 @@ public sealed class SchedulerConfig
     /// <summary>The <c>_class_name</c> entry, or null.</summary>
     public string? ClassName => GetNullableString("_class_name");
 
-    /// <summary>A number (or a string such as "-Infinity"); <paramref name="defaultValue"/> when missing or null.</summary>
-    public double GetDouble(string key, double defaultValue) => GetNullableDouble(key) ?? defaultValue;
-
-    /// <summary>A number, or null when missing or null.</summary>
-    public double? GetNullableDouble(string key)
+    /// <summary>
+    /// The typed options of one scheduler: null keys are dropped, wrong types give a FormatException and unsupported
+    /// names a NotSupportedException naming the key, and the values are validated.
+    /// </summary>
+    public T Bind<T>() where T : NoiseScheduleOptions, new()
     {
-        if (!_values.TryGetValue(key, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        var obj = new JsonObject();
+        foreach (var (k, v) in _values)
+            if (v.ValueKind != JsonValueKind.Null) obj[k] = JsonNode.Parse(v.GetRawText());
+        T options;
+        try { options = obj.Deserialize<T>(BindOptions) ?? new T(); }
+        catch (JsonException e) { throw Explain(e, typeof(T)); }
+        options.Validate(Source);
+        return options;
+    }
+
+    /// <summary>This config with <paramref name="key"/> set to the JSON value <paramref name="jsonValue"/>.</summary>
+    public SchedulerConfig With(string key, string jsonValue)
+    {
+        var d = new Dictionary<string, JsonElement>(_values, StringComparer.Ordinal);
+        using var doc = JsonDocument.Parse(jsonValue);
+        d[key] = doc.RootElement.Clone();
+        return new SchedulerConfig(d, Source);
+    }
+
+    private Exception Explain(JsonException e, Type options)
+    {
+        string key = (e.Path ?? "$").TrimStart('$', '.');
+        int bracket = key.IndexOf('[');
+        if (bracket >= 0) key = key[..bracket];
+        var prop = options.GetProperties().FirstOrDefault(p => p.GetCustomAttribute<JsonPropertyNameAttribute>()?.Name == key);
+        string found = _values.TryGetValue(key, out var v) ? Describe(v) : "?";
+        var type = prop == null ? null : Nullable.GetUnderlyingType(prop.PropertyType) ?? prop.PropertyType;
+        if (type is { IsEnum: true } && v.ValueKind == JsonValueKind.String)
+            return new NotSupportedException($"{Source}: {key} '{v.GetString()}' is not supported; expected one of {string.Join(", ", ConfigEnum.Names(type))}.", e);
+        string expected = type == typeof(double) ? "a number" : type == typeof(int) ? "an integer" : type == typeof(bool) ? "true or false"
+            : type == typeof(double[]) ? "an array of numbers" : type is { IsEnum: true } ? "one of " + string.Join(", ", ConfigEnum.Names(type)) : "a string";
+        return new FormatException($"{Source}: key '{key}': expected {expected}, found {found}.", e);
+    }
+
+    private static string Describe(JsonElement found)
+    {
+        string text = found.GetRawText();
+        return $"{found.ValueKind} {(text.Length > 60 ? text[..60] + "..." : text)}";
+    }
+
+    /// <summary>A number (or a string such as "-Infinity"); <paramref name="defaultValue"/> when missing or null.</summary>
+    public double GetDouble(string key, double defaultValue)
+    {
+        if (!_values.TryGetValue(key, out var v) || v.ValueKind == JsonValueKind.Null) return defaultValue;
         if (v.ValueKind == JsonValueKind.Number) return v.GetDouble();
         if (v.ValueKind == JsonValueKind.String
             && double.TryParse(v.GetString(), NumberStyles.Float, CultureInfo.InvariantCulture, out double d)) return d;
-        throw Bad(key, "a number", v);
-    }
-
-    /// <summary>An integer; <paramref name="defaultValue"/> when missing or null.</summary>
-    public int GetInt(string key, int defaultValue)
-    {
-        if (!_values.TryGetValue(key, out var v) || v.ValueKind == JsonValueKind.Null) return defaultValue;
-        if (v.ValueKind == JsonValueKind.Number)
-        {
-            if (v.TryGetInt32(out int i)) return i;
-            double d = v.GetDouble();
-            if (d == Math.Floor(d) && Math.Abs(d) < int.MaxValue) return (int)d;
-        }
-        throw Bad(key, "an integer", v);
-    }
-
-    /// <summary>A boolean; <paramref name="defaultValue"/> when missing or null.</summary>
-    public bool GetBool(string key, bool defaultValue)
-    {
-        if (!_values.TryGetValue(key, out var v) || v.ValueKind == JsonValueKind.Null) return defaultValue;
-        return v.ValueKind switch
-        {
-            JsonValueKind.True => true,
-            JsonValueKind.False => false,
-            _ => throw Bad(key, "true or false", v),
-        };
+        throw new FormatException($"{Source}: key '{key}': expected a number, found {Describe(v)}.");
     }
 
     /// <summary>A string; <paramref name="defaultValue"/> when missing or null.</summary>
@@ -85,29 +126,7 @@ public sealed class SchedulerConfig
     {
         if (!_values.TryGetValue(key, out var v) || v.ValueKind == JsonValueKind.Null) return null;
         if (v.ValueKind == JsonValueKind.String) return v.GetString();
-        throw Bad(key, "a string", v);
-    }
-
-    /// <summary>An array of numbers, or null when missing or null.</summary>
-    public double[]? GetDoubleArray(string key)
-    {
-        if (!_values.TryGetValue(key, out var v) || v.ValueKind == JsonValueKind.Null) return null;
-        if (v.ValueKind != JsonValueKind.Array) throw Bad(key, "an array of numbers", v);
-        var r = new double[v.GetArrayLength()];
-        int i = 0;
-        foreach (var e in v.EnumerateArray())
-        {
-            if (e.ValueKind != JsonValueKind.Number) throw Bad(key, "an array of numbers", v);
-            r[i++] = e.GetDouble();
-        }
-        return r;
-    }
-
-    private static FormatException Bad(string key, string expected, JsonElement found)
-    {
-        string text = found.GetRawText();
-        if (text.Length > 60) text = text[..60] + "...";
-        return new FormatException($"Scheduler config key '{key}': expected {expected}, found {found.ValueKind} {text}.");
+        throw new FormatException($"{Source}: key '{key}': expected a string, found {Describe(v)}.");
     }
 
     /// <summary>Wraps bare NaN / Infinity / -Infinity tokens (outside strings) in quotes so the text is strict JSON.</summary>

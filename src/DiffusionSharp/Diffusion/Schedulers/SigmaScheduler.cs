@@ -14,46 +14,31 @@ public abstract class SigmaScheduler : Scheduler
     private protected double[] SigmasArr = Array.Empty<double>();
     private int? _stepIndex, _beginIndex;
 
-    /// <summary>Reads the shared settings and the training sigma table.</summary>
-    protected SigmaScheduler(SchedulerConfig config, string defaultSpacing) : base(config, defaultSpacing)
+    /// <summary>Reads the training sigma table of the parsed <paramref name="options"/>.</summary>
+    private protected SigmaScheduler(SchedulerConfig config, SigmaSchedulerOptions options) : base(config, options)
     {
-        UseKarrasSigmas = config.GetBool("use_karras_sigmas", false);
-        UseExponentialSigmas = config.GetBool("use_exponential_sigmas", false);
-        if (UseKarrasSigmas && UseExponentialSigmas)
-            throw new ArgumentException("Only one of use_karras_sigmas and use_exponential_sigmas may be true.");
-        SigmaMinOverride = config.GetNullableDouble("sigma_min");
-        SigmaMaxOverride = config.GetNullableDouble("sigma_max");
-        FinalSigmasType = config.GetString("final_sigmas_type", "zero");
-        if (FinalSigmasType is not ("zero" or "sigma_min"))
-            throw new NotSupportedException($"final_sigmas_type '{FinalSigmasType}' is not supported; expected zero or sigma_min.");
-        if (RescaleBetasZeroSnr) AlphasCumprodF[^1] = Math.Pow(2, -24);  // keeps the first sigma finite
-        TrainSigmas = new double[NumTrainTimesteps];
-        TrainLogSigmas = new double[NumTrainTimesteps];
-        for (int i = 0; i < NumTrainTimesteps; i++)
-        {
-            float ac = (float)AlphasCumprodF[i];
-            float sg = MathF.Sqrt((1f - ac) / ac);
-            TrainSigmas[i] = sg;
-            TrainLogSigmas[i] = MathF.Log(sg);
-        }
+        SigmaOptions = options;
+        (TrainSigmas, TrainLogSigmas) = TrainingSigmaTables();
         TimestepsArr = BetaSchedules.Linspace(0, NumTrainTimesteps - 1, NumTrainTimesteps).Reverse().ToArray();
         SigmasArr = TrainSigmas.Reverse().Append(0.0).ToArray();
     }
 
+    private protected SigmaSchedulerOptions SigmaOptions { get; }
+
     /// <summary>Whether inference sigmas follow Eq. 5 of Karras et al. 2022 (rho = 7) between the schedule's extremes.</summary>
-    public bool UseKarrasSigmas { get; }
+    public bool UseKarrasSigmas => SigmaOptions.UseKarrasSigmas;
 
     /// <summary>Whether inference sigmas are evenly spaced in log sigma.</summary>
-    public bool UseExponentialSigmas { get; }
+    public bool UseExponentialSigmas => SigmaOptions.UseExponentialSigmas;
 
     /// <summary>Configured lower end of Karras / exponential sigmas (null: the schedule's own).</summary>
-    public double? SigmaMinOverride { get; }
+    public double? SigmaMinOverride => SigmaOptions.SigmaMin;
 
     /// <summary>Configured upper end of Karras / exponential sigmas (null: the schedule's own).</summary>
-    public double? SigmaMaxOverride { get; }
+    public double? SigmaMaxOverride => SigmaOptions.SigmaMax;
 
     /// <summary>"zero" (end at sigma = 0) or "sigma_min" (end at the training schedule's smallest sigma).</summary>
-    public string FinalSigmasType { get; }
+    public string FinalSigmasType => ConfigEnum.Name(SigmaOptions.FinalSigmasType);
 
     /// <summary>Noise levels per model call plus the final one (float32 values).</summary>
     public IReadOnlyList<double> Sigmas => SigmasArr;
@@ -73,29 +58,24 @@ public abstract class SigmaScheduler : Scheduler
         get
         {
             float max = (float)SigmasArr.Max();
-            return TimestepSpacingMode is "linspace" or "trailing" ? max : MathF.Sqrt(max * max + 1f);
+            return Options.Spacing is TimestepSpacingKind.Linspace or TimestepSpacingKind.Trailing ? max : MathF.Sqrt(max * max + 1f);
         }
     }
 
     /// <summary>Timesteps for the configured spacing as float32 values (diffusers' Euler / Heun arithmetic).</summary>
     private protected double[] SpacedTimesteps(int numInferenceSteps)
     {
-        var ts = TimestepSpacingMode switch
-        {
-            "leading" => TimestepSpacing.Leading(NumTrainTimesteps, numInferenceSteps, StepsOffset),
-            "trailing" => TimestepSpacing.Trailing(NumTrainTimesteps, numInferenceSteps),
-            _ => TimestepSpacing.Linspace(NumTrainTimesteps, numInferenceSteps, round: false),
-        };
+        var ts = SpacedTimesteps(numInferenceSteps, round: false);
         for (int i = 0; i < ts.Length; i++) ts[i] = (float)ts[i];
         return ts;
     }
 
     /// <summary>Inference sigmas (without the final one) and matching timesteps, per the Karras / exponential / interpolation settings.</summary>
-    private protected double[] InferenceSigmas(ref double[] timesteps, string interpolation = "linear")
+    private protected double[] InferenceSigmas(ref double[] timesteps, SigmaInterpolation interpolation = SigmaInterpolation.Linear)
     {
         int n = timesteps.Length;
         double[] sigmas;
-        if (interpolation == "log_linear")
+        if (interpolation == SigmaInterpolation.LogLinear)
         {
             var l = BetaSchedules.Linspace(Math.Log(TrainSigmas[^1]), Math.Log(TrainSigmas[0]), n + 1);
             sigmas = l.Select(v => Math.Exp(v)).ToArray();
@@ -115,7 +95,7 @@ public abstract class SigmaScheduler : Scheduler
     }
 
     /// <summary>The final sigma: 0 or the training schedule's smallest.</summary>
-    private protected double FinalSigma() => FinalSigmasType == "zero" ? 0.0 : TrainSigmas[0];
+    private protected double FinalSigma() => SigmaOptions.FinalSigmasType == FinalSigmasKind.Zero ? 0.0 : TrainSigmas[0];
 
     private protected void ResetStepIndex() { _stepIndex = null; _beginIndex = null; }
 

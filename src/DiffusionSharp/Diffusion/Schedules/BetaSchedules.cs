@@ -7,18 +7,17 @@ namespace DiffusionSharp.Diffusion.Schedules;
 public static class BetaSchedules
 {
     /// <summary>Betas for a named diffusers schedule: "linear", "scaled_linear", "squaredcos_cap_v2" or "sigmoid".</summary>
-    public static double[] Create(string schedule, int numTrainTimesteps, double betaStart = 1e-4, double betaEnd = 0.02)
+    public static double[] Create(string schedule, int numTrainTimesteps, double betaStart = 1e-4, double betaEnd = 0.02) =>
+        Create(ConfigEnum.Parse<BetaScheduleKind>(schedule, "beta_schedule"), numTrainTimesteps, betaStart, betaEnd);
+
+    /// <summary>Betas for a diffusers schedule.</summary>
+    public static double[] Create(BetaScheduleKind schedule, int numTrainTimesteps, double betaStart = 1e-4, double betaEnd = 0.02) => schedule switch
     {
-        return schedule switch
-        {
-            "linear" => Linear(numTrainTimesteps, betaStart, betaEnd),
-            "scaled_linear" => ScaledLinear(numTrainTimesteps, betaStart, betaEnd),
-            "squaredcos_cap_v2" => SquaredCosCapV2(numTrainTimesteps),
-            "sigmoid" => Sigmoid(numTrainTimesteps, betaStart, betaEnd),
-            _ => throw new NotSupportedException(
-                $"beta_schedule '{schedule}' is not supported; expected one of linear, scaled_linear, squaredcos_cap_v2, sigmoid."),
-        };
-    }
+        BetaScheduleKind.Linear => Linear(numTrainTimesteps, betaStart, betaEnd),
+        BetaScheduleKind.ScaledLinear => ScaledLinear(numTrainTimesteps, betaStart, betaEnd),
+        BetaScheduleKind.SquaredCosCapV2 => SquaredCosCapV2(numTrainTimesteps),
+        _ => Sigmoid(numTrainTimesteps, betaStart, betaEnd),
+    };
 
     /// <summary>Betas evenly spaced from <paramref name="betaStart"/> to <paramref name="betaEnd"/> (Ho et al. 2020, Sec. 4).</summary>
     public static double[] Linear(int n, double betaStart, double betaEnd) => Linspace(betaStart, betaEnd, n);

@@ -1,0 +1,279 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using DiffusionSharp.Diffusion.Schedules;
+
+namespace DiffusionSharp.Diffusion.Schedulers;
+
+/// <summary>How inference timesteps are picked from the training ones (Lin et al. 2023, Table 2).</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<TimestepSpacingKind>))]
+public enum TimestepSpacingKind
+{
+    /// <summary>k * (T // N) + steps_offset.</summary>
+    [JsonStringEnumMemberName("leading")] Leading,
+    /// <summary>round(T - k T / N) - 1.</summary>
+    [JsonStringEnumMemberName("trailing")] Trailing,
+    /// <summary>linspace(0, T - 1, N) reversed.</summary>
+    [JsonStringEnumMemberName("linspace")] Linspace,
+}
+
+/// <summary>The reverse-process variance of DDPM sampling (<c>variance_type</c>).</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<VarianceKind>))]
+public enum VarianceKind
+{
+    /// <summary>Posterior variance beta-tilde_t (Ho et al. 2020, Eq. 7).</summary>
+    [JsonStringEnumMemberName("fixed_small")] FixedSmall,
+    /// <summary>beta-tilde_t through its logarithm.</summary>
+    [JsonStringEnumMemberName("fixed_small_log")] FixedSmallLog,
+    /// <summary>beta_t.</summary>
+    [JsonStringEnumMemberName("fixed_large")] FixedLarge,
+    /// <summary>beta_t through its logarithm.</summary>
+    [JsonStringEnumMemberName("fixed_large_log")] FixedLargeLog,
+    /// <summary>The network outputs the variance.</summary>
+    [JsonStringEnumMemberName("learned")] Learned,
+    /// <summary>The network interpolates log beta-tilde and log beta (Nichol and Dhariwal 2021, Eq. 15).</summary>
+    [JsonStringEnumMemberName("learned_range")] LearnedRange,
+}
+
+/// <summary>Where the sampling sigmas end (<c>final_sigmas_type</c>).</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<FinalSigmasKind>))]
+public enum FinalSigmasKind
+{
+    /// <summary>At sigma = 0.</summary>
+    [JsonStringEnumMemberName("zero")] Zero,
+    /// <summary>At the training schedule's smallest sigma.</summary>
+    [JsonStringEnumMemberName("sigma_min")] SigmaMin,
+}
+
+/// <summary>
+/// Settings every diffusers scheduler reads from <c>scheduler_config.json</c>, with diffusers' defaults. Keys no
+/// scheduler knows are kept in <see cref="Extra"/> and listed by <see cref="UnknownKeys"/>.
+/// </summary>
+public record SchedulerOptions : NoiseScheduleOptions
+{
+    /// <summary>What the model predicts.</summary>
+    [JsonPropertyName("prediction_type")] public PredictionType PredictionType { get; init; } = PredictionType.Epsilon;
+    /// <summary>The configured timestep spacing, or null for the scheduler's default.</summary>
+    [JsonPropertyName("timestep_spacing")] public TimestepSpacingKind? TimestepSpacing { get; init; }
+    /// <summary>Offset added to leading-spaced timesteps.</summary>
+    [JsonPropertyName("steps_offset")] public int StepsOffset { get; init; }
+    /// <summary>Whether x0 predictions are dynamically thresholded (Saharia et al. 2022, Sec. 2.3).</summary>
+    [JsonPropertyName("thresholding")] public bool Thresholding { get; init; }
+    /// <summary>Quantile of |x0| used by dynamic thresholding, in (0, 1].</summary>
+    [JsonPropertyName("dynamic_thresholding_ratio")] public double DynamicThresholdingRatio { get; init; } = 0.995;
+    /// <summary>Upper bound of the dynamic threshold.</summary>
+    [JsonPropertyName("sample_max_value")] public double SampleMaxValue { get; init; } = 1.0;
+    /// <summary>The class the config names (diffusers' <c>_class_name</c>).</summary>
+    [JsonPropertyName("_class_name")] public string? ClassName { get; init; }
+    /// <summary>The diffusers version that wrote the config.</summary>
+    [JsonPropertyName("_diffusers_version")] public string? DiffusersVersion { get; init; }
+    /// <summary>Keys this scheduler does not read.</summary>
+    [JsonExtensionData] public Dictionary<string, JsonElement>? Extra { get; init; }
+
+    /// <summary>The spacing used when the config names none.</summary>
+    protected virtual TimestepSpacingKind DefaultSpacing => TimestepSpacingKind.Linspace;
+
+    /// <summary>The timestep spacing in effect.</summary>
+    public TimestepSpacingKind Spacing => TimestepSpacing ?? DefaultSpacing;
+
+    /// <summary>Keys of the config that this scheduler ignores, sorted.</summary>
+    public IReadOnlyList<string> UnknownKeys => Extra?.Keys.Order(StringComparer.Ordinal).ToArray() ?? [];
+
+    /// <inheritdoc/>
+    public override void Validate(string source)
+    {
+        base.Validate(source);
+        if (!(DynamicThresholdingRatio > 0 && DynamicThresholdingRatio <= 1))
+            throw new ArgumentOutOfRangeException(nameof(DynamicThresholdingRatio), $"{source}: dynamic_thresholding_ratio must lie in (0, 1], got {DynamicThresholdingRatio}.");
+        if (!(SampleMaxValue > 0)) throw new ArgumentOutOfRangeException(nameof(SampleMaxValue), $"{source}: sample_max_value must be positive, got {SampleMaxValue}.");
+        if (StepsOffset < 0) throw new ArgumentOutOfRangeException(nameof(StepsOffset), $"{source}: steps_offset must be non-negative, got {StepsOffset}.");
+    }
+}
+
+/// <summary>Settings of the schedulers that clip the x0 prediction (DDPM, DDIM).</summary>
+public record ClippingSchedulerOptions : SchedulerOptions
+{
+    /// <summary>Whether x0 predictions are clipped to [-clip_sample_range, clip_sample_range].</summary>
+    [JsonPropertyName("clip_sample")] public bool ClipSample { get; init; } = true;
+    /// <summary>Clipping bound.</summary>
+    [JsonPropertyName("clip_sample_range")] public double ClipSampleRange { get; init; } = 1.0;
+
+    /// <inheritdoc/>
+    protected override TimestepSpacingKind DefaultSpacing => TimestepSpacingKind.Leading;
+
+    /// <inheritdoc/>
+    public override void Validate(string source)
+    {
+        base.Validate(source);
+        if (!(ClipSampleRange > 0)) throw new ArgumentOutOfRangeException(nameof(ClipSampleRange), $"{source}: clip_sample_range must be positive, got {ClipSampleRange}.");
+    }
+}
+
+/// <summary>DDPMScheduler settings.</summary>
+public sealed record DdpmOptions : ClippingSchedulerOptions
+{
+    /// <summary>The reverse-process variance.</summary>
+    [JsonPropertyName("variance_type")] public VarianceKind VarianceType { get; init; } = VarianceKind.FixedSmall;
+}
+
+/// <summary>DDIMScheduler settings.</summary>
+public sealed record DdimOptions : ClippingSchedulerOptions
+{
+    /// <summary>Whether the step past t = 0 uses alpha_bar = 1 (else alpha_bar_0).</summary>
+    [JsonPropertyName("set_alpha_to_one")] public bool SetAlphaToOne { get; init; } = true;
+}
+
+/// <summary>Settings of the schedulers that step in sigma (Euler, Euler ancestral, Heun, DPM-Solver).</summary>
+public record SigmaSchedulerOptions : SchedulerOptions
+{
+    /// <summary>Karras et al. 2022 sigmas (Eq. 5, rho = 7).</summary>
+    [JsonPropertyName("use_karras_sigmas")] public bool UseKarrasSigmas { get; init; }
+    /// <summary>Sigmas evenly spaced in log sigma.</summary>
+    [JsonPropertyName("use_exponential_sigmas")] public bool UseExponentialSigmas { get; init; }
+    /// <summary>Lower end of Karras / exponential sigmas (null: the schedule's own).</summary>
+    [JsonPropertyName("sigma_min")] public double? SigmaMin { get; init; }
+    /// <summary>Upper end of Karras / exponential sigmas (null: the schedule's own).</summary>
+    [JsonPropertyName("sigma_max")] public double? SigmaMax { get; init; }
+    /// <summary>Where the sigmas end.</summary>
+    [JsonPropertyName("final_sigmas_type")] public FinalSigmasKind FinalSigmasType { get; init; } = FinalSigmasKind.Zero;
+
+    /// <summary>Number of sigma spacings chosen besides the default; at most one may be.</summary>
+    protected virtual int SpacingChoices => (UseKarrasSigmas ? 1 : 0) + (UseExponentialSigmas ? 1 : 0);
+
+    /// <inheritdoc/>
+    public override void Validate(string source)
+    {
+        base.Validate(source);
+        if (SpacingChoices > 1) throw new ArgumentException($"{source}: only one of use_karras_sigmas, use_exponential_sigmas and use_lu_lambdas may be true.");
+        if (SigmaMin is double lo && !(lo > 0)) throw new ArgumentOutOfRangeException(nameof(SigmaMin), $"{source}: sigma_min must be positive, got {lo}.");
+        if (SigmaMax is double hi && !(hi >= (SigmaMin ?? 0))) throw new ArgumentOutOfRangeException(nameof(SigmaMax), $"{source}: sigma_max must be at least sigma_min, got {hi}.");
+    }
+}
+
+/// <summary>How Euler picks inference sigmas (<c>interpolation_type</c>).</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<SigmaInterpolation>))]
+public enum SigmaInterpolation
+{
+    /// <summary>Sigma interpolated linearly at the inference timesteps.</summary>
+    [JsonStringEnumMemberName("linear")] Linear,
+    /// <summary>Sigmas evenly spaced in log sigma.</summary>
+    [JsonStringEnumMemberName("log_linear")] LogLinear,
+}
+
+/// <summary>What Euler passes to the model as the timestep (<c>timestep_type</c>).</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<TimestepKind>))]
+public enum TimestepKind
+{
+    /// <summary>Training timesteps.</summary>
+    [JsonStringEnumMemberName("discrete")] Discrete,
+    /// <summary>0.25 log sigma (with v-prediction).</summary>
+    [JsonStringEnumMemberName("continuous")] Continuous,
+}
+
+/// <summary>EulerDiscreteScheduler settings.</summary>
+public sealed record EulerOptions : SigmaSchedulerOptions
+{
+    /// <summary>How inference sigmas are picked.</summary>
+    [JsonPropertyName("interpolation_type")] public SigmaInterpolation InterpolationType { get; init; } = SigmaInterpolation.Linear;
+    /// <summary>What the model gets as timestep.</summary>
+    [JsonPropertyName("timestep_type")] public TimestepKind TimestepType { get; init; } = TimestepKind.Discrete;
+}
+
+/// <summary>EulerAncestralDiscreteScheduler settings.</summary>
+public sealed record EulerAncestralOptions : SigmaSchedulerOptions
+{
+    /// <inheritdoc/>
+    public override void Validate(string source)
+    {
+        base.Validate(source);
+        if (PredictionType == PredictionType.Sample)
+            throw new NotSupportedException($"{source}: EulerAncestralDiscreteScheduler supports prediction_type epsilon and v_prediction, not sample.");
+    }
+}
+
+/// <summary>HeunDiscreteScheduler settings.</summary>
+public sealed record HeunOptions : SigmaSchedulerOptions
+{
+    /// <summary>Whether x0 predictions are clipped.</summary>
+    [JsonPropertyName("clip_sample")] public bool ClipSample { get; init; }
+    /// <summary>Clipping bound.</summary>
+    [JsonPropertyName("clip_sample_range")] public double ClipSampleRange { get; init; } = 1.0;
+}
+
+/// <summary>The DPM-Solver family member (<c>algorithm_type</c>); "deis" runs as dpmsolver++.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<DpmAlgorithm>))]
+public enum DpmAlgorithm
+{
+    /// <summary>DPM-Solver++ on the data prediction (Lu et al. 2022b).</summary>
+    [JsonStringEnumMemberName("dpmsolver++")] DpmSolverPlusPlus,
+    /// <summary>SDE variant of DPM-Solver++.</summary>
+    [JsonStringEnumMemberName("sde-dpmsolver++")] SdeDpmSolverPlusPlus,
+    /// <summary>DPM-Solver on the noise prediction (Lu et al. 2022).</summary>
+    [JsonStringEnumMemberName("dpmsolver")] DpmSolver,
+    /// <summary>SDE variant of DPM-Solver.</summary>
+    [JsonStringEnumMemberName("sde-dpmsolver")] SdeDpmSolver,
+    /// <summary>Accepted for diffusers configs; runs as dpmsolver++.</summary>
+    [JsonStringEnumMemberName("deis")] Deis,
+}
+
+/// <summary>Second-order update of DPM-Solver (<c>solver_type</c>); logrho, bh1 and bh2 run as midpoint.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<DpmSolverType>))]
+public enum DpmSolverType
+{
+    /// <summary>Midpoint update.</summary>
+    [JsonStringEnumMemberName("midpoint")] Midpoint,
+    /// <summary>Heun update.</summary>
+    [JsonStringEnumMemberName("heun")] Heun,
+    /// <summary>Accepted for diffusers configs; runs as midpoint.</summary>
+    [JsonStringEnumMemberName("logrho")] LogRho,
+    /// <summary>Accepted for diffusers configs; runs as midpoint.</summary>
+    [JsonStringEnumMemberName("bh1")] Bh1,
+    /// <summary>Accepted for diffusers configs; runs as midpoint.</summary>
+    [JsonStringEnumMemberName("bh2")] Bh2,
+}
+
+/// <summary>DPMSolverMultistepScheduler settings.</summary>
+public sealed record DpmSolverOptions : SigmaSchedulerOptions
+{
+    /// <summary>Multistep order 1-3.</summary>
+    [JsonPropertyName("solver_order")] public int SolverOrder { get; init; } = 2;
+    /// <summary>The algorithm as configured.</summary>
+    [JsonPropertyName("algorithm_type")] public DpmAlgorithm AlgorithmType { get; init; } = DpmAlgorithm.DpmSolverPlusPlus;
+    /// <summary>The second-order update as configured.</summary>
+    [JsonPropertyName("solver_type")] public DpmSolverType SolverType { get; init; } = DpmSolverType.Midpoint;
+    /// <summary>Lower orders for the last steps when there are fewer than 15.</summary>
+    [JsonPropertyName("lower_order_final")] public bool LowerOrderFinal { get; init; } = true;
+    /// <summary>First order for the final step.</summary>
+    [JsonPropertyName("euler_at_final")] public bool EulerAtFinal { get; init; }
+    /// <summary>Lu et al.'s uniform-lambda spacing.</summary>
+    [JsonPropertyName("use_lu_lambdas")] public bool UseLuLambdas { get; init; }
+    /// <summary>Timesteps whose lambda falls below this are not used.</summary>
+    [JsonPropertyName("lambda_min_clipped")] public double LambdaMinClipped { get; init; } = double.NegativeInfinity;
+    /// <summary>Set when the model also outputs a variance (ignored by the solver).</summary>
+    [JsonPropertyName("variance_type")] public VarianceKind? VarianceType { get; init; }
+
+    /// <summary>The algorithm that runs.</summary>
+    public DpmAlgorithm Algorithm => AlgorithmType == DpmAlgorithm.Deis ? DpmAlgorithm.DpmSolverPlusPlus : AlgorithmType;
+
+    /// <summary>The second-order update that runs.</summary>
+    public DpmSolverType Solver => SolverType == DpmSolverType.Heun ? DpmSolverType.Heun : DpmSolverType.Midpoint;
+
+    /// <summary>Whether the algorithm works on the data prediction (the "++" variants).</summary>
+    public bool DataPrediction => Algorithm is DpmAlgorithm.DpmSolverPlusPlus or DpmAlgorithm.SdeDpmSolverPlusPlus;
+
+    /// <summary>Whether the algorithm adds noise.</summary>
+    public bool Stochastic => Algorithm is DpmAlgorithm.SdeDpmSolverPlusPlus or DpmAlgorithm.SdeDpmSolver;
+
+    /// <inheritdoc/>
+    protected override int SpacingChoices => base.SpacingChoices + (UseLuLambdas ? 1 : 0);
+
+    /// <inheritdoc/>
+    public override void Validate(string source)
+    {
+        base.Validate(source);
+        if (SolverOrder is < 1 or > 3) throw new ArgumentOutOfRangeException(nameof(SolverOrder), $"{source}: solver_order must be 1, 2 or 3, got {SolverOrder}.");
+        if (SolverOrder == 3 && Stochastic)
+            throw new NotSupportedException($"{source}: solver_order 3 is not supported with algorithm_type '{ConfigEnum.Name(Algorithm)}'; use order 1 or 2.");
+        if (FinalSigmasType == FinalSigmasKind.Zero && !DataPrediction)
+            throw new ArgumentException($"{source}: final_sigmas_type 'zero' needs algorithm_type dpmsolver++ or sde-dpmsolver++, got {ConfigEnum.Name(Algorithm)}; use sigma_min.");
+    }
+}
