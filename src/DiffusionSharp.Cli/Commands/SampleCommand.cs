@@ -43,30 +43,47 @@ public static class SampleCommand
                 Count = p.GetValue(count), Steps = p.GetValue(steps), Sampler = p.GetValue(sampler)!, Seed = p.GetValue(seed),
                 ClassLabel = label, GuidanceScale = p.GetValue(guidance), BatchSize = p.GetValue(batch), Eta = p.GetValue(eta),
             };
+            var comm = DiffusionSharp.Runtime.Mpi.Current;  // under mpirun each rank samples whole batches of the same images
+            req = req with { ShardIndex = comm.Rank, ShardCount = comm.Size };
+            var (first, mine) = req.ShardRange;
+            bool root = comm.Rank == 0;
             int chain = pipe.ChainSteps(req.Sampler, req.Steps);
             if (chain != req.Steps)
                 Console.Error.WriteLine($"note: --steps {req.Steps} is more than the model's {chain} training timesteps; {req.Sampler} runs {chain} steps (the k- samplers run any number)");
             double loadSeconds = sw.Elapsed.TotalSeconds;
-            Tensors.Tensor images = null!;
+            Tensors.Tensor? images = null;
             var sampling = Stopwatch.StartNew();
-            Cli.Progress.Run($"sampling {req.Count} images ({req.Sampler}, {req.Steps} steps)", report =>
+            if (!root) { if (mine > 0) images = pipe.Sample(req); }
+            else Cli.Progress.Run($"sampling {req.Count} images ({req.Sampler}, {req.Steps} steps{(comm.Size > 1 ? $", split over {comm.Size} ranks" : "")})", report =>
             {
                 images = pipe.Sample(req, (done, total) => report(done, total));
             });
             double sampleSeconds = sampling.Elapsed.TotalSeconds, netSeconds = pipe.NetworkTime.TotalSeconds;
-            var outPath = p.GetValue(output)!;
-            var outDir = Path.GetDirectoryName(Path.GetFullPath(outPath));
-            if (outDir != null) Directory.CreateDirectory(outDir);
-            ImageGrid.Save(outPath, images, nrow: p.GetValue(nrow));
-            if (p.GetValue(each) is string eachDir)
+            if (p.GetValue(each) is string eachDir && images != null)
             {
                 Directory.CreateDirectory(eachDir);
                 for (int i = 0; i < images.Dim(0); i++)
                 {
                     using var one = images.Narrow(0, i, 1);
-                    ImageGrid.Save(Path.Combine(eachDir, $"{i:D5}.png"), one, nrow: 1, padding: 0);
+                    ImageGrid.Save(Path.Combine(eachDir, $"{first + i:D5}.png"), one, nrow: 1, padding: 0);
                 }
             }
+            if (comm.Size > 1)
+            {
+                // rank 0 needs every image for the grid: an all-reduce of a zero-filled buffer in which each rank fills its rows
+                int c = pipe.Unet.Config.InChannels, hw = pipe.Unet.Config.SampleSize ?? 32, per = c * hw * hw;
+                var all = new float[(long)req.Count * per];
+                images?.Span.CopyTo(all.AsSpan(first * per));
+                comm.AllReduceSum(all);
+                images?.Dispose();
+                images = Tensors.Tensor.FromArray(all, req.Count, c, hw, hw);
+                if (!root) { images.Dispose(); return 0; }
+            }
+            if (images == null) return 0;
+            var outPath = p.GetValue(output)!;
+            var outDir = Path.GetDirectoryName(Path.GetFullPath(outPath));
+            if (outDir != null) Directory.CreateDirectory(outDir);
+            ImageGrid.Save(outPath, images, nrow: p.GetValue(nrow));
             Console.Error.WriteLine($"wrote {outPath}: {images.Dim(0)} images in {sw.Elapsed.TotalSeconds:F1} s (model load {loadSeconds:F1} s) from {dir}{(ort != null ? " through ONNX Runtime" : "")}");
             Console.Error.WriteLine($"sampling {sampleSeconds:F2} s: network {netSeconds:F2} s in {pipe.NetworkCalls} calls, outside the network {sampleSeconds - netSeconds:F2} s ({100 * (sampleSeconds - netSeconds) / sampleSeconds:F1}%)");
             images.Dispose();

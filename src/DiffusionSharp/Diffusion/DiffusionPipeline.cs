@@ -26,6 +26,22 @@ public sealed record SampleRequest
     public int BatchSize { get; init; } = 64;
     /// <summary>DDIM eta (0 = deterministic).</summary>
     public double Eta { get; init; }
+    /// <summary>This process's part of the work when <see cref="ShardCount"/> processes share it (see <see cref="ShardRange"/>).</summary>
+    public int ShardIndex { get; init; }
+    /// <summary>Processes sharing the work: each samples a contiguous run of whole batches, the same images one process makes.</summary>
+    public int ShardCount { get; init; } = 1;
+
+    /// <summary>The images [First, First + Count) that shard <see cref="ShardIndex"/> samples: batches b with b N / batches = index.</summary>
+    public (int First, int Count) ShardRange
+    {
+        get
+        {
+            int batches = (Count + BatchSize - 1) / BatchSize;
+            int b0 = (int)((long)batches * ShardIndex / ShardCount), b1 = (int)((long)batches * (ShardIndex + 1) / ShardCount);
+            int first = Math.Min(Count, b0 * BatchSize), end = Math.Min(Count, b1 * BatchSize);
+            return (first, end - first);
+        }
+    }
 }
 
 /// <summary>Raised when a NaN or infinity appears while sampling; the message names the step and the tensor.</summary>
@@ -163,7 +179,7 @@ public sealed class DiffusionPipeline
     private bool LearnedVariance => Unet.Config.OutChannels == 2 * Unet.Config.InChannels;
 
     /// <summary>
-    /// Samples <see cref="SampleRequest.Count"/> images [N, C, H, W] in [-1, 1]. <paramref name="progress"/> receives
+    /// Samples <see cref="SampleRequest.Count"/> images [N, C, H, W] in [-1, 1] (only the shard's <see cref="SampleRequest.ShardRange"/> when it is shared). <paramref name="progress"/> receives
     /// (model evaluations done, total).
     /// </summary>
     public Tensor Sample(SampleRequest request, Action<int, int>? progress = null)
@@ -180,6 +196,10 @@ public sealed class DiffusionPipeline
         if (request.GuidanceScale != 1.0 && NullClass == null)
             throw new ArgumentException("Classifier-free guidance needs a model trained with a null class (class dropout); use guidance scale 1.");
         int numClasses = NullClass ?? Unet.Config.NumClassEmbeds ?? 0;
+        if (request.ShardCount < 1 || request.ShardIndex < 0 || request.ShardIndex >= request.ShardCount)
+            throw new ArgumentOutOfRangeException(nameof(request), $"Shard {request.ShardIndex} of {request.ShardCount} does not exist.");
+        var (shardFirst, shardCount) = request.ShardRange;
+        if (shardCount == 0) throw new ArgumentException($"Shard {request.ShardIndex} of {request.ShardCount} has no batch of {request.BatchSize} among {request.Count} images; use fewer processes or a smaller batch.");
         if (request.ClassLabel is int lab && (lab < 0 || lab >= numClasses))
             throw new ArgumentOutOfRangeException(nameof(request), $"Class {lab} is out of range; the model has classes 0..{numClasses - 1}.");
 
@@ -192,6 +212,11 @@ public sealed class DiffusionPipeline
         for (int start = 0; start < request.Count; start += request.BatchSize)
         {
             int n = Math.Min(request.BatchSize, request.Count - start);
+            if (start < shardFirst || start >= shardFirst + shardCount)
+            {
+                gen.Offset += (ulong)(((long)n * c * s * s + 3) / 4);  // another shard's initial noise: skip it as drawing it would
+                continue;
+            }
             float[]? labels = null;
             if (conditional)
             {
@@ -203,7 +228,7 @@ public sealed class DiffusionPipeline
             chunks.Add(SampleChunk(request, noise, labels, chunkGen, calls =>
             {
                 perChunkCalls = calls.total;
-                totalCalls = perChunkCalls * ((request.Count + request.BatchSize - 1) / request.BatchSize);
+                totalCalls = perChunkCalls * ((shardCount + request.BatchSize - 1) / request.BatchSize);
                 progress?.Invoke(done + calls.done, totalCalls);
             }));
             done += perChunkCalls;

@@ -209,4 +209,22 @@ public class DataParallelTests : IDisposable
         AssertClose(Path.Combine(one, "checkpoint", "model.safetensors"), Path.Combine(run, "checkpoint", "model.safetensors"));
         AssertClose(Path.Combine(one, "checkpoint", "ema.safetensors"), Path.Combine(run, "checkpoint", "ema.safetensors"));
     }
+
+    [MpiFact]
+    public void TwoRanksSampleTheSameImagesAsOneProcess()
+    {
+        var s = Setup();
+        string model = Path.Combine(_root, "model");
+        MpiJob.Run(0, TrainArgs(model, s, 2, 0));
+        string[] Args(string each, string grid) =>
+            ["sample", "-m", model, "-n", "10", "--batch", "4", "--sampler", "ddpm", "--steps", "5", "--seed", "3", "--each", each, "-o", grid];
+        string e1 = Path.Combine(_root, "each1"), e2 = Path.Combine(_root, "each2");
+        MpiJob.Run(0, Args(e1, Path.Combine(_root, "grid1.png")));
+        MpiJob.Run(2, Args(e2, Path.Combine(_root, "grid2.png")));  // 3 batches: rank 0 samples the first, rank 1 the other two
+        var names = Directory.GetFiles(e1).Select(Path.GetFileName).Order().ToArray();
+        Assert.Equal(10, names.Length);
+        Assert.Equal(names, Directory.GetFiles(e2).Select(Path.GetFileName).Order().ToArray());
+        foreach (var n in names) Assert.Equal(File.ReadAllBytes(Path.Combine(e1, n!)), File.ReadAllBytes(Path.Combine(e2, n!)));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(_root, "grid1.png")), File.ReadAllBytes(Path.Combine(_root, "grid2.png")));
+    }
 }
