@@ -28,6 +28,7 @@ public static class Program
         root.Subcommands.Add(EvalCommand.Create());
         root.Subcommands.Add(TrainClassifierCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(ServeCommand.Create());
         var parse = root.Parse(args);
         var threads = parse.GetValue(ThreadsOption);
         if (threads is int t)

@@ -180,9 +180,10 @@ public sealed class DiffusionPipeline
 
     /// <summary>
     /// Samples <see cref="SampleRequest.Count"/> images [N, C, H, W] in [-1, 1] (only the shard's <see cref="SampleRequest.ShardRange"/> when it is shared). <paramref name="progress"/> receives
-    /// (model evaluations done, total).
+    /// (model evaluations done, total); <paramref name="predictedX0"/> receives the current batch's prediction of x_0 after
+    /// each step (valid only during the call).
     /// </summary>
-    public Tensor Sample(SampleRequest request, Action<int, int>? progress = null)
+    public Tensor Sample(SampleRequest request, Action<int, int>? progress = null, Action<Tensor>? predictedX0 = null)
     {
         if (request.Count < 1) throw new ArgumentOutOfRangeException(nameof(request), $"Count must be at least 1, got {request.Count}.");
         if (request.Count > MaxCount) throw new ArgumentOutOfRangeException(nameof(request), $"Count must be at most {MaxCount}, got {request.Count}.");
@@ -225,7 +226,7 @@ public sealed class DiffusionPipeline
             }
             var noise = Tensor.Randn(gen, n, c, s, s);
             var chunkGen = new Generator(request.Seed + 1 + (ulong)start);
-            chunks.Add(SampleChunk(request, noise, labels, chunkGen, calls =>
+            chunks.Add(SampleChunk(request, noise, labels, chunkGen, predictedX0, calls =>
             {
                 perChunkCalls = calls.total;
                 totalCalls = perChunkCalls * ((shardCount + request.BatchSize - 1) / request.BatchSize);
@@ -308,10 +309,10 @@ public sealed class DiffusionPipeline
                 throw new NonFiniteSampleException($"Sampling produced {span[i]} in {what}; check the model weights, scheduler_config.json and the guidance/eta options.");
     }
 
-    private Tensor SampleChunk(SampleRequest req, Tensor noise, float[]? labels, Generator gen, Action<(int done, int total)> progress)
+    private Tensor SampleChunk(SampleRequest req, Tensor noise, float[]? labels, Generator gen, Action<Tensor>? predictedX0, Action<(int done, int total)> progress)
     {
         var info = SamplerRegistry.Get(req.Sampler);
-        if (info.RunK != null) return SampleK(info, req, noise, labels, gen, progress);
+        if (info.RunK != null) return SampleK(info, req, noise, labels, gen, predictedX0, progress);
         var sched = info.CreateScheduler!(SchedulerConfig, req.Eta);
         sched.SetTimesteps(ChainSteps(req.Sampler, req.Steps));
         var ts = sched.Timesteps;
@@ -326,16 +327,17 @@ public sealed class DiffusionPipeline
             CheckFinite(output, $"the model output at step {i + 1} of {ts.Count} (t = {ts[i]})");
             var r = sched.Step(output, ts[i], x, generator: gen);
             output.Dispose();
-            r.PredOriginalSample.Dispose();
             x.Dispose();
             x = r.PrevSample;
             CheckFinite(x, $"the sample after step {i + 1} of {ts.Count} (t = {ts[i]}, {req.Sampler} update)");
             progress((i + 1, ts.Count));
+            predictedX0?.Invoke(r.PredOriginalSample);
+            r.PredOriginalSample.Dispose();
         }
         return x.Clamp(-1f, 1f);
     }
 
-    private Tensor SampleK(SamplerInfo info, SampleRequest req, Tensor noise, float[]? labels, Generator gen, Action<(int done, int total)> progress)
+    private Tensor SampleK(SamplerInfo info, SampleRequest req, Tensor noise, float[]? labels, Generator gen, Action<Tensor>? predictedX0, Action<(int done, int total)> progress)
     {
         var sched = new EulerDiscreteScheduler(SchedulerConfig);
         int calls = 0;
@@ -351,7 +353,13 @@ public sealed class DiffusionPipeline
         var sigmas = denoiser.GetSigmas(req.Steps);
         var x = noise * (float)sigmas[0];
         noise.Dispose();
-        var result = info.RunK!(denoiser.Denoise, x, sigmas, gen);
+        Func<Tensor, double, Tensor> d = predictedX0 == null ? denoiser.Denoise : (xs, sigma) =>
+        {
+            var x0 = denoiser.Denoise(xs, sigma);  // D(x; sigma) is the x_0 prediction (Karras et al. 2022, Eq. 2)
+            predictedX0(x0);
+            return x0;
+        };
+        var result = info.RunK!(d, x, sigmas, gen);
         x.Dispose();
         CheckFinite(result, $"the final sample ({req.Sampler}, {req.Steps} steps)");
         var clamped = result.Clamp(-1f, 1f);
