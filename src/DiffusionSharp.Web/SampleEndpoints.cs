@@ -77,8 +77,7 @@ internal static class SampleEndpoints
         var sampler = Get("sampler") ?? "dpmpp";
         if (!SamplingEngine.SamplerNames.Contains(sampler, StringComparer.Ordinal))
             return (null, $"Unknown sampler '{sampler}'; expected one of {string.Join(", ", SamplingEngine.SamplerNames)}.");
-        int maxSteps = Math.Min(options.MaxSteps, desc.MaxSteps);
-        if (!TryInt(Get("steps") ?? "20", 1, maxSteps, out int steps)) return (null, $"steps must be a whole number in 1..{maxSteps}, got '{Get("steps")}'.");
+        if (!TryInt(Get("steps") ?? "20", 1, options.MaxSteps, out int steps)) return (null, $"steps must be a whole number in 1..{options.MaxSteps}, got '{Get("steps")}'.");
         if (!TryInt(Get("count") ?? "4", 1, options.MaxCount, out int count)) return (null, $"count must be a whole number in 1..{options.MaxCount}, got '{Get("count")}'.");
         var seedText = Get("seed") ?? "0";
         if (!ulong.TryParse(seedText, NumberStyles.None, CultureInfo.InvariantCulture, out ulong seed))

@@ -13,8 +13,8 @@ namespace DiffusionSharp.Web;
 /// <param name="Guidance">True when the model has a null class, so classifier-free guidance applies.</param>
 /// <param name="Size">Image side in pixels.</param>
 /// <param name="Channels">Image channels.</param>
-/// <param name="MaxSteps">Most sampler steps for this model (its training timesteps, capped by the CLI's limit).</param>
-public sealed record ModelDescription(string Id, string Label, IReadOnlyList<string> Classes, bool Guidance, int Size, int Channels, int MaxSteps);
+/// <param name="TrainSteps">The model's training timesteps: discrete-time samplers run at most this many steps.</param>
+public sealed record ModelDescription(string Id, string Label, IReadOnlyList<string> Classes, bool Guidance, int Size, int Channels, int TrainSteps);
 
 /// <summary>A checked sampling request.</summary>
 public sealed record SampleJob(ModelEntry Model, string Sampler, int Steps, int Count, ulong Seed, int? ClassLabel, string? ClassName, double Guidance);
@@ -28,10 +28,10 @@ public sealed record SampleImages(IReadOnlyList<byte[]> Images, byte[] Grid);
 /// </summary>
 public sealed class SamplingEngine
 {
-    /// <summary>Most images per request (the CLI's limit).</summary>
-    public const int MaxCount = 1024;
-    /// <summary>Most sampler steps per request (the CLI's limit).</summary>
-    public const int MaxSteps = 1000;
+    /// <summary>Most images per request: the limit <c>diffusion sample</c> enforces.</summary>
+    public const int MaxCount = DiffusionPipeline.MaxCount;
+    /// <summary>Most sampler steps per request: the limit <c>diffusion sample</c> enforces.</summary>
+    public const int MaxSteps = DiffusionPipeline.MaxSteps;
     /// <summary>Images per network call: the CLI's default <c>--batch</c>, which decides how seeds map to images.</summary>
     public const int CliBatch = 64;
     /// <summary>The CLI's default <c>-o</c> grid width.</summary>
@@ -63,7 +63,7 @@ public sealed class SamplingEngine
             .Select(i => i < pipe.ClassNames.Count && pipe.ClassNames[i].Length > 0 ? pipe.ClassNames[i] : i.ToString(System.Globalization.CultureInfo.InvariantCulture))
             .ToArray();
         int trainSteps = pipe.SchedulerConfig.GetInt("num_train_timesteps", 1000);
-        return new ModelDescription(model.Id, model.Label, names, pipe.NullClass != null, cfg.SampleSize ?? 32, cfg.InChannels, Math.Min(MaxSteps, trainSteps));
+        return new ModelDescription(model.Id, model.Label, names, pipe.NullClass != null, cfg.SampleSize ?? 32, cfg.InChannels, trainSteps);
     }
 
     /// <summary>

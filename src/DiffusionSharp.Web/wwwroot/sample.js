@@ -3,6 +3,7 @@
 const $ = id => document.getElementById(id);
 let models = [];
 let controller = null;
+let maxSteps = 1000;
 
 function option(value, text, disabled) {
   const o = document.createElement('option');
@@ -31,8 +32,8 @@ function updateModel() {
   }
   $('guidance').disabled = !m.guidance;
   if (!m.guidance) $('guidance').value = 1;
-  $('steps').max = m.maxSteps;
-  if (+$('steps').value > m.maxSteps) $('steps').value = m.maxSteps;
+  // the slider spans what a discrete-time sampler can use; the API takes up to the CLI's limit
+  $('steps').max = Math.min(m.trainSteps, maxSteps);
   syncOutputs();
 }
 
@@ -44,6 +45,7 @@ async function init() {
     $('model').replaceChildren(...models.map(m => option(m.id, m.error ? m.label + ' (cannot load)' : m.label, m.error)));
     $('sampler').replaceChildren(...data.samplers.map(s => option(s, s)));
     $('count').max = Math.min(data.limits.maxCount, 64);
+    maxSteps = data.limits.maxSteps;
     const first = models.find(m => !m.error);
     if (first) $('model').value = first.id;
     updateModel();

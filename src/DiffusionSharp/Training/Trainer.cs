@@ -240,7 +240,7 @@ public sealed class Trainer
             onStep?.Invoke(r, ips);
             if (Options.LogEvery > 0 && r.Step % Options.LogEvery == 0)
             {
-                if (IsRoot) File.AppendAllText(metricsPath, JsonSerializer.Serialize(new { step = r.Step, loss = r.Loss, lr = r.LearningRate, grad_norm = double.IsNaN(r.GradNorm) ? (double?)null : r.GradNorm, images_per_s = ips }) + "\n");
+                if (IsRoot) File.AppendAllText(metricsPath, JsonSerializer.Serialize(new { step = r.Step, loss = r.Loss, lr = r.LearningRate, grad_norm = double.IsNaN(r.GradNorm) ? (double?)null : r.GradNorm, images_per_s = ips, total_steps = Options.Steps, batch_size = Options.BatchSize }) + "\n");
                 sw.Restart();
                 imagesSince = 0;
             }
