@@ -28,7 +28,7 @@ internal static class SampleEndpoints
         e.MapGet("/api/models", (ModelCatalog models, SamplingEngine engine, ServeOptions options) => Results.Json(new
         {
             models = models.List().Select(m => Describe(m, engine)).ToList(),
-            samplers = SamplingEngine.SamplerNames,
+            samplers = SamplingEngine.Samplers.Select(x => new { name = x.Name, description = x.Description }),
             limits = new { maxCount = options.MaxCount, maxSteps = options.MaxSteps },
         }));
         e.MapGet("/api/queue", (SampleQueue q) => Results.Json(new

@@ -40,7 +40,10 @@ public sealed class SamplingEngine
     private readonly ConcurrentDictionary<string, Lazy<DiffusionPipeline>> _pipelines = new(StringComparer.Ordinal);
 
     /// <summary>Sampler names the pipeline accepts.</summary>
-    public static IReadOnlyList<string> SamplerNames => DiffusionPipeline.SamplerNames;
+    public static IReadOnlyList<string> SamplerNames => SamplerRegistry.Names;
+
+    /// <summary>Each sampler's name and one-line description, in the order the CLI's help lists them.</summary>
+    public static IReadOnlyList<(string Name, string Description)> Samplers => SamplerRegistry.All.Select(s => (s.Name, s.Description)).ToList();
 
     private DiffusionPipeline Load(ModelEntry model)
     {
@@ -62,7 +65,7 @@ public sealed class SamplingEngine
         var names = Enumerable.Range(0, classes)
             .Select(i => i < pipe.ClassNames.Count && pipe.ClassNames[i].Length > 0 ? pipe.ClassNames[i] : i.ToString(System.Globalization.CultureInfo.InvariantCulture))
             .ToArray();
-        int trainSteps = pipe.SchedulerConfig.GetInt("num_train_timesteps", 1000);
+        int trainSteps = pipe.NoiseOptions.NumTrainTimesteps;
         return new ModelDescription(model.Id, model.Label, names, pipe.NullClass != null, cfg.SampleSize ?? 32, cfg.InChannels, trainSteps);
     }
 

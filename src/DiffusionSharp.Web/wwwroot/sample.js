@@ -43,7 +43,7 @@ async function init() {
     const data = await r.json();
     models = data.models;
     $('model').replaceChildren(...models.map(m => option(m.id, m.error ? m.label + ' (cannot load)' : m.label, m.error)));
-    $('sampler').replaceChildren(...data.samplers.map(s => option(s, s)));
+    $('sampler').replaceChildren(...data.samplers.map(s => option(s.name, `${s.name}: ${s.description}`)));
     $('count').max = Math.min(data.limits.maxCount, 64);
     maxSteps = data.limits.maxSteps;
     const first = models.find(m => !m.error);
