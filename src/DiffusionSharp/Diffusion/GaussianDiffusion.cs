@@ -1,7 +1,6 @@
 using DiffusionSharp.Autograd;
 using DiffusionSharp.Diffusion.Losses;
 using DiffusionSharp.Tensors;
-using static DiffusionSharp.Diffusion.DiffusionTensorOps;
 
 namespace DiffusionSharp.Diffusion;
 
@@ -160,7 +159,7 @@ public sealed class GaussianDiffusion
     {
         var v = new double[t.Length];
         for (int i = 0; i < t.Length; i++) v[i] = f(t[i]);
-        return PerSample(v, like);
+        return Tensor.PerSample(v, like);
     }
 
     /// <summary>Mean and variance of q(x_t | x_0) = N(sqrt(alpha_bar) x_0, (1 - alpha_bar) I) (Ho et al. Eq. 4).</summary>
@@ -244,16 +243,21 @@ public sealed class GaussianDiffusion
     public PMeanVariance PMeanVariance(DenoiserModel model, Tensor x, int[] t, bool clipDenoised = false, Func<Tensor, Tensor>? denoisedFn = null)
     {
         CheckT(x, t);
-        var output = model(x, ModelTimesteps(t));
-        Tensor meanOut = output; Tensor? varOut = null;
-        if (VarianceType is ModelVarianceType.Learned or ModelVarianceType.LearnedRange)
-        {
-            var expected = x.Shape.ToArray(); expected[1] *= 2;
-            output.ExpectShape(new Shape(expected), "model output (mean and variance channels)");
-            (meanOut, varOut) = SplitChannels(output);
-        }
-        else output.ExpectShape(x.Shape, "model output");
+        var (meanOut, varOut) = SplitOutput(model(x, ModelTimesteps(t)), x.Shape);
         return PMeanVarianceFromOutput(meanOut, varOut, x, t, clipDenoised, denoisedFn);
+    }
+
+    // The prediction and, for learned variances, the variance half of axis 1 (Nichol and Dhariwal 2021, Sec. 3.1).
+    private (Tensor Mean, Tensor? Variance) SplitOutput(Tensor output, Shape sample)
+    {
+        if (VarianceType is not (ModelVarianceType.Learned or ModelVarianceType.LearnedRange))
+        {
+            output.ExpectShape(sample, "model output");
+            return (output, null);
+        }
+        var expected = sample.ToArray(); expected[1] *= 2;
+        output.ExpectShape(new Shape(expected), "model output (mean and variance channels)");
+        return (output.Narrow(1, 0, sample[1]), output.Narrow(1, sample[1], sample[1]));
     }
 
     /// <summary>p(x_{t-1} | x_t) from already computed network outputs (mean part and, for learned variances, variance part).</summary>
@@ -270,7 +274,7 @@ public sealed class GaussianDiffusion
                     if (varOut == null) throw new ArgumentException("Learned-range variance needs the variance output.");
                     var minLog = Coef(s => PosteriorLogVarianceClipped[s], t, x.Shape);
                     var maxLog = Coef(s => Math.Log(Betas[s]), t, x.Shape);
-                    var frac = Scale(varOut + Tensor.Scalar(1f), 0.5);  // Eq. 15 of Nichol and Dhariwal 2021
+                    var frac = (varOut + 1f) * 0.5f;  // Eq. 15 of Nichol and Dhariwal 2021
                     logVar = frac * maxLog + (Tensor.Scalar(1f) - frac) * minLog;
                     break;
                 }
@@ -284,7 +288,7 @@ public sealed class GaussianDiffusion
         Tensor Process(Tensor x0)
         {
             if (denoisedFn != null) x0 = denoisedFn(x0);
-            return clipDenoised ? Map(x0, v => Math.Clamp(v, -1, 1), (v, _) => v is >= -1 and <= 1 ? 1 : 0) : x0;
+            return clipDenoised ? x0.Clamp(-1f, 1f) : x0;
         }
         Tensor predX0 = MeanType switch
         {
@@ -390,8 +394,8 @@ public sealed class GaussianDiffusion
     public Tensor VbTermsBpd(Tensor x0, Tensor xt, int[] t, PMeanVariance p)
     {
         var (trueMean, _, trueLogVar) = QPosteriorMeanVariance(x0, xt, t);
-        var kl = Scale(MeanFlat(GaussianLosses.NormalKl(trueMean, trueLogVar, p.Mean, p.LogVariance)), 1 / Math.Log(2));
-        var nll = Scale(MeanFlat(GaussianLosses.DiscretizedGaussianLogLikelihood(x0, p.Mean, Scale(p.LogVariance, 0.5))), -1 / Math.Log(2));
+        var kl = GaussianLosses.NormalKl(trueMean, trueLogVar, p.Mean, p.LogVariance).MeanPerSample() * (float)(1 / Math.Log(2));
+        var nll = GaussianLosses.DiscretizedGaussianLogLikelihood(x0, p.Mean, p.LogVariance * 0.5f).MeanPerSample() * (float)(-1 / Math.Log(2));
         var isZero = new double[t.Length];
         for (int i = 0; i < t.Length; i++) isZero[i] = t[i] == 0 ? 1 : 0;
         var mask = Tensor.FromArray(isZero.Select(v => (float)v).ToArray(), t.Length);
@@ -419,21 +423,13 @@ public sealed class GaussianDiffusion
     {
         CheckT(x0, t);
         var xt = QSample(x0, t, noise);
-        var output = model(xt, ModelTimesteps(t));
-        bool learned = VarianceType is ModelVarianceType.Learned or ModelVarianceType.LearnedRange;
-        Tensor meanOut = output; Tensor? varOut = null;
-        if (learned)
-        {
-            var expected = x0.Shape.ToArray(); expected[1] *= 2;
-            output.ExpectShape(new Shape(expected), "model output (mean and variance channels)");
-            (meanOut, varOut) = SplitChannels(output);
-        }
-        else output.ExpectShape(x0.Shape, "model output");
+        var (meanOut, varOut) = SplitOutput(model(xt, ModelTimesteps(t)), x0.Shape);
+        bool learned = varOut != null;
 
         if (LossType == DiffusionLossType.Kl)
         {
             var vbOnly = VbTermsBpd(x0, xt, t, PMeanVarianceFromOutput(meanOut, varOut, xt, t));
-            return new DiffusionLossTerms(Scale(vbOnly, NumTimesteps), null, vbOnly);  // L_vlb estimate: T times a uniformly drawn term
+            return new DiffusionLossTerms(vbOnly * NumTimesteps, null, vbOnly);  // L_vlb estimate: T times a uniformly drawn term
         }
 
         Tensor target = MeanType switch
@@ -443,18 +439,18 @@ public sealed class GaussianDiffusion
             _ => VelocityFrom(x0, noise, t),
         };
         var diff = meanOut - target;
-        var mse = MeanFlat(diff * diff);
+        var mse = (diff * diff).MeanPerSample();
         if (MinSnrGamma is double gamma)
         {
             var w = new double[t.Length];
             for (int i = 0; i < t.Length; i++) w[i] = MinSnrWeight(t[i], gamma);
-            mse = mse * PerSample(w, mse.Shape);
+            mse = mse * Tensor.PerSample(w, mse.Shape);
         }
         if (LossType == DiffusionLossType.Hybrid)
         {
             if (!learned) throw new InvalidOperationException("The hybrid loss needs a learned variance (Learned or LearnedRange).");
             var vb = VbTermsBpd(x0, xt, t, PMeanVarianceFromOutput(meanOut.Detach(), varOut, xt, t));
-            return new DiffusionLossTerms(mse + Scale(vb, HybridLambda * NumTimesteps), mse, vb);
+            return new DiffusionLossTerms(mse + vb * (float)(HybridLambda * NumTimesteps), mse, vb);
         }
         return new DiffusionLossTerms(mse, mse, null);
     }
@@ -492,8 +488,8 @@ public sealed class GaussianDiffusion
             var xt = QSample(x0, t, z);
             var p = PMeanVariance(model, xt, t, clipDenoised);
             var terms = VbTermsBpd(x0, xt, t, p).ToArray();
-            var d0 = MeanFlat((p.PredXStart - x0) * (p.PredXStart - x0)).ToArray();
-            var de = MeanFlat((p.PredEpsilon - z) * (p.PredEpsilon - z)).ToArray();
+            var d0 = ((p.PredXStart - x0) * (p.PredXStart - x0)).MeanPerSample().ToArray();
+            var de = ((p.PredEpsilon - z) * (p.PredEpsilon - z)).MeanPerSample().ToArray();
             for (int i = 0; i < b; i++)
             {
                 vb[i, k] = terms[i]; xmse[i, k] = d0[i]; emse[i, k] = de[i];

@@ -51,7 +51,7 @@ public class VariationalDiffusionTests(ITestOutputHelper output)
             var sc = new double[2];
             for (int i = 0; i < z.Dim(0); i++)
             {
-                double gm = gamma.Span[i], a = Math.Sqrt(DiffusionTensorOps.Sigmoid(-gm)), s = Math.Sqrt(DiffusionTensorOps.Sigmoid(gm));
+                double gm = gamma.Span[i], a = Math.Sqrt(1 / (1 + Math.Exp(gm))), s = Math.Sqrt(1 / (1 + Math.Exp(-gm)));
                 mix.Score(new double[] { z.Span[2 * i], z.Span[2 * i + 1] }, 1, a, s, sc);
                 y.Span[2 * i] = (float)(-s * sc[0]); y.Span[2 * i + 1] = (float)(-s * sc[1]);
             }

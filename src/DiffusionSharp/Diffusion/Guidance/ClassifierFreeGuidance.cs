@@ -37,8 +37,7 @@ public static class ClassifierFreeGuidance
         var cond = model(x, t, labels);
         var uncond = model(x, t, Enumerable.Repeat(nullLabel, labels.Length).ToArray());
         if (!learnedVariance) return Combine(uncond, cond, scale);
-        var (ce, cv) = DiffusionTensorOps.SplitChannels(cond);
-        var (ue, _) = DiffusionTensorOps.SplitChannels(uncond);
-        return DiffusionTensorOps.ConcatChannels(Combine(ue, ce, scale), cv);
+        int c = cond.Dim(1) / 2;
+        return Tensor.Concat([Combine(uncond.Narrow(1, 0, c), cond.Narrow(1, 0, c), scale), cond.Narrow(1, c, c)], 1);
     };
 }

@@ -1,5 +1,4 @@
 using DiffusionSharp.Tensors;
-using static DiffusionSharp.Diffusion.DiffusionTensorOps;
 
 namespace DiffusionSharp.Diffusion.Losses;
 
@@ -69,7 +68,7 @@ public sealed class LearnedGammaSchedule : IGammaSchedule
     /// <summary>The unnormalised monotone network and its derivative at rows of t [n, 1].</summary>
     private (Tensor G, Tensor D) Tilde(Tensor t)
     {
-        var w1 = SoftplusD(W1); var w2 = SoftplusD(W2); var w3 = SoftplusD(W3);
+        var w1 = W1.Softplus(); var w2 = W2.Softplus(); var w3 = W3.Softplus();
         var l1 = Tensor.Linear(t, w1, B1);
         var s = Tensor.Linear(l1, w2, B2).Sigmoid();
         var g = l1 + Tensor.Linear(s, w3, null);
