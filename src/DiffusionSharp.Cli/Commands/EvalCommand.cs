@@ -64,18 +64,28 @@ public static class EvalCommand
         var diffusion = pipe.CreateGaussianDiffusion(pipe.NoiseOptions.NumTrainTimesteps);
         if (strata < 0 || strata > diffusion.NumTimesteps - 1)
             throw new ArgumentException($"--timesteps must be 0 (full chain) or 1..{diffusion.NumTimesteps - 1}, got {strata}.");
-        var noise = new NoiseSource(new Generator(seed));
+        // Each batch draws from its own counter range (2^32 blocks from start << 32) of the seeded streams, so the ranks of an
+        // mpirun job, each taking a contiguous run of whole batches, compute exactly the per-image terms of one process.
+        var noiseGen = new Generator(seed);
+        var noise = new NoiseSource(noiseGen);
         var tRng = new Generator(seed + 1);
         int callsPerBatch = strata == 0 ? diffusion.NumTimesteps : strata + 1;
+        if ((double)callsPerBatch * bs * ds.Channels * s * s / 4 > uint.MaxValue)
+            throw new ArgumentException($"--batch {bs}: a batch would draw more than 2^32 noise blocks; use a smaller batch.");
+        var comm = DiffusionSharp.Runtime.Mpi.Current;
+        int batches = (n + bs - 1) / bs;
+        int firstBatch = (int)((long)batches * comm.Rank / comm.Size), endBatch = (int)((long)batches * (comm.Rank + 1) / comm.Size);
         double total = 0, totalSq = 0, prior = 0, decoder = 0;
         int done = 0;
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        Cli.Progress.Run($"bits/dim on {n} test images", report =>
+        void Work(Action<int, int> report)
         {
-            int calls = 0, totalCalls = (n + bs - 1) / bs * callsPerBatch;
-            for (int start = 0; start < n; start += bs)
+            int calls = 0, totalCalls = (endBatch - firstBatch) * callsPerBatch;
+            for (int start = firstBatch * bs; start < Math.Min(n, endBatch * bs); start += bs)
             {
                 int b = Math.Min(bs, n - start);
+                noiseGen.Offset = (ulong)start << 32;
+                tRng.Offset = (ulong)start << 32;
                 using var x0 = Tensor.Empty(b, ds.Channels, s, s);
                 var labels = new int[b];
                 int per = ds.Channels * s * s;
@@ -100,7 +110,16 @@ public static class EvalCommand
                 }
                 done += b;
             }
-        });
+        }
+        if (comm.Rank != 0) Work((_, _) => { });
+        else Cli.Progress.Run($"bits/dim on {n} test images{(comm.Size > 1 ? $", split over {comm.Size} ranks" : "")}", Work);
+        if (comm.Size > 1)
+        {
+            var sums = new[] { total, totalSq, prior, decoder, done };
+            comm.AllReduceSum(sums);
+            (total, totalSq, prior, decoder, done) = (sums[0], sums[1], sums[2], sums[3], (int)sums[4]);
+            if (comm.Rank != 0) return 0;
+        }
         double mean = total / done, stderr = done > 1 ? Math.Sqrt(Math.Max(0, totalSq / done - mean * mean) / (done - 1)) : double.NaN;
         var result = new
         {
@@ -152,9 +171,28 @@ public static class EvalCommand
             var dir = ModelLocator.Resolve(a.Model);
             var pipe = DiffusionPipeline.FromPretrained(dir);
             cls.EnsureAccepts(pipe.Unet.Config.InChannels, pipe.Unet.Config.SampleSize ?? 32, $"the model {dir}");
-            var req = new SampleRequest { Count = toGenerate, Steps = a.Steps, Sampler = a.Sampler, Seed = a.Seed, GuidanceScale = a.Guidance, BatchSize = a.Batch };
+            var comm = DiffusionSharp.Runtime.Mpi.Current;  // under mpirun the ranks sample whole batches of the same images
+            var req = new SampleRequest
+            {
+                Count = toGenerate, Steps = a.Steps, Sampler = a.Sampler, Seed = a.Seed, GuidanceScale = a.Guidance, BatchSize = a.Batch,
+                ShardIndex = comm.Rank, ShardCount = comm.Size,
+            };
+            var (first, mine) = req.ShardRange;
             Tensor? made = null;
-            Cli.Progress.Run($"sampling {toGenerate} images ({a.Sampler}, {a.Steps} steps)", report => made = pipe.Sample(req, (d, t) => report(d, t)));
+            if (comm.Rank != 0) { if (mine > 0) made = pipe.Sample(req); }
+            else Cli.Progress.Run($"sampling {toGenerate} images ({a.Sampler}, {a.Steps} steps{(comm.Size > 1 ? $", split over {comm.Size} ranks" : "")})",
+                report => made = pipe.Sample(req, (d, t) => report(d, t)));
+            if (comm.Size > 1)
+            {
+                // rank 0 measures all of them: an all-reduce of a zero-filled buffer in which each rank fills its rows
+                int per = pipe.Unet.Config.InChannels * (pipe.Unet.Config.SampleSize ?? 32) * (pipe.Unet.Config.SampleSize ?? 32);
+                var all = new float[(long)toGenerate * per];
+                made?.Span.CopyTo(all.AsSpan(first * per));
+                made?.Dispose();
+                comm.AllReduceSum(all);
+                if (comm.Rank != 0) return 0;
+                made = Tensor.FromArray(all, toGenerate, pipe.Unet.Config.InChannels, pipe.Unet.Config.SampleSize ?? 32, pipe.Unet.Config.SampleSize ?? 32);
+            }
             images = made!;
             source = $"{toGenerate} images sampled from {dir} ({a.Sampler}, {a.Steps} steps, guidance {a.Guidance}, seed {a.Seed})";
         }

@@ -66,13 +66,15 @@ public static class TrainCommand
             }
             trainer.GradientBucketBytes = (long)(Math.Max(0.001, p.GetValue(bucketMb)) * (1 << 20));
             if (comm.Size > 1 && root)
-                Console.Error.WriteLine($"data parallel over {comm.Size} MPI ranks, {DiffusionSharp.Runtime.Threading.Threads} threads each: global batch {trainer.Options.BatchSize}, " +
+                Console.Error.WriteLine($"data parallel over {comm.Size} MPI ranks, {DiffusionSharp.Runtime.Threading.Threads} thread(s) each: global batch {trainer.Options.BatchSize}, " +
                     $"{trainer.Options.BatchSize / comm.Size}{(trainer.Options.BatchSize % comm.Size != 0 ? $"-{trainer.Options.BatchSize / comm.Size + 1}" : "")} images per rank");
             if (root) Console.Error.WriteLine($"model: {trainer.Model.ParameterCount:N0} parameters; data: {dataset.Description} ({dataset.Count} images, {dataset.Channels}x{dataset.Size}x{dataset.Size})");
             using var ctrlC = Cli.Progress.CancelOnCtrlC();
+            var runTime = new System.Diagnostics.Stopwatch();
             try
             {
                 long total = trainer.Options.Steps, start = trainer.Step;
+                runTime.Start();
                 if (!root) trainer.Run(ctrlC.Token);  // rank 0 alone reports; its images/s count the global batch
                 else Cli.Progress.RunWithStatus("training", (report, status) =>
                 {
@@ -91,6 +93,9 @@ public static class TrainCommand
                 if (root) Console.Error.WriteLine(e.Message);
                 return 3;
             }
+            if (root && trainer.Reducer is { } red)
+                Console.Error.WriteLine($"gradient all-reduce ({red.BucketCount} buckets): {red.CommunicationSeconds:F2} s inside MPI calls on rank 0, " +
+                    $"{red.WaitSeconds:F2} s of it waiting after backward ended; {runTime.Elapsed.TotalSeconds:F2} s training in all");
             if (root) Console.Error.WriteLine($"model written to {outDir} (unet/, scheduler/); sample it with: diffusion sample --model {outDir}");
             return 0;
         });

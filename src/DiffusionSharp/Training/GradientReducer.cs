@@ -22,6 +22,13 @@ public sealed class GradientReducer
     private readonly bool[] _ready;
     private int _nextToStart;
 
+    private long _commTicks;
+
+    /// <summary>Seconds spent inside MPI calls (starting, progressing and waiting for the all-reduces) since creation.</summary>
+    public double CommunicationSeconds => _commTicks / (double)System.Diagnostics.Stopwatch.Frequency;
+    /// <summary>Seconds of <see cref="CommunicationSeconds"/> spent in <see cref="Finish"/>, after backward ended: the part not overlapped.</summary>
+    public double WaitSeconds { get; private set; }
+
     /// <summary>Number of buckets.</summary>
     public int BucketCount => _buffers.Length;
 
@@ -79,8 +86,10 @@ public sealed class GradientReducer
         int b = _bucketOf[i];
         CopyIn(i);
         _pendingInBucket[b]--;
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         while (_nextToStart < _buffers.Length && _pendingInBucket[_nextToStart] == 0) StartNext();
         for (int k = 0; k < _nextToStart; k++) _requests[k]!.Test();  // lets the library move data while backward runs
+        _commTicks += System.Diagnostics.Stopwatch.GetTimestamp() - t0;
     }
 
     private void CopyIn(int i)
@@ -104,10 +113,16 @@ public sealed class GradientReducer
     {
         for (int i = 0; i < _params.Length; i++)
             if (!_ready[i]) { _ready[i] = true; CopyIn(i); _pendingInBucket[_bucketOf[i]]--; }
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         while (_nextToStart < _buffers.Length) StartNext();
+        _commTicks += System.Diagnostics.Stopwatch.GetTimestamp() - t0;
         for (int b = 0; b < _buffers.Length; b++)
         {
+            long w0 = System.Diagnostics.Stopwatch.GetTimestamp();
             _requests[b]!.Wait();
+            long w = System.Diagnostics.Stopwatch.GetTimestamp() - w0;
+            _commTicks += w;
+            WaitSeconds += w / (double)System.Diagnostics.Stopwatch.Frequency;
             foreach (int i in _members[b])
             {
                 var src = _buffers[b].AsSpan(_offsetInBucket[i], _params[i].Size);

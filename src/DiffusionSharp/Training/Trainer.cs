@@ -58,6 +58,8 @@ public sealed class Trainer
     public ICommunicator Communicator => _comm;
     /// <summary>True on the rank that writes logs, metrics, sample grids and checkpoints (rank 0).</summary>
     public bool IsRoot => _comm.Rank == 0;
+    /// <summary>The gradient all-reduce of a data-parallel run (null in a single process or before the first step).</summary>
+    public GradientReducer? Reducer => _reducer;
     /// <summary>Size of the gradient all-reduce buckets of a data-parallel run.</summary>
     public long GradientBucketBytes { get; set; } = 8L << 20;
 

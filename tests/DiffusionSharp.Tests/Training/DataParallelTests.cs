@@ -50,7 +50,10 @@ internal static class MpiJob
         return p;
     }
 
-    public static void Run(int ranks, IEnumerable<string> args, int timeoutSeconds = 120)
+    public static void Run(int ranks, IEnumerable<string> args, int timeoutSeconds = 120) => Output(ranks, args, timeoutSeconds);
+
+    /// <summary>Runs to completion (exit code 0 asserted) and returns stdout and stderr together.</summary>
+    public static string Output(int ranks, IEnumerable<string> args, int timeoutSeconds = 120)
     {
         var log = new StringBuilder();
         using var p = Start(ranks, args, log);
@@ -61,6 +64,7 @@ internal static class MpiJob
         }
         p.WaitForExit();
         Assert.True(p.ExitCode == 0, $"exit code {p.ExitCode}:\n{log}");
+        lock (log) return log.ToString();
     }
 
     /// <summary>The processes whose parent is <paramref name="pid"/> and whose environment says they are rank <paramref name="rank"/>.</summary>
@@ -104,15 +108,18 @@ public class DataParallelTests : IDisposable
         Directory.CreateDirectory(data);
         const int n = 64;
         var g = new Generator(7);
-        using (var f = File.Create(Path.Combine(data, "train-images-idx3-ubyte")))
+        foreach (var split in new[] { "train", "t10k" })
         {
-            f.Write(new byte[] { 0, 0, 8, 3, 0, 0, 0, n, 0, 0, 0, 8, 0, 0, 0, 8 });
-            for (int i = 0; i < n * 64; i++) f.WriteByte((byte)g.NextInt(256));
-        }
-        using (var f = File.Create(Path.Combine(data, "train-labels-idx1-ubyte")))
-        {
-            f.Write(new byte[] { 0, 0, 8, 1, 0, 0, 0, n });
-            for (int i = 0; i < n; i++) f.WriteByte((byte)(i % 3));
+            using (var f = File.Create(Path.Combine(data, $"{split}-images-idx3-ubyte")))
+            {
+                f.Write(new byte[] { 0, 0, 8, 3, 0, 0, 0, n, 0, 0, 0, 8, 0, 0, 0, 8 });
+                for (int i = 0; i < n * 64; i++) f.WriteByte((byte)g.NextInt(256));
+            }
+            using (var f = File.Create(Path.Combine(data, $"{split}-labels-idx1-ubyte")))
+            {
+                f.Write(new byte[] { 0, 0, 8, 1, 0, 0, 0, n });
+                for (int i = 0; i < n; i++) f.WriteByte((byte)(i % 3));
+            }
         }
         var cfg = Path.Combine(_root, "config.json");
         File.WriteAllText(cfg, """
@@ -226,5 +233,24 @@ public class DataParallelTests : IDisposable
         Assert.Equal(names, Directory.GetFiles(e2).Select(Path.GetFileName).Order().ToArray());
         foreach (var n in names) Assert.Equal(File.ReadAllBytes(Path.Combine(e1, n!)), File.ReadAllBytes(Path.Combine(e2, n!)));
         Assert.Equal(File.ReadAllBytes(Path.Combine(_root, "grid1.png")), File.ReadAllBytes(Path.Combine(_root, "grid2.png")));
+
+        // bits/dim: 3 batches of 4 test images split over the ranks give the per-image terms of one process
+        string[] evalArgs = ["eval", "-m", model, "--data", s.Data, "-n", "12", "--batch", "4", "--timesteps", "3", "--seed", "2", "--json"];
+        var one = JsonOf(MpiJob.Output(0, evalArgs));
+        var two = JsonOf(MpiJob.Output(2, evalArgs));
+        Assert.Equal(12, two.GetProperty("images").GetInt32());
+        foreach (var key in new[] { "bits_per_dim", "standard_error", "prior_bpd", "decoder_bpd" })
+        {
+            double a = one.GetProperty(key).GetDouble(), b = two.GetProperty(key).GetDouble();
+            Assert.True(Math.Abs(a - b) <= 1e-9 * Math.Abs(a), $"{key}: one process {a}, two ranks {b}");
+        }
+    }
+
+    private static System.Text.Json.JsonElement JsonOf(string output)
+    {
+        // mpirun gives the ranks a terminal, so the line may start with the terminal's set-up escape codes
+        var line = output.Split('\n').LastOrDefault(l => l.Contains("{\"model\""));
+        Assert.True(line != null, $"no JSON line in the output:\n{output}");
+        return System.Text.Json.JsonDocument.Parse(line[line.IndexOf('{')..]).RootElement.Clone();
     }
 }
