@@ -7,12 +7,15 @@ using DiffusionSharp.Nn.UNet;
 using DiffusionSharp.Optim;
 using DiffusionSharp.Runtime;
 using DiffusionSharp.Tensors;
+using DiffusionSharp.Tensors.Kernels;
+using Microsoft.ML.OnnxRuntime;
 
 namespace DiffusionSharp.Cli.Commands;
 
 /// <summary>
 /// <c>diffusion bench unet</c>: U-Net training (L_simple: forward + MSE + backward + Adam) and inference throughput on a preset,
-/// with the PyTorch peer (shared/peer/torch_unet.py, same architecture) measured in the same invocation.
+/// with the PyTorch peer (shared/peer/torch_unet.py, same architecture) and ONNX Runtime (our ONNX export of the same
+/// network) measured in the same invocation; eval latency at small batches too.
 /// </summary>
 public static class BenchUnetCommand
 {
@@ -23,15 +26,28 @@ public static class BenchUnetCommand
         var steps = new Option<int>("--steps") { Description = "Timed steps after one warm-up step", DefaultValueFactory = _ => 5 };
         var json = new Option<bool>("--json") { Description = "Print JSON lines (ours, peer, ratios)" };
         var peer = new Option<string?>("--peer-script") { Description = "Path of torch_unet.py (default: ../shared/peer/torch_unet.py from the repository root)" };
-        var noPeer = new Option<bool>("--no-peer") { Description = "Measure only DiffusionSharp" };
-        var cmd = new Command("unet", "U-Net train/eval images per second and GFLOP/s on a preset, against the PyTorch peer.");
-        foreach (var o in new Option[] { preset, batch, steps, json, peer, noPeer }) cmd.Options.Add(o);
-        cmd.SetAction(p => Run(p.GetValue(preset)!, p.GetValue(batch), p.GetValue(steps), p.GetValue(json), p.GetValue(peer), p.GetValue(noPeer)));
+        var noPeer = new Option<bool>("--no-peer") { Description = "Measure only DiffusionSharp (no PyTorch, no ONNX Runtime)" };
+        var noOnnx = new Option<bool>("--no-onnx") { Description = "Skip the ONNX Runtime peer" };
+        var evalBatches = new Option<string>("--eval-batches") { Description = "Extra eval batch sizes for latency, comma-separated (--batch is always measured)", DefaultValueFactory = _ => "1,4" };
+        var cmd = new Command("unet", "U-Net train/eval images per second and GFLOP/s on a preset, against the PyTorch peer and ONNX Runtime.");
+        foreach (var o in new Option[] { preset, batch, steps, json, peer, noPeer, noOnnx, evalBatches }) cmd.Options.Add(o);
+        cmd.SetAction(p => Run(p.GetValue(preset)!, p.GetValue(batch), p.GetValue(steps), p.GetValue(json), p.GetValue(peer), p.GetValue(noPeer),
+            p.GetValue(noOnnx), p.GetValue(evalBatches)!));
         return cmd;
     }
 
-    private static int Run(string preset, int batch, int steps, bool json, string? peerScript, bool noPeer)
+    private static int Run(string preset, int batch, int steps, bool json, string? peerScript, bool noPeer, bool noOnnx, string evalBatchList)
     {
+        var batches = new SortedSet<int> { batch };
+        foreach (var part in evalBatchList.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out int b) || b < 1 || b > 4096)
+            {
+                Console.Error.WriteLine($"--eval-batches must be comma-separated batch sizes 1..4096, got '{part}'.");
+                return 2;
+            }
+            batches.Add(b);
+        }
         if (!UNet2DModel.PresetNames.Contains(preset))
         {
             Console.Error.WriteLine($"Unknown --preset '{preset}'; expected one of: {string.Join(", ", UNet2DModel.PresetNames)}.");
@@ -43,9 +59,10 @@ public static class BenchUnetCommand
             return 2;
         }
         int threads = Threading.Threads;
-        var ours = MeasureOurs(preset, batch, steps);
+        var (ours, net) = MeasureOurs(preset, batch, steps);
         double peak = BenchPeak.Measure(threads, 0.5).AllThreads;
         double evalGflops = ours.GflopPerImage * batch / ours.EvalS, trainGflops = 3 * ours.GflopPerImage * batch / ours.TrainStepS;
+        double evalExec = ours.ExecutedGflopPerImage * batch / ours.EvalS, trainExec = ours.ExecutedTrainGflopPerImage * batch / ours.TrainStepS;
         var oursFields = new (string, object?)[]
         {
             ("impl", "DiffusionSharp"), ("preset", preset), ("threads", threads), ("params", ours.Params),
@@ -54,17 +71,27 @@ public static class BenchUnetCommand
             ("eval_gflop_per_s", evalGflops), ("train_gflop_per_s", trainGflops), ("peak_gflop_per_s", peak),
             ("eval_peak_fraction", evalGflops / peak), ("train_peak_fraction", trainGflops / peak), ("optimizer", "adam"),
             ("peak_rss_mb", double.IsNaN(ours.PeakRssMb) ? null : Math.Round(ours.PeakRssMb, 1)),
+            ("conv_algorithm", Convolution.Algorithm.ToString().ToLowerInvariant()),
+            ("forward_gflop_per_image_executed", ours.ExecutedGflopPerImage), ("train_gflop_per_image_executed", ours.ExecutedTrainGflopPerImage),
+            ("eval_gflop_per_s_executed", evalExec), ("train_gflop_per_s_executed", trainExec),
+            ("eval_peak_fraction_executed", evalExec / peak), ("train_peak_fraction_executed", trainExec / peak),
         };
         if (json) Console.WriteLine(BenchTiming.Json(oursFields));
         else
         {
             Console.WriteLine($"DiffusionSharp  preset {preset}, batch {batch}, threads {threads}, {ours.Params:N0} params, {ours.GflopPerImage:F3} forward GFLOP/image");
-            Console.WriteLine($"  train (fwd + MSE + bwd + Adam): {ours.TrainStepS:F3} s/step, {batch / ours.TrainStepS:F2} images/s, ~{trainGflops:F1} GFLOP/s (3x forward), {100 * trainGflops / peak:F0}% of peak");
-            Console.WriteLine($"  eval (forward, no grad):        {ours.EvalS:F3} s/batch, {batch / ours.EvalS:F2} images/s, {evalGflops:F1} GFLOP/s, {100 * evalGflops / peak:F0}% of peak");
+            Console.WriteLine($"  3x3 convolutions: {Convolution.Algorithm}; executed {ours.ExecutedGflopPerImage:F3} forward GFLOP/image ({ours.ExecutedTrainGflopPerImage:F3} per training image) vs {ours.GflopPerImage:F3} ({3 * ours.GflopPerImage:F3}) counted as direct convolution");
+            Console.WriteLine($"  train (fwd + MSE + bwd + Adam): {ours.TrainStepS:F3} s/step, {batch / ours.TrainStepS:F2} images/s, ~{trainGflops:F1} GFLOP/s (3x forward, direct count), {100 * trainGflops / peak:F0}% of peak; executed {trainExec:F1} GFLOP/s, {100 * trainExec / peak:F0}%");
+            Console.WriteLine($"  eval (forward, no grad):        {ours.EvalS:F3} s/batch, {batch / ours.EvalS:F2} images/s, {evalGflops:F1} GFLOP/s (direct count), {100 * evalGflops / peak:F0}% of peak; executed {evalExec:F1} GFLOP/s, {100 * evalExec / peak:F0}%");
             Console.WriteLine($"  measured peak (bench peak, {threads} threads): {peak:F1} GFLOP/s");
             Console.WriteLine($"  peak resident memory (train then eval): {ours.PeakRssMb:F0} MiB");
         }
-        if (noPeer) return 0;
+        if (noPeer)
+        {
+            foreach (int b in batches.Where(b => b != batch)) Report(json, EvalAgainstOnnx(net, b, steps, threads, onnx: null));
+            return 0;
+        }
+        CompareWithOnnx(net, batches, steps, threads, json, noOnnx);
 
         var peer = RunPeer(peerScript, preset, batch, steps, threads, out string? note);
         if (peer == null)
@@ -100,9 +127,102 @@ public static class BenchUnetCommand
         return 0;
     }
 
-    private sealed record Measured(long Params, double GflopPerImage, double TrainStepS, double EvalS, double PeakRssMb);
+    private sealed record Measured(long Params, double GflopPerImage, double TrainStepS, double EvalS, double PeakRssMb,
+        double ExecutedGflopPerImage, double ExecutedTrainGflopPerImage);
 
-    private static Measured MeasureOurs(string preset, int batch, int steps)
+    // One eval batch size: our latency and, when ONNX Runtime ran, its latency and the largest output difference.
+    private sealed record EvalRow(int Batch, int Rounds, double OursS, double? OnnxS, double? MaxAbsDiff, double? MaxAbsOutput);
+
+    private static void Report(bool json, EvalRow r)
+    {
+        double? ratio = r.OnnxS is double o ? o / r.OursS : null;
+        if (json)
+            Console.WriteLine(BenchTiming.Json(("impl", "eval"), ("batch", r.Batch), ("rounds", r.Rounds), ("latency_s", r.OursS), ("images_per_s", r.Batch / r.OursS),
+                ("onnxruntime_latency_s", r.OnnxS), ("onnxruntime_images_per_s", r.OnnxS is double s ? r.Batch / s : null),
+                ("ratio_vs_onnxruntime", ratio), ("max_abs_diff_vs_onnxruntime", r.MaxAbsDiff), ("max_abs_output", r.MaxAbsOutput)));
+        else
+            Console.WriteLine($"  eval batch {r.Batch,3}: ours {r.OursS * 1e3,8:F1} ms ({r.Batch / r.OursS,7:F2} images/s)"
+                + (r.OnnxS is double os ? $"   ONNX Runtime {os * 1e3,8:F1} ms ({r.Batch / os,7:F2} images/s)   ratio {ratio:F2}x   max |ours - ORT| {r.MaxAbsDiff:G3} (max |out| {r.MaxAbsOutput:G3})" : "")
+                + $"   [median of {r.Rounds}, interleaved]");
+    }
+
+    // ONNX Runtime (Microsoft.ML.OnnxRuntime) on our own export of the same network, every eval batch size.
+    private static void CompareWithOnnx(UNet2DModel net, SortedSet<int> batches, int steps, int threads, bool json, bool noOnnx)
+    {
+        OnnxBackend? onnx = null;
+        string? note = null;
+        if (!noOnnx)
+        {
+            try { onnx = OnnxBackend.For(net, null, threads); }
+            catch (Exception e) when (e is OnnxRuntimeException or DllNotFoundException or TypeInitializationException or InvalidOperationException)
+            {
+                note = $"note: ONNX Runtime could not load the exported model ({e.Message}); only our eval latency is reported.";
+            }
+        }
+        if (note != null)
+        {
+            Console.Error.WriteLine(note);
+            if (json) Console.WriteLine(BenchTiming.Json(("impl", "onnxruntime"), ("available", false), ("note", note)));
+        }
+        else if (!json && onnx != null) Console.WriteLine($"ONNX Runtime {OrtVersion()} on our ONNX export (opset 17), {threads} intra-op threads; eval latency interleaved with ours:");
+        else if (!json) Console.WriteLine("eval latency:");
+        using (onnx)
+            foreach (int b in batches) Report(json, EvalAgainstOnnx(net, b, steps, threads, onnx));
+    }
+
+    private static string OrtVersion() =>
+        typeof(InferenceSession).Assembly.GetName().Version?.ToString(3) ?? "?";
+
+    // Median eval latency of ours and ONNX Runtime at batch b, alternating which runs first each round (the machine may be shared).
+    private static EvalRow EvalAgainstOnnx(UNet2DModel net, int b, int steps, int threads, OnnxBackend? onnx)
+    {
+        var cfg = net.Config;
+        int size = cfg.SampleSize ?? 32;
+        var x = Tensor.Randn(new Generator(5 + (ulong)b), b, cfg.InChannels, size, size);
+        var tt = Tensor.Full(new Shape(b), 500f);
+        float[] Ours()
+        {
+            using var scope = TensorScope.Begin();
+            using var ng = GradMode.NoGrad();
+            return net.Forward(x, tt).ToArray();
+        }
+        double? diff = null, maxOut = null;
+        var ours = Ours();
+        if (onnx != null)
+        {
+            using var o = onnx.Forward(x, tt, null);
+            var os = o.Span;
+            double d = 0, m = 0;
+            for (int i = 0; i < ours.Length; i++) { d = Math.Max(d, Math.Abs(ours[i] - os[i])); m = Math.Max(m, Math.Abs(ours[i])); }
+            diff = d; maxOut = m;
+        }
+        var tOurs = new List<double>();
+        var tOnnx = new List<double>();
+        var total = Stopwatch.StartNew();
+        // At least `steps` rounds; small batches repeat for about 2 s of wall time (at most 64 rounds).
+        for (int round = 0; round < 64 && (round < steps || total.Elapsed.TotalSeconds < 2); round++)
+        {
+            for (int k = 0; k < 2; k++)
+            {
+                bool oursNow = (round + k) % 2 == 0;
+                if (!oursNow && onnx == null) continue;
+                var sw = Stopwatch.StartNew();
+                if (oursNow) Ours();
+                else onnx!.Forward(x, tt, null).Dispose();
+                (oursNow ? tOurs : tOnnx).Add(sw.Elapsed.TotalSeconds);
+            }
+        }
+        x.Dispose(); tt.Dispose();
+        return new EvalRow(b, tOurs.Count, Median(tOurs), onnx != null ? Median(tOnnx) : null, diff, maxOut);
+    }
+
+    private static double Median(List<double> v)
+    {
+        v.Sort();
+        return v.Count % 2 == 1 ? v[v.Count / 2] : (v[v.Count / 2 - 1] + v[v.Count / 2]) / 2;
+    }
+
+    private static (Measured, UNet2DModel) MeasureOurs(string preset, int batch, int steps)
     {
         var cfg = UNet2DModel.PresetConfig(preset);
         var net = new UNet2DModel(cfg, new Generator(0));
@@ -140,9 +260,12 @@ public static class BenchUnetCommand
 
         net.Train();
         TrainStep();
+        double exec0 = Convolution.ExecutedFlops, direct0 = Convolution.DirectFlops;
         var sw = Stopwatch.StartNew();
         for (int i = 0; i < steps; i++) TrainStep();
         double trainS = sw.Elapsed.TotalSeconds / steps;
+        // Training counts 3x the forward (direct convolution); the executed count swaps in what the convolutions really ran.
+        double trainExec = 3 * gflop - (Convolution.DirectFlops - direct0 - (Convolution.ExecutedFlops - exec0)) / ((double)batch * steps) / 1e9;
 
         net.Eval();
         var tt = Tensor.Full(new Shape(batch), 500f);
@@ -155,11 +278,13 @@ public static class BenchUnetCommand
                 net.Forward(x0, tt);
             }
             EvalStep();
+            exec0 = Convolution.ExecutedFlops; direct0 = Convolution.DirectFlops;
             sw.Restart();
             for (int i = 0; i < steps; i++) EvalStep();
             evalS = sw.Elapsed.TotalSeconds / steps;
         }
-        return new Measured(net.ParameterCount, gflop, trainS, evalS, PeakRssMb());
+        double evalExec = gflop - (Convolution.DirectFlops - direct0 - (Convolution.ExecutedFlops - exec0)) / ((double)batch * steps) / 1e9;
+        return (new Measured(net.ParameterCount, gflop, trainS, evalS, PeakRssMb(), evalExec, trainExec), net);
     }
 
     // Peak resident set of this process (VmHWM), in MiB; NaN where /proc is unavailable.

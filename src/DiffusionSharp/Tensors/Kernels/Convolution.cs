@@ -25,7 +25,8 @@ public readonly record struct ConvShape(int N, int Cin, int H, int W, int Cout, 
 public enum ConvAlgorithm
 {
     /// <summary>Winograd F(2x2, 3x3) with blocked channel sums: 2.25x fewer multiply-adds than direct convolution and a float32
-    /// error no larger than PyTorch's direct convolution (README, Winograd accuracy). The default.</summary>
+    /// error no larger than PyTorch's direct convolution (README, Winograd accuracy); direct convolution where the batch has
+    /// too few tiles to pay for the transforms. The default.</summary>
     Winograd2,
     /// <summary>Winograd F(4x4, 3x3): 4x fewer multiply-adds, but 4-10x PyTorch float32's error.</summary>
     Winograd4,
@@ -63,12 +64,19 @@ public static unsafe class Convolution
         _ => throw new ArgumentException($"{source} must be winograd2, winograd4 or direct, got '{value}'."),
     };
 
-    private static long _flopsMilli;
+    private static long _flopsK, _directFlopsK;
 
     /// <summary>Floating-point operations the convolution GEMMs have executed in this process (Winograd counted by its own GEMMs).</summary>
-    public static double ExecutedFlops => Interlocked.Read(ref _flopsMilli) * 1e3;
+    public static double ExecutedFlops => Interlocked.Read(ref _flopsK) * 1e3;
 
-    private static void Count(double flops) => Interlocked.Add(ref _flopsMilli, (long)(flops / 1e3));
+    /// <summary>The same convolutions counted as direct convolution (2 Cout Cin kh kw per output pixel and pass).</summary>
+    public static double DirectFlops => Interlocked.Read(ref _directFlopsK) * 1e3;
+
+    private static void Count(double executed, double direct)
+    {
+        Interlocked.Add(ref _flopsK, (long)(executed / 1e3));
+        Interlocked.Add(ref _directFlopsK, (long)(direct / 1e3));
+    }
 
     // Winograd tile for s under the current algorithm, or 0 for direct convolution.
     private static int WinogradTile(in ConvShape s, ConvAlgorithm algorithm) => algorithm switch
@@ -76,8 +84,12 @@ public static unsafe class Convolution
         ConvAlgorithm.Direct => 0,
         _ when !Winograd.Applies(s) => 0,
         ConvAlgorithm.Winograd4 => 4,
-        _ => 2,
+        // Below MinTiles2 tiles the weight transform and packing outweigh the 2.25x fewer multiply-adds (one 8x8 image).
+        _ => (long)s.N * ((s.Ho + 1) / 2) * ((s.Wo + 1) / 2) >= MinTiles2 ? 2 : 0,
     };
+
+    /// <summary>Fewest F(2x2) output tiles (over the batch) for which <see cref="ConvAlgorithm.Winograd2"/> beats direct convolution.</summary>
+    internal const int MinTiles2 = 32;
 
     /// <summary>y[N, Cout, Ho, Wo] = conv(x, w) + bias.</summary>
     public static void Forward(in ConvShape s, ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> bias, Span<float> y)
@@ -115,8 +127,8 @@ public static unsafe class Convolution
     internal static void Forward(ConvShape s, float* x, float* w, float* bias, float* y, ConvAlgorithm algorithm)
     {
         int tile = WinogradTile(s, algorithm);
-        if (tile > 0) { Count(Winograd.GemmFlops(s, tile)); Winograd.Forward(s, tile, x, w, bias, y); return; }
-        Count(s.ForwardFlops);
+        if (tile > 0) { Count(Winograd.GemmFlops(s, tile), s.ForwardFlops); Winograd.Forward(s, tile, x, w, bias, y); return; }
+        Count(s.ForwardFlops, s.ForwardFlops);
         int K = s.K, P = s.P, Cout = s.Cout, Wo = s.Wo;
         int rows = ChunkRows(s);
         nint px = (nint)x, pw = (nint)w, pb = (nint)bias, py = (nint)y;
@@ -181,11 +193,16 @@ public static unsafe class Convolution
         int tile = WinogradTile(s, algorithm);
         if (tile > 0)
         {
-            if (gx != null) { Count(Winograd.GemmFlops(new ConvShape(s.N, s.Cout, s.Ho, s.Wo, s.Cin, 3, 3, 1, 2 - s.Pad), tile)); Winograd.BackwardData(s, tile, w, gy, gx); }
-            if (gw != null) { Count(Winograd.GemmFlops(s, tile)); Winograd.BackwardWeight(s, tile, x, gy, gw); }
+            if (gx != null)
+            {
+                Count(Winograd.GemmFlops(new ConvShape(s.N, s.Cout, s.Ho, s.Wo, s.Cin, 3, 3, 1, 2 - s.Pad), tile), s.ForwardFlops);
+                Winograd.BackwardData(s, tile, w, gy, gx);
+            }
+            if (gw != null) { Count(Winograd.GemmFlops(s, tile), s.ForwardFlops); Winograd.BackwardWeight(s, tile, x, gy, gw); }
             return;
         }
-        Count(s.ForwardFlops * ((gx != null ? 1 : 0) + (gw != null ? 1 : 0)));
+        double passes = (gx != null ? 1 : 0) + (gw != null ? 1 : 0);
+        Count(passes * s.ForwardFlops, passes * s.ForwardFlops);
         bool batch = BatchParallel(s);
         int chunks = batch ? Math.Min(Threading.Threads, s.N) : 1;
         // Each chunk accumulates dW^T [K x Cout] = sum_n col_n [K x P] * dY_n^T [P x Cout] (or dW = dY * col^T when K < Cout):

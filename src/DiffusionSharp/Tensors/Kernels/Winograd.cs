@@ -106,53 +106,78 @@ internal static unsafe class Winograd
 
     private static int PaddedInputLength(in ConvShape s, Grid g, int cinP) => s.N * (g.Th * g.M + 2) * (g.Tw * g.M + 2) * cinP;
 
-    // u[xi][ci][co] = (G g G^T)[xi] of filter w[co][ci] (flip: of the 180-degree-rotated w[ci][co] for the data gradient);
-    // computed in double so the 1/2, 1/6 and 1/24 factors round once.
+    // u[xi][ci][co] = (G g G^T)[xi] of filter w[co][ci] (flip: of the 180-degree-rotated w[ci][co] for the data gradient),
+    // 8 filters per vector. u[.][r][c] is written row by row, so stores stay contiguous: (r, c) = (ci, co), or (co, ci) flipped.
     private static void TransformWeights(float* w, int cout, int cin, bool flip, int m, float* u)
     {
         int rows = flip ? cout : cin, cols = flip ? cin : cout, a = m + 2;
-        nint pw = (nint)w, pu = (nint)u;
-        Threading.For(cout, 16, (c0, c1) =>
+        nint pw = (nint)w, pu = (nint)u, step = (nint)rows * cols;
+        // Distance between the 9 taps of filters c and c + 1 along a row of u.
+        nint fs = flip ? 9 : (nint)cin * 9;
+        Threading.For(rows, 8, (r0, r1) =>
         {
-            double* g = stackalloc double[9];
-            double* t = stackalloc double[18];
-            double* r6 = stackalloc double[6];
-            for (int co = c0; co < c1; co++)
-                for (int ci = 0; ci < cin; ci++)
+            var g = stackalloc Vector256<float>[9];
+            var t = stackalloc Vector256<float>[18];
+            var row = stackalloc Vector256<float>[6];
+            float* lane = stackalloc float[Lanes];
+            for (int r = r0; r < r1; r++)
+            {
+                float* row0 = flip ? (float*)pw + (nint)r * cin * 9 : (float*)pw + (nint)r * 9;
+                float* o = (float*)pu + (nint)r * cols;
+                for (int c = 0; c < cols; c += Lanes)
                 {
-                    float* src = (float*)pw + ((nint)co * cin + ci) * 9;
-                    if (flip) for (int i = 0; i < 9; i++) g[i] = src[8 - i];
-                    else for (int i = 0; i < 9; i++) g[i] = src[i];
-                    // t = G g (a x 3), then U = t G^T (a x a).
-                    for (int j = 0; j < 3; j++) FilterColumn(m, g[j], g[3 + j], g[6 + j], t + j, 3);
-                    // flip: the data-gradient layer maps cout -> cin channels, so its U is indexed [co][ci].
-                    nint dst = flip ? (nint)co * cols + ci : (nint)ci * cols + co, step = (nint)rows * cols;
-                    for (int r = 0; r < a; r++)
+                    int n = Math.Min(Lanes, cols - c);
+                    float* f = row0 + c * fs;
+                    for (int i = 0; i < 9; i++)
                     {
-                        FilterColumn(m, t[r * 3], t[r * 3 + 1], t[r * 3 + 2], r6, 1);
-                        for (int k = 0; k < a; k++) ((float*)pu)[(r * a + k) * step + dst] = (float)r6[k];
+                        int k = flip ? 8 - i : i;
+                        if (n == Lanes)
+                            g[i] = Vector256.Create(f[k], f[fs + k], f[2 * fs + k], f[3 * fs + k], f[4 * fs + k], f[5 * fs + k], f[6 * fs + k], f[7 * fs + k]);
+                        else
+                        {
+                            for (int l = 0; l < Lanes; l++) lane[l] = l < n ? f[l * fs + k] : 0f;
+                            g[i] = Vector256.Load(lane);
+                        }
+                    }
+                    // t = G g (a x 3), then each row of U = t G^T.
+                    for (int j = 0; j < 3; j++) FilterColumn(m, g[j], g[3 + j], g[6 + j], t + j, 3);
+                    for (int i = 0; i < a; i++)
+                    {
+                        FilterColumn(m, t[i * 3], t[i * 3 + 1], t[i * 3 + 2], row, 1);
+                        for (int k = 0; k < a; k++)
+                        {
+                            float* d = o + c + (i * a + k) * step;
+                            if (n == Lanes) row[k].Store(d);
+                            else { row[k].Store(lane); for (int l = 0; l < n; l++) d[l] = lane[l]; }
+                        }
                     }
                 }
+            }
         });
     }
 
-    // G [g0 g1 g2]^T written with stride `ld`: F(2,3) G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], or F(4,3)'s 6x3 G.
+    // G [g0 g1 g2]^T written with stride `ld`: F(2,3) G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1] (exact halves: only the
+    // sums round), or F(4,3)'s G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1].
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void FilterColumn(int m, double g0, double g1, double g2, double* t, int ld)
+    private static void FilterColumn(int m, Vector256<float> g0, Vector256<float> g1, Vector256<float> g2, Vector256<float>* t, int ld)
     {
         if (m == 2)
         {
+            var half = Vector256.Create(0.5f);
             t[0] = g0;
-            t[ld] = (g0 + g1 + g2) / 2;
-            t[2 * ld] = (g0 - g1 + g2) / 2;
+            t[ld] = (g0 + g1 + g2) * half;
+            t[2 * ld] = (g0 - g1 + g2) * half;
             t[3 * ld] = g2;
             return;
         }
-        t[0] = g0 / 4;
-        t[ld] = -(g0 + g1 + g2) / 6;
-        t[2 * ld] = -(g0 - g1 + g2) / 6;
-        t[3 * ld] = g0 / 24 + g1 / 12 + g2 / 6;
-        t[4 * ld] = g0 / 24 - g1 / 12 + g2 / 6;
+        var sixth = Vector256.Create(1f / 6);
+        var e = Vector256.FusedMultiplyAdd(g0, Vector256.Create(1f / 24), g2 * sixth);
+        var o = g1 * Vector256.Create(1f / 12);
+        t[0] = g0 * Vector256.Create(0.25f);
+        t[ld] = -(g0 + g1 + g2) * sixth;
+        t[2 * ld] = -(g0 - g1 + g2) * sixth;
+        t[3 * ld] = e + o;
+        t[4 * ld] = e - o;
         t[5 * ld] = g2;
     }
 
@@ -349,14 +374,15 @@ internal static unsafe class Winograd
     {
         if (m == 2)
         {
-            o[0] = u[0] + (u[1] + u[2]) / 2;
-            o[st] = (u[1] - u[2]) / 2;
-            o[2 * st] = (u[1] + u[2]) / 2 + u[3];
+            o[0] = u[0] + (u[1] + u[2]) * 0.5;
+            o[st] = (u[1] - u[2]) * 0.5;
+            o[2 * st] = (u[1] + u[2]) * 0.5 + u[3];
             return;
         }
-        o[0] = u[0] / 4 - (u[1] + u[2]) / 6 + (u[3] + u[4]) / 24;
-        o[st] = (u[2] - u[1]) / 6 + (u[3] - u[4]) / 12;
-        o[2 * st] = (u[3] + u[4] - u[1] - u[2]) / 6 + u[5];
+        const double Sixth = 1.0 / 6, Twelfth = 1.0 / 12, TwentyFourth = 1.0 / 24;   // multiplications: divisions would dominate
+        o[0] = u[0] * 0.25 - (u[1] + u[2]) * Sixth + (u[3] + u[4]) * TwentyFourth;
+        o[st] = (u[2] - u[1]) * Sixth + (u[3] - u[4]) * Twelfth;
+        o[2 * st] = (u[3] + u[4] - u[1] - u[2]) * Sixth + u[5];
     }
 
     // z[xi][t][c] = (A dY A^T)[xi] for the m x m output-gradient tiles [t0, t0+count) staged channel-last in gyp.
