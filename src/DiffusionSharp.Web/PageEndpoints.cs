@@ -12,6 +12,7 @@ internal static class PageEndpoints
         e.MapGet("/", () => Asset("index.html"));
         e.MapGet("/training", () => Asset("training.html"));
         e.MapGet("/static/{name}", (string name) => Asset(name));
+        e.MapGet("/favicon.ico", () => Results.Redirect("/static/icon.svg"));
     }
 
     private static IResult Asset(string name) =>

@@ -62,6 +62,8 @@ public class ApiTests(ApiFixture fx) : IClassFixture<ApiFixture>
     [InlineData("/static/sample.js", "text/javascript", "/api/sample")]
     [InlineData("/static/training.js", "text/javascript", "/api/runs")]
     [InlineData("/static/app.css", "text/css", ".gallery")]
+    [InlineData("/static/icon.svg", "image/svg+xml", "<svg")]
+    [InlineData("/favicon.ico", "image/svg+xml", "<svg")]
     public async Task PagesAndTheirFilesAreServed(string url, string type, string contains)
     {
         using var r = await _client.GetAsync(url);

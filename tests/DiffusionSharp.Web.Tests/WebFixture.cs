@@ -115,8 +115,14 @@ public static class Sse
     /// <summary>Reads events until the stream ends; <paramref name="onEvent"/> returning false stops early.</summary>
     public static async Task<List<Event>> ReadAll(Stream stream, Func<Event, bool>? onEvent = null, CancellationToken cancel = default)
     {
-        var events = new List<Event>();
         using var reader = new StreamReader(stream);
+        return await ReadAll(reader, onEvent, cancel);
+    }
+
+    /// <summary>As above, from a reader that can be read on after an early stop.</summary>
+    public static async Task<List<Event>> ReadAll(StreamReader reader, Func<Event, bool>? onEvent = null, CancellationToken cancel = default)
+    {
+        var events = new List<Event>();
         string name = "message";
         var data = new System.Text.StringBuilder();
         while (await reader.ReadLineAsync(cancel) is { } line)

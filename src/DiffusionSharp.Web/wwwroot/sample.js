@@ -81,7 +81,8 @@ function showImages(data) {
     const cap = document.createElement('figcaption');
     const a = document.createElement('a');
     a.href = src; a.download = `${String(i).padStart(5, '0')}.png`;
-    a.textContent = `Download image ${i + 1} (PNG)`;
+    a.textContent = `PNG ${i + 1}`;
+    a.setAttribute('aria-label', `Download image ${i + 1} (PNG)`);
     cap.append(a);
     fig.append(img, cap);
     li.append(fig);
