@@ -43,17 +43,12 @@ public static class BenchAllReduce
             if (buf[0] != expect || buf[^1] != expect)
                 throw new InvalidOperationException($"all-reduce check failed on rank {comm.Rank}: got {buf[0]} and {buf[^1]}, expected {expect}.");
             double whole = Time(comm, reps, () => comm.AllReduceSum(buf));
+            var buckets = new List<float[]>();  // as the trainer does: every bucket's non-blocking all-reduce started, then all waited for
+            for (long lo = 0; lo < floats; lo += bucketFloats)
+                buckets.Add(GC.AllocateArray<float>((int)Math.Min(bucketFloats, floats - lo), pinned: true));
             double bucketed = Time(comm, reps, () =>
             {
-                var reqs = new List<IReduceRequest>();
-                var chunks = new List<float[]>();
-                for (long lo = 0; lo < floats; lo += bucketFloats)
-                {
-                    int n = (int)Math.Min(bucketFloats, floats - lo);
-                    var c = n == floats ? buf : GC.AllocateUninitializedArray<float>(n, pinned: true);
-                    reqs.Add(comm.StartAllReduceSum(c, n));
-                    chunks.Add(c);
-                }
+                var reqs = buckets.Select(c => comm.StartAllReduceSum(c, c.Length)).ToList();
                 foreach (var r in reqs) r.Wait();
             });
             if (comm.Rank != 0) continue;
@@ -61,9 +56,9 @@ public static class BenchAllReduce
             double busFactor = 2.0 * (comm.Size - 1) / comm.Size;  // ring all-reduce moves 2(N-1)/N of the buffer per rank
             if (json)
                 Console.WriteLine(BenchTiming.Json(("name", name), ("ranks", comm.Size), ("bytes", (long)bytes), ("seconds", whole),
-                    ("bytes_per_s", bytes / whole), ("bus_bytes_per_s", busFactor * bytes / whole), ("bucket_mb", bucketMb), ("bucketed_seconds", bucketed)));
+                    ("bytes_per_s", bytes / whole), ("bus_bytes_per_s", busFactor * bytes / whole), ("bucket_mb", bucketMb), ("buckets", buckets.Count), ("bucketed_seconds", bucketed)));
             else
-                Console.WriteLine($"{name}: {bytes / 1e6:F1} MB over {comm.Size} ranks: {whole * 1e3:F2} ms ({bytes / whole / 1e9:F2} GB/s, bus {busFactor * bytes / whole / 1e9:F2} GB/s); in {bucketMb} MB buckets {bucketed * 1e3:F2} ms");
+                Console.WriteLine($"{name}: {bytes / 1e6:F1} MB over {comm.Size} ranks: {whole * 1e3:F2} ms ({bytes / whole / 1e9:F2} GB/s, bus {busFactor * bytes / whole / 1e9:F2} GB/s); in {buckets.Count} buckets of {bucketMb} MB {bucketed * 1e3:F2} ms");
         }
         return 0;
     }
