@@ -30,6 +30,12 @@ public static class Program
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(ServeCommand.Create());
         var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            // a usage error: one line naming the option, exit code 2, before any file is read
+            Console.Error.WriteLine($"error: {OneLine(parse.Errors[0].Message)} (see --help)");
+            return 2;
+        }
         var threads = parse.GetValue(ThreadsOption);
         if (threads is int t)
         {

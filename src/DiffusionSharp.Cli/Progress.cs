@@ -67,20 +67,32 @@ public static class Progress
     {
         private readonly CancellationTokenSource _cts = new();
         private readonly ConsoleCancelEventHandler _handler;
+        private readonly System.Runtime.InteropServices.PosixSignalRegistration? _sigterm;
 
         internal CtrlC()
         {
             _handler = (_, e) => { e.Cancel = true; _cts.Cancel(); };
             Console.CancelKeyPress += _handler;
+            // SIGTERM (kill, systemd, Docker, cluster schedulers) stops the work the same way instead of killing the process
+            try
+            {
+                _sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c =>
+                {
+                    c.Cancel = true;
+                    _cts.Cancel();
+                });
+            }
+            catch (PlatformNotSupportedException) { _sigterm = null; }
         }
 
-        /// <summary>Cancelled when Ctrl-C is pressed.</summary>
+        /// <summary>Cancelled when Ctrl-C is pressed or SIGTERM arrives.</summary>
         public CancellationToken Token => _cts.Token;
 
         /// <summary>Restores the default Ctrl-C behaviour.</summary>
         public void Dispose()
         {
             Console.CancelKeyPress -= _handler;
+            _sigterm?.Dispose();
             _cts.Dispose();
         }
     }

@@ -10,53 +10,68 @@ public static class TrainCommand
 {
     public static Command Create()
     {
-        var output = new Option<string>("--output", "-o") { Description = "Run folder (checkpoints, metrics.jsonl, loss.png, samples/, exported model)", Required = true };
+        var output = CliOptions.RequiredOutput("Run folder (checkpoints, metrics.jsonl, loss.png, samples/, exported model)");
         var data = new Option<string>("--data") { Description = "Data set: fashion-mnist, mnist, or a folder (IDX, CIFAR-10 batches, PNG class sub-folders)", DefaultValueFactory = _ => "fashion-mnist" };
-        var preset = new Option<string>("--preset") { Description = "U-Net preset (ddpm-small, ddpm-cifar, fmnist-tiny)", DefaultValueFactory = _ => "ddpm-small" };
-        var config = new Option<string?>("--config") { Description = "A diffusers UNet2DModel config.json (overrides --preset)" };
-        var size = new Option<int?>("--size") { Description = "Resize images to this size (default: the data set's)" };
-        var batch = new Option<int>("--batch") { Description = "Batch size", DefaultValueFactory = _ => 64 };
-        var steps = new Option<long>("--steps") { Description = "Total optimizer steps", DefaultValueFactory = _ => 10_000 };
-        var lr = new Option<double>("--lr") { Description = "Peak learning rate", DefaultValueFactory = _ => 2e-4 };
-        var warmup = new Option<long>("--warmup") { Description = "Linear warm-up steps", DefaultValueFactory = _ => 500 };
-        var ema = new Option<double>("--ema") { Description = "EMA decay (0 disables)", DefaultValueFactory = _ => 0.999 };
-        var objective = new Option<string>("--objective") { Description = "simple, hybrid (learned variances) or min-snr", DefaultValueFactory = _ => "simple" };
+        var preset = CliOptions.OneOf(new Option<string>("--preset") { Description = $"U-Net preset ({string.Join(", ", Nn.UNet.UNet2DModel.PresetNames)})", DefaultValueFactory = _ => "ddpm-small" },
+            Nn.UNet.UNet2DModel.PresetNames.ToArray());
+        var config = new Option<string?>("--config") { Description = "A diffusers UNet2DModel config.json (overrides --preset; stored in the checkpoint)" };
+        var size = CliOptions.InRange(new Option<int?>("--size") { Description = "Resize images to this size (default: the data set's)" }, 1, Nn.UNet.UNet2DConfig.MaxSampleSize);
+        var batch = CliOptions.Batch("Batch size", 64);
+        var steps = CliOptions.InRange(new Option<long?>("--steps") { Description = $"Total optimizer steps (default {DefaultSteps}; with --resume: the run's stored total)" }, 1L, MaxSteps);
+        var lr = CliOptions.InRange(new Option<double>("--lr") { Description = "Peak learning rate", DefaultValueFactory = _ => 2e-4 }, 1e-12, 10.0);
+        var warmup = CliOptions.InRange(new Option<long>("--warmup") { Description = "Linear warm-up steps", DefaultValueFactory = _ => 500 }, 0L, MaxSteps);
+        var ema = CliOptions.InRange(new Option<double>("--ema") { Description = "EMA decay (0 disables)", DefaultValueFactory = _ => 0.999 }, 0.0, 0.999999);
+        var objective = CliOptions.OneOf(new Option<string>("--objective") { Description = "simple, hybrid (learned variances) or min-snr", DefaultValueFactory = _ => "simple" },
+            "simple", "l_simple", "hybrid", "l_hybrid", "min-snr", "minsnr", "min_snr");
         var vpred = new Option<bool>("--v-prediction") { Description = "Predict v instead of epsilon" };
         var classCond = new Option<bool>("--class-conditional") { Description = "Condition on labels (with classifier-free dropout)" };
-        var classDrop = new Option<double>("--class-dropout") { Description = "Label dropout probability for classifier-free guidance", DefaultValueFactory = _ => 0.1 };
+        var classDrop = CliOptions.InRange(new Option<double>("--class-dropout") { Description = "Label dropout probability for classifier-free guidance", DefaultValueFactory = _ => 0.1 }, 0.0, 1.0);
         var flip = new Option<bool>("--flip") { Description = "Random horizontal flips" };
-        var seed = new Option<ulong>("--seed") { Description = "Seed of every random stream", DefaultValueFactory = _ => 0UL };
-        var ckptEvery = new Option<long>("--checkpoint-every") { Description = "Checkpoint every N steps", DefaultValueFactory = _ => 1000 };
-        var sampleEvery = new Option<long>("--sample-every") { Description = "Sample grid every N steps (0: never)", DefaultValueFactory = _ => 0 };
-        var logEvery = new Option<long>("--log-every") { Description = "Metrics line every N steps", DefaultValueFactory = _ => 10 };
-        var resume = new Option<bool>("--resume") { Description = "Continue the run in --output from its checkpoint" };
-        var schedule = new Option<string>("--beta-schedule") { Description = "linear or cosine", DefaultValueFactory = _ => "linear" };
-        var bucketMb = new Option<double>("--bucket-mb") { Description = "Gradient all-reduce bucket size under mpirun (MB)", DefaultValueFactory = _ => 8 };
+        var seed = CliOptions.Seed("Seed of every random stream");
+        var ckptEvery = CliOptions.InRange(new Option<long>("--checkpoint-every") { Description = "Checkpoint every N steps (0: only at the end and on interrupt)", DefaultValueFactory = _ => 1000 }, 0L, MaxSteps);
+        var sampleEvery = CliOptions.InRange(new Option<long>("--sample-every") { Description = "Sample grid every N steps (0: never)", DefaultValueFactory = _ => 0 }, 0L, MaxSteps);
+        var logEvery = CliOptions.InRange(new Option<long>("--log-every") { Description = "Metrics line every N steps (0: never)", DefaultValueFactory = _ => 10 }, 0L, MaxSteps);
+        var resume = new Option<bool>("--resume") { Description = "Continue the run in --output from its checkpoint (its stored settings are kept)" };
+        var overwrite = CliOptions.Overwrite("Start a new run in --output even if it holds an earlier run (its checkpoints and metrics are deleted)");
+        var schedule = CliOptions.OneOf(new Option<string>("--beta-schedule") { Description = "linear or cosine", DefaultValueFactory = _ => "linear" }, "linear", "cosine");
+        var bucketMb = CliOptions.InRange(new Option<double>("--bucket-mb") { Description = "Gradient all-reduce bucket size under mpirun (MB)", DefaultValueFactory = _ => 8 }, 0.001, 4096.0);
         var cmd = new Command("train", "Train a diffusion model.")
         {
             output, data, preset, config, size, batch, steps, lr, warmup, ema, objective, vpred, classCond, classDrop, flip, seed,
-            ckptEvery, sampleEvery, logEvery, resume, schedule, bucketMb,
+            ckptEvery, sampleEvery, logEvery, resume, overwrite, schedule, bucketMb,
         };
         cmd.SetAction(p =>
         {
             string outDir = p.GetValue(output)!;
             var comm = DiffusionSharp.Runtime.Mpi.Current;
             bool root = comm.Rank == 0;
+            if (p.GetValue(resume) && p.GetValue(overwrite)) throw new ArgumentException("--resume and --overwrite contradict each other; give one.");
+            if (File.Exists(outDir)) throw new ArgumentException($"--output {outDir} is a file; give a run folder.");
+            if (p.GetValue(resume))
+            {
+                if (!Trainer.HasCheckpoint(outDir)) throw new FileNotFoundException($"No checkpoint to resume in {outDir} (expected {Path.Combine(outDir, Trainer.CheckpointDir, Trainer.StateFile)}).");
+            }
+            else if (Trainer.HasPreviousRun(outDir) && !p.GetValue(overwrite))
+                throw new InvalidOperationException($"{outDir} holds an earlier run (checkpoint or metrics.jsonl); pass --resume to continue it, --overwrite to replace it, or choose another --output.");
+            Cli.OutputGuard.CheckWritableFolder(outDir, "--output");
             var dataset = Datasets.Open(p.GetValue(data)!, new DatasetOptions { Size = p.GetValue(size) });
             Trainer trainer;
             if (p.GetValue(resume))
             {
                 trainer = Trainer.Resume(outDir, dataset, p.GetValue(steps), comm);
-                if (root) Console.Error.WriteLine($"resuming {outDir} at step {trainer.Step}");
+                if (root) Console.Error.WriteLine($"resuming {outDir} at step {trainer.Step} of {trainer.Options.Steps}" +
+                    (trainer.StoredOptions is { } so && so.Steps != trainer.Options.Steps ? $" (--steps changes the run's total from {so.Steps})" : ""));
+                if (root) ReportIgnored(p, trainer.Options, new Option[] { preset, config, batch, lr, warmup, ema, objective, vpred, classCond, classDrop, flip, seed, ckptEvery, sampleEvery, logEvery, schedule });
+                if (root && trainer.Step >= trainer.Options.Steps)
+                    Console.Error.WriteLine($"the run already has its {trainer.Options.Steps} steps; pass a larger --steps to train on");
             }
             else
             {
-                if (Trainer.HasCheckpoint(outDir))
-                    throw new InvalidOperationException($"{outDir} already holds a checkpoint; pass --resume to continue it or choose another --output.");
+                if (p.GetValue(overwrite) && root) Trainer.DeletePreviousRun(outDir);
                 var opts = new TrainOptions
                 {
-                    Preset = p.GetValue(preset)!, ModelConfigPath = p.GetValue(config), Data = p.GetValue(data)!,
-                    BatchSize = p.GetValue(batch), Steps = p.GetValue(steps), LearningRate = p.GetValue(lr), WarmupSteps = p.GetValue(warmup),
+                    Preset = p.GetValue(preset)!, ModelConfigPath = p.GetValue(config) is string c ? Path.GetFullPath(c) : null, Data = p.GetValue(data)!,
+                    BatchSize = p.GetValue(batch), Steps = p.GetValue(steps) ?? DefaultSteps, LearningRate = p.GetValue(lr), WarmupSteps = p.GetValue(warmup),
                     EmaDecay = p.GetValue(ema), Objective = ParseObjective(p.GetValue(objective)!), VPrediction = p.GetValue(vpred),
                     ClassConditional = p.GetValue(classCond), ClassDropout = p.GetValue(classDrop), RandomFlip = p.GetValue(flip),
                     Seed = p.GetValue(seed), CheckpointEvery = p.GetValue(ckptEvery), SampleEvery = p.GetValue(sampleEvery),
@@ -69,7 +84,7 @@ public static class TrainCommand
                 Console.Error.WriteLine($"data parallel over {comm.Size} MPI ranks, {DiffusionSharp.Runtime.Threading.Threads} thread(s) each: global batch {trainer.Options.BatchSize}, " +
                     $"{trainer.Options.BatchSize / comm.Size}{(trainer.Options.BatchSize % comm.Size != 0 ? $"-{trainer.Options.BatchSize / comm.Size + 1}" : "")} images per rank");
             if (root) Console.Error.WriteLine($"model: {trainer.Model.ParameterCount:N0} parameters; data: {dataset.Description} ({dataset.Count} images, {dataset.Channels}x{dataset.Size}x{dataset.Size})");
-            using var ctrlC = Cli.Progress.CancelOnCtrlC();
+            using var ctrlC = Cli.Progress.CancelOnCtrlC();  // Ctrl-C and SIGTERM both end in a checkpoint
             var runTime = new System.Diagnostics.Stopwatch();
             try
             {
@@ -100,6 +115,20 @@ public static class TrainCommand
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>Total steps of a new run when --steps is not given.</summary>
+    public const long DefaultSteps = 10_000;
+
+    /// <summary>Largest accepted --steps (and step intervals).</summary>
+    public const long MaxSteps = 1_000_000_000;
+
+    // At resume the stored settings are the truth: say which explicit options were not applied.
+    private static void ReportIgnored(ParseResult p, TrainOptions stored, Option[] options)
+    {
+        var given = options.Where(o => CliOptions.IsExplicit(p, o)).Select(o => o.Name).ToList();
+        if (given.Count > 0)
+            Console.Error.WriteLine($"note: {string.Join(", ", given)} ignored: a resumed run keeps its stored settings (only --steps changes the total; stored: batch {stored.BatchSize}, lr {stored.LearningRate}, seed {stored.Seed})");
     }
 
     /// <summary>Parses the --objective value.</summary>

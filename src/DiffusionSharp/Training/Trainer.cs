@@ -52,6 +52,9 @@ public sealed class Trainer
     public int NumClasses { get; }
     /// <summary>Class names, when the data set has them.</summary>
     public IReadOnlyList<string> ClassNames { get; }
+    /// <summary>The settings stored in the checkpoint a resumed run started from (null for a new run).</summary>
+    public TrainOptions? StoredOptions { get; private init; }
+
     /// <summary>Optimizer steps done.</summary>
     public long Step { get; private set; }
     /// <summary>The ranks training this model together (a single process unless launched by mpirun).</summary>
@@ -63,7 +66,7 @@ public sealed class Trainer
     /// <summary>Size of the gradient all-reduce buckets of a data-parallel run.</summary>
     public long GradientBucketBytes { get; set; } = 8L << 20;
 
-    private Trainer(TrainOptions options, string outputDir, IDataset data, IReadOnlyList<string> classNames, ICommunicator? comm)
+    private Trainer(TrainOptions options, string outputDir, IDataset data, IReadOnlyList<string> classNames, UNet2DConfig cfg, ICommunicator? comm)
     {
         _comm = comm ?? SingleProcess.Instance;
         if (_comm.Size > options.BatchSize)
@@ -75,7 +78,6 @@ public sealed class Trainer
         OutputDir = outputDir;
         ClassNames = classNames;
         NumClasses = Math.Max(classNames.Count, 1);
-        var cfg = BuildConfig(options, data);
         var seed = options.Seed;
         Model = new UNet2DModel(cfg, new Generator(seed * 4 + 1));
         _noiseGen = new Generator(seed * 4 + 2);
@@ -102,9 +104,12 @@ public sealed class Trainer
     }
 
     /// <summary>The model config implied by the options and the data (channels, size, classes, variance channels).</summary>
-    public static UNet2DConfig BuildConfig(TrainOptions options, IDataset data)
+    public static UNet2DConfig BuildConfig(TrainOptions options, IDataset data) =>
+        FitToData(options.ModelConfigPath != null ? UNet2DConfig.Load(options.ModelConfigPath) : UNet2DModel.PresetConfig(options.Preset), options, data);
+
+    // The architecture from a config or preset, with the sizes the data set and the objective impose.
+    private static UNet2DConfig FitToData(UNet2DConfig cfg, TrainOptions options, IDataset data)
     {
-        var cfg = options.ModelConfigPath != null ? UNet2DConfig.Load(options.ModelConfigPath) : UNet2DModel.PresetConfig(options.Preset);
         int classes = data is InMemoryImageDataset m ? Math.Max(m.ClassNames.Count, 1) : 1;
         return cfg with
         {
@@ -122,17 +127,37 @@ public sealed class Trainer
         ArgumentNullException.ThrowIfNull(options);
         if (options.BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(options), $"Batch size must be at least 1, got {options.BatchSize}.");
         if (options.Steps < 1) throw new ArgumentOutOfRangeException(nameof(options), $"Steps must be at least 1, got {options.Steps}.");
+        if (options.NumTrainTimesteps is < 2 or > MaxTrainTimesteps)
+            throw new ArgumentOutOfRangeException(nameof(options), $"NumTrainTimesteps must be in 2..{MaxTrainTimesteps}, got {options.NumTrainTimesteps}.");
+        var cfg = BuildConfig(options, data);
         Directory.CreateDirectory(outputDir);
-        return new Trainer(options, outputDir, data, ClassNamesOf(data), comm);
+        return new Trainer(options, outputDir, data, ClassNamesOf(data), cfg, comm);
     }
+
+    /// <summary>Largest accepted number of diffusion steps T (tables of T doubles are built from it).</summary>
+    public const int MaxTrainTimesteps = 100_000;
 
     private static IReadOnlyList<string> ClassNamesOf(IDataset data) =>
         data is InMemoryImageDataset m && m.ClassNames.Count > 0 ? m.ClassNames : new[] { "all" };
 
-    /// <summary>True when <paramref name="outputDir"/> holds a checkpoint to resume from.</summary>
-    public static bool HasCheckpoint(string outputDir) =>
-        File.Exists(Path.Combine(outputDir, CheckpointDir, "trainer_state.json")) ||
-        File.Exists(Path.Combine(outputDir, CheckpointDir + ".old", "trainer_state.json"));
+    /// <summary>Name of the file that completes a checkpoint folder (written last).</summary>
+    public const string StateFile = "trainer_state.json";
+
+    /// <summary>True when <paramref name="outputDir"/> holds a complete checkpoint to resume from.</summary>
+    public static bool HasCheckpoint(string outputDir) => CheckpointStore.FindLoadable(outputDir, StateFile) != null;
+
+    /// <summary>True when <paramref name="outputDir"/> holds anything of an earlier run (a checkpoint folder, complete or not, or metrics).</summary>
+    public static bool HasPreviousRun(string outputDir) =>
+        CheckpointStore.AnyExists(outputDir) || File.Exists(Path.Combine(outputDir, "metrics.jsonl"));
+
+    /// <summary>Deletes an earlier run's checkpoints, metrics, loss curve and sample grids from <paramref name="outputDir"/>.</summary>
+    public static void DeletePreviousRun(string outputDir)
+    {
+        CheckpointStore.DeleteAll(outputDir);
+        foreach (var f in new[] { "metrics.jsonl", "loss.png" }) File.Delete(Path.Combine(outputDir, f));
+        var samples = Path.Combine(outputDir, "samples");
+        if (Directory.Exists(samples)) Directory.Delete(samples, recursive: true);
+    }
 
     /// <summary>
     /// Resumes the run in <paramref name="outputDir"/> from its checkpoint; <paramref name="steps"/> optionally raises the total.
@@ -140,20 +165,22 @@ public sealed class Trainer
     /// </summary>
     public static Trainer Resume(string outputDir, IDataset data, long? steps = null, ICommunicator? comm = null)
     {
-        string dir = Path.Combine(outputDir, CheckpointDir);
-        if (!File.Exists(Path.Combine(dir, "trainer_state.json")))
-        {
-            var old = dir + ".old";  // a crash between the two renames leaves the previous checkpoint here
-            if (File.Exists(Path.Combine(old, "trainer_state.json"))) dir = old;
-            else throw new FileNotFoundException($"No checkpoint to resume in {outputDir} (expected {Path.Combine(dir, "trainer_state.json")}).");
-        }
-        var statePath = Path.Combine(dir, "trainer_state.json");
+        string dir = CheckpointStore.FindLoadable(outputDir, StateFile)
+            ?? throw new FileNotFoundException($"No checkpoint to resume in {outputDir} (expected {Path.Combine(outputDir, CheckpointDir, StateFile)}).");
+        var statePath = Path.Combine(dir, StateFile);
         var state = IO.JsonFile.Read<TrainerState>(statePath, "trainer state");
+        if (state.Options == null || state.ModelConfig == null || state.DataLoader == null)
+            throw new InvalidDataException($"{statePath}: not a valid trainer state (Options, ModelConfig or DataLoader missing).");
+        if (state.Step < 0 || state.Options.Steps < 1 || state.Options.BatchSize < 1 || state.Options.NumTrainTimesteps is < 2 or > MaxTrainTimesteps)
+            throw new InvalidDataException($"{statePath}: out-of-range Step, Options.Steps, Options.BatchSize or Options.NumTrainTimesteps.");
         var options = steps is long s ? state.Options with { Steps = s } : state.Options;
-        var t = new Trainer(options, outputDir, data, ClassNamesOf(data), comm);
-        var expected = t.Model.Config.ToJson();
-        if (expected != state.ModelConfig)
+        // the architecture stored in the checkpoint is the truth: the config file it came from may have moved or changed
+        var stored = UNet2DConfig.Parse(state.ModelConfig, statePath + " (ModelConfig)");
+        stored.Validate(statePath + " (ModelConfig)");
+        var cfg = FitToData(stored, options, data);
+        if (cfg.ToJson() != state.ModelConfig)
             throw new InvalidDataException($"{statePath}: the checkpoint was made for another model config or data set (channels/size/classes differ).");
+        var t = new Trainer(options, outputDir, data, ClassNamesOf(data), cfg, comm) { StoredOptions = state.Options };
         t.Model.LoadStateDict(SafeTensors.Load(Path.Combine(dir, "model.safetensors")), strict: true);
         t.Optimizer.LoadStateDict(SafeTensors.Load(Path.Combine(dir, "optimizer.safetensors")));
         if (t.Ema != null) t.Ema.LoadStateDict(SafeTensors.Load(Path.Combine(dir, "ema.safetensors")));
@@ -162,6 +189,7 @@ public sealed class Trainer
         t._dropoutGen.Offset = state.DropoutOffset;
         t._labelGen.Offset = state.LabelOffset;
         t.Loader.Restore(DataLoaderState.FromJson(state.DataLoader));
+        if (t.IsRoot) t.TrimMetrics();
         t.CheckRanksAgree("resumed step", t.Step);
         return t;
     }
@@ -209,7 +237,9 @@ public sealed class Trainer
         if (!double.IsFinite(value))
         {
             Model.ZeroGrad();
-            throw new TrainingDivergedException($"Loss became {value} at step {Step + 1}; stopping. The last checkpoint in {Path.Combine(OutputDir, CheckpointDir)} is kept.");
+            throw new TrainingDivergedException($"Loss became {value} at step {Step + 1}; stopping. " + (HasCheckpoint(OutputDir)
+                ? $"The last checkpoint in {Path.Combine(OutputDir, CheckpointDir)} is kept."
+                : "No checkpoint was written yet; lower --lr or raise --warmup and start again."));
         }
         if (_comm.Size > 1) _reducer ??= new GradientReducer(_comm, _params, GradientBucketBytes);
         loss.Backward(releaseIntermediates: true, onLeafGradReady: _reducer == null ? null : _reducer.OnGradReady);
@@ -269,30 +299,45 @@ public sealed class Trainer
     {
         var ranks = GatherRankStates();  // collective: every rank calls SaveCheckpoint at the same step
         if (!IsRoot) return;
-        string final = Path.Combine(OutputDir, CheckpointDir);
-        string tmp = Path.Combine(OutputDir, $"{CheckpointDir}.tmp");
-        string old = Path.Combine(OutputDir, $"{CheckpointDir}.old");
-        if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
-        Directory.CreateDirectory(tmp);
-        SafeTensors.Save(Path.Combine(tmp, "model.safetensors"), Model.StateDict());
-        SafeTensors.Save(Path.Combine(tmp, "optimizer.safetensors"), Optimizer.StateDict());
-        if (Ema != null) SafeTensors.Save(Path.Combine(tmp, "ema.safetensors"), Ema.StateDict());
         var state = new TrainerState(Step, Options, Model.Config.ToJson(), _noiseGen.Offset, _dropoutGen.Offset, _labelGen.Offset, Loader.State.ToJson(),
             _comm.Size, ranks);
-        WriteAllTextFlushed(Path.Combine(tmp, "trainer_state.json"), JsonSerializer.Serialize(state, new JsonSerializerOptions { WriteIndented = true }));
-        if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
-        if (Directory.Exists(final)) Directory.Move(final, old);
-        Directory.Move(tmp, final);
-        if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
+        CheckpointStore.Save(OutputDir, StateFile, JsonSerializer.Serialize(state, new JsonSerializerOptions { WriteIndented = true }), tmp =>
+        {
+            SafeTensors.Save(Path.Combine(tmp, "model.safetensors"), Model.StateDict());
+            SafeTensors.Save(Path.Combine(tmp, "optimizer.safetensors"), Optimizer.StateDict());
+            if (Ema != null) SafeTensors.Save(Path.Combine(tmp, "ema.safetensors"), Ema.StateDict());
+        });
         ExportModel(OutputDir);
         WriteLossCurve();
     }
 
-    private static void WriteAllTextFlushed(string path, string text)
+    // After a resume, metrics lines past the checkpoint's step (and a line cut short by a crash) would repeat: keep the rest.
+    private void TrimMetrics()
     {
-        using var fs = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None);
-        using (var w = new StreamWriter(fs, leaveOpen: true)) w.Write(text);
-        fs.Flush(flushToDisk: true);
+        var path = Path.Combine(OutputDir, "metrics.jsonl");
+        if (!File.Exists(path)) return;
+        var kept = new List<string>();
+        bool changed = false;
+        foreach (var line in File.ReadLines(path))
+        {
+            if (MetricsStep(line) is long step && step <= Step) kept.Add(line);
+            else changed = true;
+        }
+        if (!changed) return;
+        var tmp = path + ".tmp";
+        File.WriteAllLines(tmp, kept);
+        File.Move(tmp, path, overwrite: true);
+    }
+
+    // The step of one metrics line, or null for a line that is not a complete JSON object with a step.
+    private static long? MetricsStep(string line)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(line);
+            return doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("step", out var s) && s.TryGetInt64(out long v) ? v : null;
+        }
+        catch (JsonException) { return null; }
     }
 
     /// <summary>
@@ -379,9 +424,11 @@ public sealed class Trainer
         var ys = new List<double>();
         foreach (var line in File.ReadLines(metricsPath))
         {
+            if (MetricsStep(line) is not long step) continue;  // a line cut short by a crash is not plotted
             using var doc = JsonDocument.Parse(line);
-            xs.Add(doc.RootElement.GetProperty("step").GetDouble());
-            ys.Add(doc.RootElement.GetProperty("loss").GetDouble());
+            if (!doc.RootElement.TryGetProperty("loss", out var loss) || loss.ValueKind != JsonValueKind.Number) continue;
+            xs.Add(step);
+            ys.Add(loss.GetDouble());
         }
         if (xs.Count < 2) return;
         var plot = new LinePlot { Title = "training loss", XLabel = "step", YLabel = "loss" };

@@ -3,9 +3,14 @@ namespace DiffusionSharp.Tests.Data;
 /// <summary>A temporary folder removed on dispose.</summary>
 public sealed class TempDir : IDisposable
 {
-    public string Path { get; } = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "ds-test-" + Guid.NewGuid().ToString("N"));
+    public string Path { get; }
 
-    public TempDir() => Directory.CreateDirectory(Path);
+    /// <summary>Creates the folder under <paramref name="parent"/> (default: the system temporary folder).</summary>
+    public TempDir(string? parent = null)
+    {
+        Path = System.IO.Path.Combine(parent ?? System.IO.Path.GetTempPath(), "ds-test-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(Path);
+    }
 
     public string Sub(params string[] parts)
     {

@@ -91,7 +91,7 @@ public sealed record UNet2DConfig
                 throw new InvalidDataException($"{source}: _class_name is '{cls.GetString()}', expected 'UNet2DModel'.");
             var r = new Reader(root, source);
             var d = new UNet2DConfig();
-            return new UNet2DConfig
+            var cfg = new UNet2DConfig
             {
                 SampleSize = r.IntOrNull("sample_size", d.SampleSize),
                 InChannels = r.Int("in_channels", d.InChannels),
@@ -120,6 +120,8 @@ public sealed record UNet2DConfig
                 NumClassEmbeds = r.IntOrNull("num_class_embeds", d.NumClassEmbeds),
                 NumTrainTimesteps = r.IntOrNull("num_train_timesteps", d.NumTrainTimesteps),
             };
+            cfg.Validate(source);
+            return cfg;
         }
     }
 
@@ -188,18 +190,57 @@ public sealed record UNet2DConfig
         return s.Contains('.') || s.Contains('E') || s.Contains('e') ? s : s + ".0";
     }
 
-    /// <summary>Checks internal consistency, throwing with the offending keys and values.</summary>
-    public void Validate()
+    /// <summary>Largest accepted layers_per_block.</summary>
+    public const int MaxLayersPerBlock = 64;
+    /// <summary>Largest accepted number of resolutions (entries of block_out_channels).</summary>
+    public const int MaxBlocks = 16;
+    /// <summary>Largest accepted channel count of any block or of the input/output.</summary>
+    public const int MaxChannels = 8192;
+    /// <summary>Largest accepted sample_size.</summary>
+    public const int MaxSampleSize = 4096;
+    /// <summary>Largest accepted num_train_timesteps of a learned time embedding.</summary>
+    public const int MaxTrainTimesteps = 100_000;
+    /// <summary>Largest accepted num_class_embeds.</summary>
+    public const int MaxClassEmbeds = 1_000_000;
+    /// <summary>Largest accepted (estimated) parameter count: 1e9 float32 weights are 4 GB.</summary>
+    public const double MaxParameters = 1e9;
+
+    /// <summary>Checks internal consistency, throwing with <paramref name="source"/> (the file) and the offending keys and values.</summary>
+    public void Validate(string source = "UNet2DModel config")
     {
-        static void Fail(string m) => throw new InvalidDataException("Invalid UNet2DModel config: " + m);
+        void Fail(string m) => throw new InvalidDataException($"{source}: invalid UNet2DModel config: " + m);
         int n = BlockOutChannels.Length;
         if (n == 0) Fail("block_out_channels is empty.");
         if (DownBlockTypes.Length != n) Fail($"down_block_types has {DownBlockTypes.Length} entries but block_out_channels has {n}.");
         if (UpBlockTypes.Length != n) Fail($"up_block_types has {UpBlockTypes.Length} entries but block_out_channels has {n}.");
         if (InChannels <= 0 || OutChannels <= 0) Fail($"in_channels ({InChannels}) and out_channels ({OutChannels}) must be positive.");
-        if (LayersPerBlock <= 0) Fail($"layers_per_block must be positive, got {LayersPerBlock}.");
+        if (LayersPerBlock <= 0 || LayersPerBlock > MaxLayersPerBlock) Fail($"layers_per_block must be in 1..{MaxLayersPerBlock}, got {LayersPerBlock}.");
+        if (n > MaxBlocks) Fail($"block_out_channels has {n} entries; at most {MaxBlocks} are supported.");
+        if (InChannels > MaxChannels || OutChannels > MaxChannels) Fail($"in_channels ({InChannels}) and out_channels ({OutChannels}) must be at most {MaxChannels}.");
+        if (NormNumGroups <= 0) Fail($"norm_num_groups must be positive, got {NormNumGroups}.");
+        if (AttnNormNumGroups is <= 0) Fail($"attn_norm_num_groups must be positive or null, got {AttnNormNumGroups}.");
+        if (AttentionHeadDim is <= 0) Fail($"attention_head_dim must be positive or null, got {AttentionHeadDim}.");
+        if (SampleSize is <= 0 or > MaxSampleSize) Fail($"sample_size must be in 1..{MaxSampleSize}, got {SampleSize}.");
+        if (!(NormEps > 0) || !float.IsFinite(NormEps)) Fail($"norm_eps must be a finite number > 0, got {NormEps}.");
+        if (!(Dropout >= 0 && Dropout < 1)) Fail($"dropout must be in [0, 1), got {Dropout}.");
+        if (!float.IsFinite(MidBlockScaleFactor)) Fail($"mid_block_scale_factor must be finite, got {MidBlockScaleFactor}.");
+        if (NumTrainTimesteps is <= 0 or > MaxTrainTimesteps) Fail($"num_train_timesteps must be in 1..{MaxTrainTimesteps}, got {NumTrainTimesteps}.");
+        if (NumClassEmbeds > MaxClassEmbeds) Fail($"num_class_embeds must be at most {MaxClassEmbeds}, got {NumClassEmbeds}.");
         foreach (var c in BlockOutChannels)
-            if (c <= 0 || c % NormNumGroups != 0) Fail($"block_out_channels entry {c} is not a positive multiple of norm_num_groups {NormNumGroups}.");
+        {
+            if (c <= 0 || c > MaxChannels) Fail($"block_out_channels entry {c} is not in 1..{MaxChannels}.");
+            if (c % NormNumGroups != 0) Fail($"block_out_channels entry {c} is not a positive multiple of norm_num_groups {NormNumGroups}.");
+            if (AttnNormNumGroups is int ag && c % ag != 0) Fail($"block_out_channels entry {c} is not a multiple of attn_norm_num_groups {ag}.");
+        }
+        for (int i = 0; i < n && AttentionHeadDim is int hd; i++)
+        {
+            bool attn = DownBlockTypes.Length == n && UpBlockTypes.Length == n && (DownBlockTypes[i].StartsWith("Attn", StringComparison.Ordinal)
+                || UpBlockTypes[n - 1 - i].StartsWith("Attn", StringComparison.Ordinal) || (i == n - 1 && AddAttention));
+            if (attn && BlockOutChannels[i] < hd) Fail($"attention_head_dim {hd} is larger than the {BlockOutChannels[i]} channels of an attention block (no whole head fits).");
+        }
+        // each resnet holds two 3x3 convolutions; the encoder has layers_per_block and the decoder one more per resolution
+        double approxParams = BlockOutChannels.Sum(c => (2.0 * LayersPerBlock + 1) * 2 * 9 * (double)c * c);
+        if (approxParams > MaxParameters) Fail($"block_out_channels and layers_per_block give about {approxParams:G3} parameters; at most {MaxParameters:G3} are supported.");
         if (TimeEmbeddingType is not ("positional" or "fourier" or "learned"))
             Fail($"time_embedding_type '{TimeEmbeddingType}' is not supported (expected positional, fourier or learned).");
         if (TimeEmbeddingType == "learned" && NumTrainTimesteps is null) Fail("time_embedding_type 'learned' needs num_train_timesteps.");
