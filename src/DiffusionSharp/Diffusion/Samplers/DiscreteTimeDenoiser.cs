@@ -70,31 +70,37 @@ public sealed class DiscreteTimeDenoiser
     {
         float s = (float)sigma;
         float cIn = 1f / MathF.Sqrt(s * s + 1f);
-        var xin = Tensor.Empty(x.Shape);
-        ReadOnlySpan<float> xs = x.Span;
-        var xi = xin.Span;
-        for (int i = 0; i < xi.Length; i++) xi[i] = xs[i] * cIn;
+        var xin = x * cIn;
         var f = _model(xin, SigmaToT(sigma));
         if (f.Shape != x.Shape) throw new InvalidOperationException($"Model returned shape {f.Shape} for input {x.Shape}.");
+        var y = Denoised(Prediction, f, x, s);
+        if (!ReferenceEquals(f, xin)) xin.Dispose();
+        return y;
+    }
+
+    /// <summary>
+    /// D = c_skip x + c_out f for a network output f at noise level sigma of x = x0 + sigma n (Karras et al. 2022, Table 1,
+    /// with sigma_data = 1): epsilon (1, -sigma), sample (0, 1), v (1 / (sigma^2 + 1), -sigma / sqrt(sigma^2 + 1)).
+    /// </summary>
+    public static Tensor Denoised(PredictionType prediction, Tensor f, Tensor x, float sigma)
+    {
+        if (f.Shape != x.Shape) throw new ArgumentException($"Expected a model output of shape {x.Shape}, got {f.Shape}.");
         var y = Tensor.Empty(x.Shape);
-        ReadOnlySpan<float> fs = f.Span;
+        ReadOnlySpan<float> fs = f.Span, xs = x.Span;
         var o = y.Span;
-        switch (Prediction)
+        switch (prediction)
         {
             case PredictionType.Epsilon:
-                for (int i = 0; i < o.Length; i++) o[i] = xs[i] + fs[i] * -s;  // c_skip = 1, c_out = -sigma
+                for (int i = 0; i < o.Length; i++) o[i] = xs[i] + fs[i] * -sigma;
                 break;
             case PredictionType.Sample:
                 fs.CopyTo(o);
                 break;
             default:
-            {
-                float cSkip = 1f / (s * s + 1f), cOut = -s / MathF.Sqrt(s * s + 1f);  // sigma_data = 1
+                float cSkip = 1f / (sigma * sigma + 1f), cOut = -sigma / MathF.Sqrt(sigma * sigma + 1f);
                 for (int i = 0; i < o.Length; i++) o[i] = fs[i] * cOut + xs[i] * cSkip;
                 break;
-            }
         }
-        if (!ReferenceEquals(f, xin)) xin.Dispose();
         return y;
     }
 

@@ -1,3 +1,4 @@
+using DiffusionSharp.Diffusion.Samplers;
 using DiffusionSharp.Tensors;
 
 namespace DiffusionSharp.Diffusion.Schedulers;
@@ -32,18 +33,10 @@ public sealed class EulerAncestralDiscreteScheduler : SigmaScheduler
         int idx = CurrentIndex(timestep);
         float sigma = (float)SigmasArr[idx], sigmaTo = (float)SigmasArr[idx + 1];
         var x0 = PredictX0(modelOutput, sample, sigma);
-        float sigmaUp = MathF.Sqrt(sigmaTo * sigmaTo * (sigma * sigma - sigmaTo * sigmaTo) / (sigma * sigma));
-        float sigmaDown = MathF.Sqrt(sigmaTo * sigmaTo - sigmaUp * sigmaUp);
-        float dt = sigmaDown - sigma;
+        var (down, up) = KSamplers.AncestralStep(sigma, sigmaTo);
         var z = DrawNoise(noise, generator, sample, out bool owned);
-        var prev = Tensor.Empty(sample.Shape);
-        ReadOnlySpan<float> s = sample.Span, p = x0.Span, zs = z.Span;
-        var o = prev.Span;
-        for (int i = 0; i < o.Length; i++)
-        {
-            float d = (s[i] - p[i]) / sigma;
-            o[i] = s[i] + d * dt + zs[i] * sigmaUp;
-        }
+        var prev = KSamplers.EulerStep(sample, x0, sigma, (float)down - sigma);
+        KSamplers.AddNoise(prev, z, 1f, (float)up);
         if (owned) z.Dispose();
         Advance();
         return new SchedulerStepOutput(prev, x0);

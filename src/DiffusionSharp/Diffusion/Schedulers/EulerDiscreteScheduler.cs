@@ -1,3 +1,4 @@
+using DiffusionSharp.Diffusion.Samplers;
 using DiffusionSharp.Diffusion.Schedules;
 using DiffusionSharp.Tensors;
 
@@ -62,25 +63,12 @@ public sealed class EulerDiscreteScheduler : SigmaScheduler
         Tensor x = sample;
         if (gamma > 0)
         {
-            // raise the noise level to sigma_hat, Algorithm 2 line 5 of Karras et al. 2022
             var z = DrawNoise(noise, generator, sample, out bool owned);
-            float k = MathF.Sqrt(sigmaHat * sigmaHat - sigma * sigma), sn = (float)SNoise;
-            x = Tensor.Empty(sample.Shape);
-            ReadOnlySpan<float> zs = z.Span, s0 = sample.Span;
-            var xs = x.Span;
-            for (int i = 0; i < xs.Length; i++) xs[i] = s0[i] + zs[i] * sn * k;
+            x = KSamplers.AddChurn(sample, sigma, sigmaHat, SNoise, (_, _) => z, 0);
             if (owned) z.Dispose();
         }
         var x0 = PredictX0(modelOutput, x, PredictionType == PredictionType.VPrediction ? sigma : sigmaHat);
-        float dt = (float)SigmasArr[idx + 1] - sigmaHat;
-        var prev = Tensor.Empty(sample.Shape);
-        ReadOnlySpan<float> s = x.Span, p = x0.Span;
-        var o = prev.Span;
-        for (int i = 0; i < o.Length; i++)
-        {
-            float d = (s[i] - p[i]) / sigmaHat;  // dx/dsigma = (x - D(x)) / sigma, Eq. 7 of Karras et al. 2022
-            o[i] = s[i] + d * dt;
-        }
+        var prev = KSamplers.EulerStep(x, x0, sigmaHat, (float)SigmasArr[idx + 1] - sigmaHat);
         if (!ReferenceEquals(x, sample)) x.Dispose();
         Advance();
         return new SchedulerStepOutput(prev, x0);

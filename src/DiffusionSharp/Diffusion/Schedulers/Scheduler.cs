@@ -135,34 +135,32 @@ public abstract class Scheduler
     public virtual Tensor AddNoise(Tensor originalSamples, Tensor noise, ReadOnlySpan<int> timesteps)
     {
         CheckSameShape(noise, originalSamples, "noise");
-        var y = Tensor.Empty(originalSamples.Shape);
-        int per = PerBatch(originalSamples, timesteps);
-        ReadOnlySpan<float> x = originalSamples.Span, n = noise.Span;
-        var o = y.Span;
-        for (int b = 0; b < timesteps.Length; b++)
-        {
-            float ac = (float)AlphasCumprodF[CheckTrainT(timesteps[b])];
-            float sa = MathF.Sqrt(ac), sb = MathF.Sqrt(1f - ac);
-            for (int i = b * per; i < (b + 1) * per; i++) o[i] = sa * x[i] + sb * n[i];
-        }
-        return y;
+        var (a, b) = SignalNoiseScales(originalSamples.Shape, timesteps);
+        using (a) using (b) return originalSamples * a + noise * b;
     }
 
     /// <summary>Velocity target v = sqrt(abar_t) noise - sqrt(1 - abar_t) x0 (Salimans and Ho 2022, Sec. 4).</summary>
     public Tensor GetVelocity(Tensor sample, Tensor noise, ReadOnlySpan<int> timesteps)
     {
         CheckSameShape(noise, sample, "noise");
-        var y = Tensor.Empty(sample.Shape);
-        int per = PerBatch(sample, timesteps);
-        ReadOnlySpan<float> x = sample.Span, n = noise.Span;
-        var o = y.Span;
-        for (int b = 0; b < timesteps.Length; b++)
+        var (a, b) = SignalNoiseScales(sample.Shape, timesteps);
+        using (a) using (b) return noise * a - sample * b;
+    }
+
+    // sqrt(abar_t) and sqrt(1 - abar_t) in float32, one per batch element, broadcastable against the sample
+    private (Tensor Signal, Tensor Noise) SignalNoiseScales(Shape sample, ReadOnlySpan<int> timesteps)
+    {
+        if (sample.Rank == 0 || sample[0] != timesteps.Length)
+            throw new ArgumentException($"Expected one timestep per batch element: sample shape {sample}, {timesteps.Length} timesteps.");
+        var a = new double[timesteps.Length];
+        var b = new double[timesteps.Length];
+        for (int i = 0; i < a.Length; i++)
         {
-            float ac = (float)AlphasCumprodF[CheckTrainT(timesteps[b])];
-            float sa = MathF.Sqrt(ac), sb = MathF.Sqrt(1f - ac);
-            for (int i = b * per; i < (b + 1) * per; i++) o[i] = sa * n[i] - sb * x[i];
+            float ac = (float)AlphasCumprodF[CheckTrainT(timesteps[i])];
+            a[i] = MathF.Sqrt(ac);
+            b[i] = MathF.Sqrt(1f - ac);
         }
-        return y;
+        return (Tensor.PerSample(a, sample), Tensor.PerSample(b, sample));
     }
 
     private protected int CheckTrainT(int t)
@@ -170,13 +168,6 @@ public abstract class Scheduler
         if ((uint)t >= (uint)NumTrainTimesteps)
             throw new ArgumentOutOfRangeException(nameof(t), $"Expected a training timestep in [0, {NumTrainTimesteps - 1}], got {t}.");
         return t;
-    }
-
-    private static int PerBatch(Tensor x, ReadOnlySpan<int> timesteps)
-    {
-        if (x.Rank == 0 || x.Dim(0) != timesteps.Length)
-            throw new ArgumentException($"Expected one timestep per batch element: sample shape {x.Shape}, {timesteps.Length} timesteps.");
-        return x.Size / timesteps.Length;
     }
 
     private protected static void CheckSameShape(Tensor a, Tensor reference, string what)

@@ -1,3 +1,4 @@
+using DiffusionSharp.Diffusion.Samplers;
 using DiffusionSharp.Diffusion.Schedules;
 using DiffusionSharp.Tensors;
 
@@ -125,12 +126,7 @@ public abstract class SigmaScheduler : Scheduler
     public override Tensor ScaleModelInput(Tensor sample, double timestep)
     {
         float sigma = (float)SigmasArr[CurrentIndex(timestep)];
-        float d = MathF.Sqrt(sigma * sigma + 1f);
-        var y = Tensor.Empty(sample.Shape);
-        ReadOnlySpan<float> x = sample.Span;
-        var o = y.Span;
-        for (int i = 0; i < o.Length; i++) o[i] = x[i] / d;
-        return y;
+        return sample / MathF.Sqrt(sigma * sigma + 1f);
     }
 
     /// <summary>VE forward process x0 + sigma(t) noise; t must be a schedule timestep after SetTimesteps, else a training timestep.</summary>
@@ -139,39 +135,16 @@ public abstract class SigmaScheduler : Scheduler
         CheckSameShape(noise, originalSamples, "noise");
         if (originalSamples.Rank == 0 || originalSamples.Dim(0) != timesteps.Length)
             throw new ArgumentException($"Expected one timestep per batch element: sample shape {originalSamples.Shape}, {timesteps.Length} timesteps.");
-        int per = originalSamples.Size / timesteps.Length;
-        var y = Tensor.Empty(originalSamples.Shape);
-        ReadOnlySpan<float> x = originalSamples.Span, z = noise.Span;
-        var o = y.Span;
-        for (int b = 0; b < timesteps.Length; b++)
-        {
-            float sigma = NumInferenceSteps > 0 && Array.IndexOf(TimestepsArr, (double)timesteps[b]) >= 0
+        var sigmas = new double[timesteps.Length];
+        for (int b = 0; b < sigmas.Length; b++)
+            sigmas[b] = NumInferenceSteps > 0 && Array.IndexOf(TimestepsArr, (double)timesteps[b]) >= 0
                 ? (float)SigmasArr[_beginIndex ?? IndexForTimestep(timesteps[b])]
                 : (float)TrainSigmas[CheckTrainT(timesteps[b])];
-            for (int i = b * per; i < (b + 1) * per; i++) o[i] = x[i] + z[i] * sigma;
-        }
-        return y;
+        using var s = Tensor.PerSample(sigmas, originalSamples.Shape);
+        return originalSamples + noise * s;
     }
 
     /// <summary>x0 from the model output at noise level <paramref name="sigma"/> (VE parameterisation).</summary>
-    private protected Tensor PredictX0(Tensor modelOutput, Tensor sample, float sigma)
-    {
-        var x0 = Tensor.Empty(sample.Shape);
-        ReadOnlySpan<float> m = modelOutput.Span, s = sample.Span;
-        var p = x0.Span;
-        switch (PredictionType)
-        {
-            case PredictionType.Epsilon:
-                for (int i = 0; i < p.Length; i++) p[i] = s[i] - sigma * m[i];
-                break;
-            case PredictionType.Sample:
-                m.CopyTo(p);
-                break;
-            default:
-                float a = -sigma / MathF.Sqrt(sigma * sigma + 1f), b = sigma * sigma + 1f;  // v-prediction in VE form
-                for (int i = 0; i < p.Length; i++) p[i] = m[i] * a + s[i] / b;
-                break;
-        }
-        return x0;
-    }
+    private protected Tensor PredictX0(Tensor modelOutput, Tensor sample, float sigma) =>
+        DiscreteTimeDenoiser.Denoised(PredictionType, modelOutput, sample, sigma);
 }

@@ -50,8 +50,7 @@ public sealed class VpSde : Sde
     public VpSde(double betaMin = 0.1, double betaMax = 20, int n = 1000)
     {
         BetaMin = betaMin; BetaMax = betaMax; N = n;
-        _discreteBetas = new double[n];
-        for (int i = 0; i < n; i++) _discreteBetas[i] = (betaMin + (betaMax - betaMin) * (n == 1 ? 0 : (double)i / (n - 1))) / n;
+        _discreteBetas = Schedules.BetaSchedules.Linspace(betaMin / n, betaMax / n, n);
     }
 
     /// <summary>beta(t) = beta_min + t (beta_max - beta_min).</summary>
@@ -126,9 +125,7 @@ public sealed class VeSde : Sde
     public VeSde(double sigmaMin = 0.01, double sigmaMax = 50, int n = 1000)
     {
         SigmaMin = sigmaMin; SigmaMax = sigmaMax; N = n;
-        _discreteSigmas = new double[n];
-        for (int i = 0; i < n; i++)
-            _discreteSigmas[i] = Math.Exp(Math.Log(sigmaMin) + (Math.Log(sigmaMax) - Math.Log(sigmaMin)) * (n == 1 ? 0 : (double)i / (n - 1)));
+        _discreteSigmas = Schedules.BetaSchedules.Linspace(Math.Log(sigmaMin), Math.Log(sigmaMax), n).Select(Math.Exp).ToArray();
     }
 
     /// <summary>sigma(t).</summary>
