@@ -66,8 +66,7 @@ public unsafe class WinogradTests(ITestOutputHelper output)
     private double Run(int n, int cin, int cout, int h, int w, int pad, int chunkTiles, int seed = 1)
     {
         var s = new ConvShape(n, cin, h, w, cout, 3, 3, 1, pad);
-        Assert.True(Winograd.Supports(s) || !System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated);
-        if (!Winograd.Supports(s)) return 0;
+        Assert.True(Winograd.Supports(s), $"Winograd does not support {s}");
         var x = Rand(seed, n * cin * h * w);
         var wt = Rand(seed + 1, cout * cin * 9);
         var b = Rand(seed + 2, cout);
@@ -96,7 +95,7 @@ public unsafe class WinogradTests(ITestOutputHelper output)
         return worst;
     }
 
-    [Theory]
+    [WinogradTheory]
     [InlineData(1, 1, 1, 1, 1, 1, 6)]
     [InlineData(2, 3, 5, 7, 6, 1, 6)]
     [InlineData(1, 8, 8, 4, 4, 0, 96)]
@@ -113,7 +112,7 @@ public unsafe class WinogradTests(ITestOutputHelper output)
         output.WriteLine($"worst |err| / sum|terms| = {worst:G3}");
     }
 
-    [Fact]
+    [WinogradFact]
     public void EveryChannelTailAndImageSize()
     {
         // Channel counts 1..17 cover every 8-lane tail; sizes 1..9 every partial 2x2 and 4x4 tile.
@@ -133,5 +132,23 @@ public unsafe class WinogradTests(ITestOutputHelper output)
         Assert.False(Winograd.Applies(s with { Stride = 2 }));
         Assert.False(Winograd.Applies(s with { Kh = 1, Kw = 1, Pad = 0 }));
         Assert.False(Winograd.Applies(s with { Cin = 3 }));
+    }
+}
+
+/// <summary>A fact that is reported as skipped where the CPU has no 256-bit vectors, which the Winograd kernels need.</summary>
+public sealed class WinogradFactAttribute : FactAttribute
+{
+    public WinogradFactAttribute()
+    {
+        if (!System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated) Skip = "the Winograd kernels need 256-bit vectors (AVX2); this CPU has none";
+    }
+}
+
+/// <summary>A theory that is reported as skipped where the CPU has no 256-bit vectors, which the Winograd kernels need.</summary>
+public sealed class WinogradTheoryAttribute : TheoryAttribute
+{
+    public WinogradTheoryAttribute()
+    {
+        if (!System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated) Skip = "the Winograd kernels need 256-bit vectors (AVX2); this CPU has none";
     }
 }
