@@ -37,10 +37,8 @@ public sealed record PMeanVariance(Tensor Mean, Tensor LogVariance, Tensor PredX
     /// <summary>exp(LogVariance), computed without autograd.</summary>
     public Tensor Variance()
     {
-        var v = Tensor.Empty(LogVariance.Shape);
-        var s = LogVariance.Span; var o = v.Span;
-        for (int i = 0; i < o.Length; i++) o[i] = (float)Math.Exp(s[i]);
-        return v;
+        using var _ = GradMode.NoGrad();
+        return LogVariance.Exp();
     }
 }
 

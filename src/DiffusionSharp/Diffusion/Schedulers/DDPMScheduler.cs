@@ -120,7 +120,7 @@ public sealed class DDPMScheduler : Scheduler
         Tensor? predictedVariance = null;
         if (learned && modelOutput.Rank == sample.Rank && modelOutput.Rank >= 2 && modelOutput.Dim(1) == 2 * c)
         {
-            SplitChannels(modelOutput, c, out eps, out predictedVariance);
+            (eps, predictedVariance) = (modelOutput.Narrow(1, 0, c), modelOutput.Narrow(1, c, c));
         }
         else CheckSameShape(modelOutput, sample, "model output");
         if (learned && predictedVariance == null && t > 0)
@@ -191,22 +191,5 @@ public sealed class DDPMScheduler : Scheduler
         }
         if (!ReferenceEquals(eps, modelOutput)) { eps.Dispose(); predictedVariance!.Dispose(); }
         return new SchedulerStepOutput(prev, x0);
-    }
-
-    private static void SplitChannels(Tensor y, int c, out Tensor first, out Tensor second)
-    {
-        int batch = y.Dim(0), inner = y.Size / (batch * 2 * c);
-        var shape = y.Shape.ToArray();
-        shape[1] = c;
-        first = Tensor.Empty(shape);
-        second = Tensor.Empty(shape);
-        ReadOnlySpan<float> src = y.Span;
-        Span<float> a = first.Span, b = second.Span;
-        int block = c * inner;
-        for (int n = 0; n < batch; n++)
-        {
-            src.Slice(n * 2 * block, block).CopyTo(a.Slice(n * block, block));
-            src.Slice(n * 2 * block + block, block).CopyTo(b.Slice(n * block, block));
-        }
     }
 }

@@ -14,7 +14,6 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
     private double[] _sigmas = Array.Empty<double>();
     private readonly Tensor?[] _modelOutputs;
     private int _lowerOrderNums;
-    private int? _stepIndex, _beginIndex;
 
     /// <summary>Builds the scheduler from a parsed config (missing keys take diffusers' defaults).</summary>
     public DPMSolverMultistepScheduler(SchedulerConfig config) : this(config, config.Bind<DpmSolverOptions>()) { }
@@ -77,12 +76,6 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
 
     /// <summary>VE noise level per step plus the final one (float32 values).</summary>
     public IReadOnlyList<double> Sigmas => _sigmas;
-
-    /// <summary>Index of the next step, or null before the first step.</summary>
-    public int? StepIndex => _stepIndex;
-
-    /// <summary>Makes the first step start at <paramref name="beginIndex"/>.</summary>
-    public void SetBeginIndex(int beginIndex) => _beginIndex = beginIndex;
 
     /// <inheritdoc/>
     public override double InitNoiseSigma => 1.0;
@@ -148,21 +141,11 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
     {
         for (int i = 0; i < _modelOutputs.Length; i++) { _modelOutputs[i]?.Dispose(); _modelOutputs[i] = null; }
         _lowerOrderNums = 0;
-        _stepIndex = null;
-        _beginIndex = null;
+        ResetStepIndex();
     }
 
-    /// <summary>Position of <paramref name="timestep"/> in the schedule (the second match when repeated, the last step when absent).</summary>
-    public int IndexForTimestep(double timestep)
-    {
-        int first = -1, second = -1;
-        for (int i = 0; i < TimestepsArr.Length; i++)
-        {
-            if (TimestepsArr[i] != timestep) continue;
-            if (first < 0) first = i; else { second = i; break; }
-        }
-        return first < 0 ? TimestepsArr.Length - 1 : second >= 0 ? second : first;
-    }
+    /// <inheritdoc/>
+    private protected override bool AbsentTimestepIsLast => true;
 
     // alpha_t = 1 / sqrt(sigma^2 + 1), sigma_t = sigma alpha_t: VE sigma back to the VP pair
     private static void AlphaSigma(float sigma, out float alpha, out float sigmaT)
@@ -174,9 +157,7 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
     /// <inheritdoc/>
     public override SchedulerStepOutput Step(Tensor modelOutput, double timestep, Tensor sample, Tensor? noise = null, Generator? generator = null)
     {
-        RequireTimesteps();
-        _stepIndex ??= _beginIndex ?? IndexForTimestep(timestep);
-        int idx = _stepIndex.Value;
+        int idx = CurrentIndex(timestep);
         int n = TimestepsArr.Length;
         bool lowerOrderFinal = idx == n - 1 && (EulerAtFinal || (LowerOrderFinal && n < 15) || Settings.FinalSigmasType == FinalSigmasKind.Zero);
         bool lowerOrderSecond = idx == n - 2 && LowerOrderFinal && n < 15;
@@ -197,7 +178,7 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
         if (ownedNoise) z!.Dispose();
 
         if (_lowerOrderNums < SolverOrder) _lowerOrderNums++;
-        _stepIndex = idx + 1;
+        Advance();
         return new SchedulerStepOutput(prev, PredictedX0(converted, sample, idx));
     }
 
@@ -219,7 +200,7 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
         bool sliced = false;
         if (Settings.VarianceType is VarianceKind.Learned or VarianceKind.LearnedRange && modelOutput.Rank >= 2 && sample.Rank >= 2 && modelOutput.Dim(1) == 2 * sample.Dim(1))
         {
-            m = FirstChannels(modelOutput, sample.Dim(1));
+            m = modelOutput.Narrow(1, 0, sample.Dim(1));
             sliced = true;
         }
         CheckSameShape(m, sample, "model output");
@@ -257,16 +238,6 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
         }
         if (sliced) m.Dispose();
         return y;
-    }
-
-    private static Tensor FirstChannels(Tensor y, int c)
-    {
-        int batch = y.Dim(0), block = y.Size / (batch * 2);
-        var shape = y.Shape.ToArray();
-        shape[1] = c;
-        var r = Tensor.Empty(shape);
-        for (int b = 0; b < batch; b++) y.Span.Slice(b * 2 * block, block).CopyTo(r.Span.Slice(b * block, block));
-        return r;
     }
 
     private void Lambdas(int idx, out float alphaT, out float sigmaT, out float alphaS0, out float sigmaS0, out float h)

@@ -176,6 +176,41 @@ public abstract class Scheduler
             throw new ArgumentException($"Expected {what} of shape {reference.Shape} (the sample's), got {a.Shape}.");
     }
 
+    private int? _stepIndex, _beginIndex;
+
+    /// <summary>Index of the next step, or null before the first step.</summary>
+    public int? StepIndex => _stepIndex;
+
+    /// <summary>Makes the first step start at <paramref name="beginIndex"/> (e.g. image-to-image).</summary>
+    public void SetBeginIndex(int beginIndex) => _beginIndex = beginIndex;
+
+    private protected int? BeginIndex => _beginIndex;
+
+    private protected void ResetStepIndex() { _stepIndex = null; _beginIndex = null; }
+
+    /// <summary>Whether <see cref="IndexForTimestep"/> answers the last step for a timestep not in the schedule (else it throws).</summary>
+    private protected virtual bool AbsentTimestepIsLast => false;
+
+    /// <summary>Position of <paramref name="timestep"/> in the schedule; the second match when it occurs twice (diffusers' rule).</summary>
+    public int IndexForTimestep(double timestep)
+    {
+        int first = Array.IndexOf(TimestepsArr, timestep);
+        int second = first < 0 ? -1 : Array.IndexOf(TimestepsArr, timestep, first + 1);
+        if (first < 0 && AbsentTimestepIsLast) return TimestepsArr.Length - 1;
+        if (first < 0) throw new ArgumentException($"Timestep {timestep} is not in the schedule [{string.Join(", ", TimestepsArr)}].");
+        return second >= 0 ? second : first;
+    }
+
+    /// <summary>The step index for <paramref name="timestep"/>: the running index once stepping has begun.</summary>
+    private protected int CurrentIndex(double timestep)
+    {
+        RequireTimesteps();
+        _stepIndex ??= _beginIndex ?? IndexForTimestep(timestep);
+        return _stepIndex.Value;
+    }
+
+    private protected void Advance() => _stepIndex++;
+
     private protected void RequireTimesteps()
     {
         if (NumInferenceSteps == 0)

@@ -13,7 +13,6 @@ public abstract class SigmaScheduler : Scheduler
 {
     private protected readonly double[] TrainSigmas, TrainLogSigmas;
     private protected double[] SigmasArr = Array.Empty<double>();
-    private int? _stepIndex, _beginIndex;
 
     /// <summary>Reads the training sigma table of the parsed <paramref name="options"/>.</summary>
     private protected SigmaScheduler(SchedulerConfig config, SigmaSchedulerOptions options) : base(config, options)
@@ -46,12 +45,6 @@ public abstract class SigmaScheduler : Scheduler
 
     /// <summary>Training-schedule sigmas for t = 0..T-1 (float32 values).</summary>
     public IReadOnlyList<double> TrainingSigmas => TrainSigmas;
-
-    /// <summary>Index of the next step into <see cref="Sigmas"/>, or null before the first step.</summary>
-    public int? StepIndex => _stepIndex;
-
-    /// <summary>Makes the first step start at <paramref name="beginIndex"/> (e.g. image-to-image).</summary>
-    public void SetBeginIndex(int beginIndex) => _beginIndex = beginIndex;
 
     /// <inheritdoc/>
     public override double InitNoiseSigma
@@ -98,30 +91,6 @@ public abstract class SigmaScheduler : Scheduler
     /// <summary>The final sigma: 0 or the training schedule's smallest.</summary>
     private protected double FinalSigma() => SigmaOptions.FinalSigmasType == FinalSigmasKind.Zero ? 0.0 : TrainSigmas[0];
 
-    private protected void ResetStepIndex() { _stepIndex = null; _beginIndex = null; }
-
-    /// <summary>Position of <paramref name="timestep"/> in the schedule; the second match when it occurs twice (diffusers' rule).</summary>
-    public int IndexForTimestep(double timestep)
-    {
-        int first = -1, second = -1;
-        for (int i = 0; i < TimestepsArr.Length; i++)
-        {
-            if (TimestepsArr[i] != timestep) continue;
-            if (first < 0) first = i; else { second = i; break; }
-        }
-        if (first < 0) throw new ArgumentException($"Timestep {timestep} is not in the schedule [{string.Join(", ", TimestepsArr)}].");
-        return second >= 0 ? second : first;
-    }
-
-    private protected int CurrentIndex(double timestep)
-    {
-        RequireTimesteps();
-        _stepIndex ??= _beginIndex ?? IndexForTimestep(timestep);
-        return _stepIndex.Value;
-    }
-
-    private protected void Advance() => _stepIndex++;
-
     /// <summary>x / sqrt(sigma^2 + 1): unit-variance model input (the c_in of Karras et al. 2022, Table 1).</summary>
     public override Tensor ScaleModelInput(Tensor sample, double timestep)
     {
@@ -138,7 +107,7 @@ public abstract class SigmaScheduler : Scheduler
         var sigmas = new double[timesteps.Length];
         for (int b = 0; b < sigmas.Length; b++)
             sigmas[b] = NumInferenceSteps > 0 && Array.IndexOf(TimestepsArr, (double)timesteps[b]) >= 0
-                ? (float)SigmasArr[_beginIndex ?? IndexForTimestep(timesteps[b])]
+                ? (float)SigmasArr[BeginIndex ?? IndexForTimestep(timesteps[b])]
                 : (float)TrainSigmas[CheckTrainT(timesteps[b])];
         using var s = Tensor.PerSample(sigmas, originalSamples.Shape);
         return originalSamples + noise * s;
