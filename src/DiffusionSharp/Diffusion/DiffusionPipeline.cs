@@ -104,8 +104,8 @@ public sealed class DiffusionPipeline
             try
             {
                 using var doc = JsonDocument.Parse(File.ReadAllText(infoPath));
-                if (doc.RootElement.TryGetProperty("NullClass", out var nc) && nc.ValueKind == JsonValueKind.Number) nullClass = nc.GetInt32();
-                if (doc.RootElement.TryGetProperty("ClassNames", out var cn) && cn.ValueKind == JsonValueKind.Array)
+                if (doc.RootElement.TryGetProperty(nameof(NullClass), out var nc) && nc.ValueKind == JsonValueKind.Number) nullClass = nc.GetInt32();
+                if (doc.RootElement.TryGetProperty(nameof(ClassNames), out var cn) && cn.ValueKind == JsonValueKind.Array)
                     names = cn.EnumerateArray().Select(e => e.GetString() ?? "").ToArray();
             }
             catch (JsonException e)

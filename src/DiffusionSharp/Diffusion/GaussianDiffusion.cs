@@ -153,7 +153,7 @@ public sealed class GaussianDiffusion
             if ((uint)s >= (uint)NumTimesteps) throw new ArgumentOutOfRangeException(nameof(t), $"Timestep {s} outside 0..{NumTimesteps - 1}.");
     }
 
-    private Tensor Coef(Func<int, double> f, int[] t, Shape like)
+    private static Tensor Coef(Func<int, double> f, int[] t, Shape like)
     {
         var v = new double[t.Length];
         for (int i = 0; i < t.Length; i++) v[i] = f(t[i]);

@@ -102,6 +102,8 @@ public sealed record VdmLoss(Tensor Total, Tensor Diffusion, Tensor Prior, Tenso
 /// </summary>
 public static class VariationalDiffusion
 {
+    private static readonly int[] FeatureAxis = [1];
+
     /// <summary>The loss for data x [B, D] with a noise-prediction model (z_t, gamma_t [B]) -> eps-hat; t drawn low-discrepancy (VDM App. I.1).</summary>
     public static VdmLoss Loss(Func<Tensor, Tensor, Tensor> model, IGammaSchedule schedule, Tensor x, NoiseSource noise)
     {
@@ -126,9 +128,9 @@ public static class VariationalDiffusion
         var epsHat = model(z, gamma);
         epsHat.ExpectShape(x.Shape, "model output");
         var err = eps - epsHat;
-        var diffusion = (err * err).Sum(new[] { 1 }) * dgamma * 0.5f;  // Eq. 17 of Kingma et al. 2021 in eps form
+        var diffusion = (err * err).Sum(FeatureAxis) * dgamma * 0.5f;  // Eq. 17 of Kingma et al. 2021 in eps form
         var s1 = schedule.Gamma1.Sigmoid(); var a1 = (-schedule.Gamma1).Sigmoid();
-        var xsq = (x * x).Sum(new[] { 1 });
+        var xsq = (x * x).Sum(FeatureAxis);
         var prior = (xsq.Reshape(b, 1) * a1 + (s1 - s1.Log() - 1f) * dim).Reshape(b) * 0.5f;  // KL(N(a1 x, s1^2) || N(0, 1)) summed over D
         var recon = ((schedule.Gamma0 + (float)(1 + Math.Log(2 * Math.PI))) * (0.5f * dim)).Reshape(1) * Tensor.Ones(b);  // E_eps of -log N(x; z_0/a_0, e^gamma0)
         return new VdmLoss(diffusion + prior + recon, diffusion, prior, recon);

@@ -27,7 +27,7 @@ public sealed class DDPMScheduler : Scheduler
     public DdpmOptions Settings { get; }
 
     /// <summary>The posterior variance choice.</summary>
-    public string VarianceType => ConfigEnum.Name(Settings.VarianceType);
+    public string VarianceType => ConfigNames.Name(Settings.VarianceType);
 
     /// <summary>Whether predicted x0 is clipped to [-ClipSampleRange, ClipSampleRange].</summary>
     public bool ClipSample => Settings.ClipSample;

@@ -36,10 +36,10 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
     public int SolverOrder => Settings.SolverOrder;
 
     /// <summary>"dpmsolver++", "sde-dpmsolver++", "dpmsolver" or "sde-dpmsolver".</summary>
-    public string AlgorithmType => ConfigEnum.Name(Settings.Algorithm);
+    public string AlgorithmType => ConfigNames.Name(Settings.Algorithm);
 
     /// <summary>"midpoint" or "heun" second-order update.</summary>
-    public string SolverType => ConfigEnum.Name(Settings.Solver);
+    public string SolverType => ConfigNames.Name(Settings.Solver);
 
     /// <summary>Use lower orders for the last steps when there are fewer than 15.</summary>
     public bool LowerOrderFinal => Settings.LowerOrderFinal;
@@ -57,13 +57,13 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
     public bool UseLuLambdas => Settings.UseLuLambdas;
 
     /// <summary>"zero" or "sigma_min".</summary>
-    public string FinalSigmasType => ConfigEnum.Name(Settings.FinalSigmasType);
+    public string FinalSigmasType => ConfigNames.Name(Settings.FinalSigmasType);
 
     /// <summary>Timesteps whose lambda = log(alpha/sigma) falls below this are not used (for the cosine schedule).</summary>
     public double LambdaMinClipped => Settings.LambdaMinClipped;
 
     /// <summary>null, or "learned" / "learned_range" when the model also outputs a variance (ignored here).</summary>
-    public string? VarianceType => Settings.VarianceType is VarianceKind v ? ConfigEnum.Name(v) : null;
+    public string? VarianceType => Settings.VarianceType is VarianceKind v ? ConfigNames.Name(v) : null;
 
     /// <summary>Whether dynamic thresholding is applied to x0 predictions.</summary>
     public bool Thresholding => Settings.Thresholding;

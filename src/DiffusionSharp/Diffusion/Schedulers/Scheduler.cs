@@ -24,7 +24,7 @@ public abstract class Scheduler
     {
         Config = config ?? throw new ArgumentNullException(nameof(config));
         Options = options;
-        var betas = options.Betas(float32: true);
+        var betas = options.Betas(roundLikeDiffusers: true);
         BetasF = new double[NumTrainTimesteps];
         AlphasF = new double[NumTrainTimesteps];
         AlphasCumprodF = new double[NumTrainTimesteps];
@@ -54,13 +54,13 @@ public abstract class Scheduler
     public double BetaEnd => Options.BetaEnd;
 
     /// <summary>The beta schedule name.</summary>
-    public string BetaSchedule => ConfigEnum.Name(Options.BetaSchedule);
+    public string BetaSchedule => ConfigNames.Name(Options.BetaSchedule);
 
     /// <summary>What the model predicts.</summary>
     public PredictionType PredictionType => Options.PredictionType;
 
     /// <summary>"leading", "trailing" or "linspace".</summary>
-    public string TimestepSpacingMode => ConfigEnum.Name(Options.Spacing);
+    public string TimestepSpacingMode => ConfigNames.Name(Options.Spacing);
 
     /// <summary>Offset added to leading-spaced timesteps.</summary>
     public int StepsOffset => Options.StepsOffset;

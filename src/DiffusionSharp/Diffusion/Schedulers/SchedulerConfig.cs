@@ -96,9 +96,9 @@ public sealed class SchedulerConfig
         string found = _values.TryGetValue(key, out var v) ? Describe(v) : "?";
         var type = prop == null ? null : Nullable.GetUnderlyingType(prop.PropertyType) ?? prop.PropertyType;
         if (type is { IsEnum: true } && v.ValueKind == JsonValueKind.String)
-            return new NotSupportedException($"{Source}: {key} '{v.GetString()}' is not supported; expected one of {string.Join(", ", ConfigEnum.Names(type))}.", e);
+            return new NotSupportedException($"{Source}: {key} '{v.GetString()}' is not supported; expected one of {string.Join(", ", ConfigNames.Names(type))}.", e);
         string expected = type == typeof(double) ? "a number" : type == typeof(int) ? "an integer" : type == typeof(bool) ? "true or false"
-            : type == typeof(double[]) ? "an array of numbers" : type is { IsEnum: true } ? "one of " + string.Join(", ", ConfigEnum.Names(type)) : "a string";
+            : type == typeof(double[]) ? "an array of numbers" : type is { IsEnum: true } ? "one of " + string.Join(", ", ConfigNames.Names(type)) : "a string";
         return new FormatException($"{Source}: key '{key}': expected {expected}, found {found}.", e);
     }
 

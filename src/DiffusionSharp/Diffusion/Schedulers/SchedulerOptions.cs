@@ -83,9 +83,9 @@ public record SchedulerOptions : NoiseScheduleOptions
     {
         base.Validate(source);
         if (!(DynamicThresholdingRatio > 0 && DynamicThresholdingRatio <= 1))
-            throw new ArgumentOutOfRangeException(nameof(DynamicThresholdingRatio), $"{source}: dynamic_thresholding_ratio must lie in (0, 1], got {DynamicThresholdingRatio}.");
-        if (!(SampleMaxValue > 0)) throw new ArgumentOutOfRangeException(nameof(SampleMaxValue), $"{source}: sample_max_value must be positive, got {SampleMaxValue}.");
-        if (StepsOffset < 0) throw new ArgumentOutOfRangeException(nameof(StepsOffset), $"{source}: steps_offset must be non-negative, got {StepsOffset}.");
+            throw OutOfRange($"{source}: dynamic_thresholding_ratio must lie in (0, 1], got {DynamicThresholdingRatio}.");
+        if (!(SampleMaxValue > 0)) throw OutOfRange($"{source}: sample_max_value must be positive, got {SampleMaxValue}.");
+        if (StepsOffset < 0) throw OutOfRange($"{source}: steps_offset must be non-negative, got {StepsOffset}.");
     }
 }
 
@@ -104,7 +104,7 @@ public record ClippingSchedulerOptions : SchedulerOptions
     public override void Validate(string source)
     {
         base.Validate(source);
-        if (!(ClipSampleRange > 0)) throw new ArgumentOutOfRangeException(nameof(ClipSampleRange), $"{source}: clip_sample_range must be positive, got {ClipSampleRange}.");
+        if (!(ClipSampleRange > 0)) throw OutOfRange($"{source}: clip_sample_range must be positive, got {ClipSampleRange}.");
     }
 }
 
@@ -144,8 +144,8 @@ public record SigmaSchedulerOptions : SchedulerOptions
     {
         base.Validate(source);
         if (SpacingChoices > 1) throw new ArgumentException($"{source}: only one of use_karras_sigmas, use_exponential_sigmas and use_lu_lambdas may be true.");
-        if (SigmaMin is double lo && !(lo > 0)) throw new ArgumentOutOfRangeException(nameof(SigmaMin), $"{source}: sigma_min must be positive, got {lo}.");
-        if (SigmaMax is double hi && !(hi >= (SigmaMin ?? 0))) throw new ArgumentOutOfRangeException(nameof(SigmaMax), $"{source}: sigma_max must be at least sigma_min, got {hi}.");
+        if (SigmaMin is double lo && !(lo > 0)) throw OutOfRange($"{source}: sigma_min must be positive, got {lo}.");
+        if (SigmaMax is double hi && !(hi >= (SigmaMin ?? 0))) throw OutOfRange($"{source}: sigma_max must be at least sigma_min, got {hi}.");
     }
 }
 
@@ -270,10 +270,10 @@ public sealed record DpmSolverOptions : SigmaSchedulerOptions
     public override void Validate(string source)
     {
         base.Validate(source);
-        if (SolverOrder is < 1 or > 3) throw new ArgumentOutOfRangeException(nameof(SolverOrder), $"{source}: solver_order must be 1, 2 or 3, got {SolverOrder}.");
+        if (SolverOrder is < 1 or > 3) throw OutOfRange($"{source}: solver_order must be 1, 2 or 3, got {SolverOrder}.");
         if (SolverOrder == 3 && Stochastic)
-            throw new NotSupportedException($"{source}: solver_order 3 is not supported with algorithm_type '{ConfigEnum.Name(Algorithm)}'; use order 1 or 2.");
+            throw new NotSupportedException($"{source}: solver_order 3 is not supported with algorithm_type '{ConfigNames.Name(Algorithm)}'; use order 1 or 2.");
         if (FinalSigmasType == FinalSigmasKind.Zero && !DataPrediction)
-            throw new ArgumentException($"{source}: final_sigmas_type 'zero' needs algorithm_type dpmsolver++ or sde-dpmsolver++, got {ConfigEnum.Name(Algorithm)}; use sigma_min.");
+            throw new ArgumentException($"{source}: final_sigmas_type 'zero' needs algorithm_type dpmsolver++ or sde-dpmsolver++, got {ConfigNames.Name(Algorithm)}; use sigma_min.");
     }
 }

@@ -38,7 +38,7 @@ public abstract class SigmaScheduler : Scheduler
     public double? SigmaMaxOverride => SigmaOptions.SigmaMax;
 
     /// <summary>"zero" (end at sigma = 0) or "sigma_min" (end at the training schedule's smallest sigma).</summary>
-    public string FinalSigmasType => ConfigEnum.Name(SigmaOptions.FinalSigmasType);
+    public string FinalSigmasType => ConfigNames.Name(SigmaOptions.FinalSigmasType);
 
     /// <summary>Noise levels per model call plus the final one (float32 values).</summary>
     public IReadOnlyList<double> Sigmas => SigmasArr;

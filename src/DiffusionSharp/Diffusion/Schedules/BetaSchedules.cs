@@ -8,7 +8,7 @@ public static class BetaSchedules
 {
     /// <summary>Betas for a named diffusers schedule: "linear", "scaled_linear", "squaredcos_cap_v2" or "sigmoid".</summary>
     public static double[] Create(string schedule, int numTrainTimesteps, double betaStart = 1e-4, double betaEnd = 0.02) =>
-        Create(ConfigEnum.Parse<BetaScheduleKind>(schedule, "beta_schedule"), numTrainTimesteps, betaStart, betaEnd);
+        Create(ConfigNames.Parse<BetaScheduleKind>(schedule, "beta_schedule"), numTrainTimesteps, betaStart, betaEnd);
 
     /// <summary>Betas for a diffusers schedule.</summary>
     public static double[] Create(BetaScheduleKind schedule, int numTrainTimesteps, double betaStart = 1e-4, double betaEnd = 0.02) => schedule switch

@@ -55,7 +55,7 @@ public record NoiseScheduleOptions
     public virtual void Validate(string source)
     {
         if (NumTrainTimesteps < 2)
-            throw new ArgumentOutOfRangeException(nameof(NumTrainTimesteps), $"{source}: num_train_timesteps must be at least 2, got {NumTrainTimesteps}.");
+            throw OutOfRange($"{source}: num_train_timesteps must be at least 2, got {NumTrainTimesteps}.");
         if (TrainedBetas != null)
         {
             if (TrainedBetas.Length != NumTrainTimesteps)
@@ -68,16 +68,19 @@ public record NoiseScheduleOptions
         CheckBeta(source, "beta_end", BetaEnd);
     }
 
+    /// <summary>An out-of-range error whose message names the file and key (no parameter name: the value came from a file).</summary>
+    protected static ArgumentOutOfRangeException OutOfRange(string message) => new(message, (Exception?)null);
+
     private static void CheckBeta(string source, string key, double beta)
     {
         if (!(beta > 0 && beta <= 1)) throw new ArgumentException($"{source}: {key} must lie in (0, 1], got {beta}.");
     }
 
-    /// <summary>The betas of these options; <paramref name="float32"/> rounds them to float32 before the rescale, as diffusers does.</summary>
-    public double[] Betas(bool float32 = false)
+    /// <summary>The betas of these options; <paramref name="roundLikeDiffusers"/> rounds them to float32 before the rescale, as diffusers does.</summary>
+    public double[] Betas(bool roundLikeDiffusers = false)
     {
         var betas = TrainedBetas != null ? (double[])TrainedBetas.Clone() : BetaSchedules.Create(BetaSchedule, NumTrainTimesteps, BetaStart, BetaEnd);
-        if (float32) for (int i = 0; i < betas.Length; i++) betas[i] = (float)betas[i];
+        if (roundLikeDiffusers) for (int i = 0; i < betas.Length; i++) betas[i] = (float)betas[i];
         return RescaleBetasZeroSnr ? BetaSchedules.RescaleZeroTerminalSnr(betas) : betas;
     }
 }

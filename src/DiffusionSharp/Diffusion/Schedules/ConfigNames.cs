@@ -4,7 +4,7 @@ using System.Text.Json.Serialization;
 namespace DiffusionSharp.Diffusion.Schedules;
 
 /// <summary>The diffusers spelling of config enums, read from their <see cref="JsonStringEnumMemberNameAttribute"/>.</summary>
-public static class ConfigEnum
+public static class ConfigNames
 {
     /// <summary>The config name of <paramref name="value"/> (e.g. "squaredcos_cap_v2").</summary>
     public static string Name<T>(T value) where T : struct, Enum
