@@ -30,8 +30,11 @@ function curve(points, id) {
   }
   const xs = points.map(p => p[0]), ys = points.map(p => p[1]);
   const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
+  // diffusion losses fall by orders of magnitude early on: a log axis when every loss is positive
+  const log = y0 > 0;
+  const f = log ? Math.log10 : (y => y);
   const sx = x => pad + (x - x0) / Math.max(x1 - x0, 1e-12) * (w - pad - 8);
-  const sy = y => h - pad / 2 - (y - y0) / Math.max(y1 - y0, 1e-12) * (h - pad);
+  const sy = y => h - pad / 2 - (f(y) - f(y0)) / Math.max(f(y1) - f(y0), 1e-12) * (h - pad);
   svg.setAttribute('aria-label', `Loss curve of ${id}: steps ${x0} to ${x1}, loss from ${ys[0].toFixed(4)} to ${ys[ys.length - 1].toFixed(4)} (min ${y0.toFixed(4)})`);
   const axis = document.createElementNS(SVG, 'path');
   axis.setAttribute('class', 'axis');
@@ -46,6 +49,7 @@ function curve(points, id) {
     return t;
   };
   svg.append(axis, line, label(2, 14, y1.toPrecision(3)), label(2, h - pad / 2, y0.toPrecision(3)),
+    label(pad + 6, 14, log ? 'loss (log scale)' : 'loss'),
     label(pad, h - 4, `step ${x0}`), label(w - 8, h - 4, `step ${x1}`, 'end'));
   return svg;
 }
