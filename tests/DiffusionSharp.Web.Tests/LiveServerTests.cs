@@ -139,4 +139,53 @@ public class LiveServerTests
         Assert.True(q.GetProperty("running").GetBoolean());  // the running job went on
         Assert.Equal(1, q.GetProperty("cancelled").GetInt64());
     }
+
+    [Fact]
+    public async Task ByDefaultTheServerListensOnLoopbackOnly()
+    {
+        await using var app = DiffusionServer.Create(new ServeOptions { Port = 0 });
+        await app.StartAsync();
+        var url = new Uri(DiffusionServer.Url(app));
+        Assert.Equal("127.0.0.1", url.Host);
+        await app.StopAsync();
+    }
+
+    [Theory]
+    [InlineData("--host", "not-an-address", "--host must be an IP address")]
+    [InlineData("--port", "70000", "--port must be in 0..65535")]
+    [InlineData("--models", "/nonexistent/models", "--models folder not found")]
+    [InlineData("--runs", "/nonexistent/runs", "--runs folder not found")]
+    public void ServeRejectsBadOptionsWithAMessage(string option, string value, string message)
+    {
+        var ex = Assert.ThrowsAny<Exception>(() => DiffusionServer.Create(new ServeOptions
+        {
+            Port = option == "--port" ? int.Parse(value, System.Globalization.CultureInfo.InvariantCulture) : 0,
+            Host = option == "--host" ? value : "127.0.0.1",
+            ModelsDirectory = option == "--models" ? value : null,
+            RunsDirectory = option == "--runs" ? value : null,
+        }));
+        Assert.Contains(message, ex.Message);
+    }
+
+    [Fact]
+    public async Task ASamplingErrorEndsTheStreamWithItsMessageAndTheQueueGoesOn()
+    {
+        await using var server = await LiveServer.Start();
+        // a model whose output layer is NaN: sampling stops at the first step and names it
+        var model = DiffusionSharp.Nn.UNet.UNet2DModel.FromPretrained(Path.Combine(server.Files.Models, "tiny", "unet"));
+        model.StateDict()["conv_out.bias"].Span.Fill(float.NaN);
+        model.SavePretrained(Path.Combine(server.Files.Models, "nan-model", "unet"));
+        using var c = server.Client();
+        using (var r = await c.GetAsync("/api/sample?model=nan-model&steps=3&count=1", HttpCompletionOption.ResponseHeadersRead))
+        {
+            var events = await Sse.ReadAll(await r.Content.ReadAsStreamAsync());
+            Assert.Equal("error", events[^1].Name);
+            Assert.Contains("NaN", events[^1].Data.GetProperty("message").GetString());
+        }
+        var q = await Queue(c);
+        Assert.Equal(1, q.GetProperty("failed").GetInt64());
+        Assert.False(q.GetProperty("running").GetBoolean());
+        using var next = await c.GetAsync("/api/sample?model=tiny&steps=1&count=1", HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal("done", (await Sse.ReadAll(await next.Content.ReadAsStreamAsync()))[^1].Name);
+    }
 }
