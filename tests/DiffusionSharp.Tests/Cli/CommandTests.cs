@@ -64,6 +64,31 @@ public class CommandTests : IDisposable
     }
 
     [Fact]
+    public void BenchUnetComparesEvalWithOnnxRuntimeAndCountsExecutedFlops()
+    {
+        var outw = Console.Out;
+        var sw = new StringWriter();
+        Console.SetOut(sw);
+        try
+        {
+            Assert.Equal(0, Run("bench", "unet", "--preset", "ddpm-small", "--batch", "1", "--steps", "1", "--json", "--eval-batches", "1",
+                "--peer-script", Path.Combine(_root, "no-such-peer.py")));
+        }
+        finally { Console.SetOut(outw); }
+        var lines = sw.ToString().Trim().Split('\n').Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement).ToList();
+        var ours = lines[0];
+        // Winograd F(2x2) does 16 multiply-adds per 4 outputs where direct convolution does 36, so fewer FLOPs run than are counted.
+        double counted = ours.GetProperty("forward_gflop_per_image").GetDouble(), executed = ours.GetProperty("forward_gflop_per_image_executed").GetDouble();
+        Assert.True(executed > 0.3 * counted && executed < counted, $"executed {executed} vs direct count {counted}");
+        var eval = lines.Single(l => l.GetProperty("impl").GetString() == "eval");
+        Assert.Equal(1, eval.GetProperty("batch").GetInt32());
+        double diff = eval.GetProperty("max_abs_diff_vs_onnxruntime").GetDouble(), scale = eval.GetProperty("max_abs_output").GetDouble();
+        // ONNX Runtime runs our own export of the same weights: the outputs agree to float32 rounding.
+        Assert.True(diff < 1e-4 * Math.Max(1, scale), $"max |ours - ONNX Runtime| {diff} (max |out| {scale})");
+        Assert.True(eval.GetProperty("onnxruntime_images_per_s").GetDouble() > 0 && eval.GetProperty("images_per_s").GetDouble() > 0);
+    }
+
+    [Fact]
     public void SampleAndEditCommandsWriteImages()
     {
         var model = TinyModel();
