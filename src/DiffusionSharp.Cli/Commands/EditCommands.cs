@@ -74,7 +74,7 @@ public static class EditCommands
             Tensor m1;
             if (p.GetValue(mask) is string maskPath)
             {
-                var img = Data.ImageOps.FitSquare(Png.Read(maskPath).To8Bit().ConvertChannels(1), s);
+                var img = ImageFile.Load(maskPath, new ImageLoadOptions { Size = s }).ConvertChannels(1);
                 var mv = new float[s * s];
                 for (int i = 0; i < mv.Length; i++) mv[i] = img.Data[i] >= 128 ? 1f : 0f;
                 m1 = Tensor.FromArray(mv, 1, 1, s, s);

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using DiffusionSharp.Data;
+using DiffusionSharp.IO;
 using DiffusionSharp.Training;
 using Spectre.Console;
 
@@ -15,7 +16,7 @@ public static class TrainCommand
         var preset = CliOptions.OneOf(new Option<string>("--preset") { Description = $"U-Net preset ({string.Join(", ", Nn.UNet.UNet2DModel.PresetNames)})", DefaultValueFactory = _ => "ddpm-small" },
             Nn.UNet.UNet2DModel.PresetNames.ToArray());
         var config = new Option<string?>("--config") { Description = "A diffusers UNet2DModel config.json (overrides --preset; stored in the checkpoint)" };
-        var size = CliOptions.InRange(new Option<int?>("--size") { Description = "Resize images to this size (default: the data set's)" }, 1, Nn.UNet.UNet2DConfig.MaxSampleSize);
+        var size = CliOptions.InRange(new Option<int?>("--resolution", "--size") { Description = "Resize images to this square size (default: the data set's)" }, 1, Nn.UNet.UNet2DConfig.MaxSampleSize);
         var batch = CliOptions.Batch("Batch size", 64);
         var steps = CliOptions.InRange(new Option<long?>("--steps") { Description = $"Total optimizer steps (default {DefaultSteps}; with --resume: the run's stored total)" }, 1L, MaxSteps);
         var lr = CliOptions.InRange(new Option<double>("--lr") { Description = "Peak learning rate", DefaultValueFactory = _ => 2e-4 }, 1e-12, 10.0);
@@ -23,6 +24,10 @@ public static class TrainCommand
         var ema = CliOptions.InRange(new Option<double>("--ema") { Description = "EMA decay (0 disables)", DefaultValueFactory = _ => 0.999 }, 0.0, 0.999999);
         var objective = CliOptions.OneOf(new Option<string>("--objective") { Description = "simple, hybrid (learned variances) or min-snr", DefaultValueFactory = _ => "simple" },
             "simple", "l_simple", "hybrid", "l_hybrid", "min-snr", "minsnr", "min_snr");
+        var resize = new Option<ResizeFilter>("--resize") { Description = "Image-folder resampling: Area or Bicubic", DefaultValueFactory = _ => ResizeFilter.Area };
+        var crop = CliOptions.OneOf(new Option<string>("--crop") { Description = "Image-folder fit: center, random (one seeded crop per image) or stretch", DefaultValueFactory = _ => "center" },
+            "center", "random", "stretch");
+        var alpha = new Option<AlphaMode>("--alpha") { Description = "Image-folder alpha: Drop, White or Black (composite over)", DefaultValueFactory = _ => AlphaMode.Drop };
         var vpred = new Option<bool>("--v-prediction") { Description = "Predict v instead of epsilon" };
         var classCond = new Option<bool>("--class-conditional") { Description = "Condition on labels (with classifier-free dropout)" };
         var classDrop = CliOptions.InRange(new Option<double>("--class-dropout") { Description = "Label dropout probability for classifier-free guidance", DefaultValueFactory = _ => 0.1 }, 0.0, 1.0);
@@ -38,7 +43,7 @@ public static class TrainCommand
         var cmd = new Command("train", "Train a diffusion model.")
         {
             output, data, preset, config, size, batch, steps, lr, warmup, ema, objective, vpred, classCond, classDrop, flip, seed,
-            ckptEvery, sampleEvery, logEvery, resume, overwrite, schedule, bucketMb,
+            ckptEvery, sampleEvery, logEvery, resume, overwrite, schedule, bucketMb, resize, crop, alpha,
         };
         cmd.SetAction(p =>
         {
@@ -54,7 +59,11 @@ public static class TrainCommand
             else if (Trainer.HasPreviousRun(outDir) && !p.GetValue(overwrite))
                 throw new InvalidOperationException($"{outDir} holds an earlier run (checkpoint or metrics.jsonl); pass --resume to continue it, --overwrite to replace it, or choose another --output.");
             Cli.OutputGuard.CheckWritableFolder(outDir, "--output");
-            var dataset = Datasets.Open(p.GetValue(data)!, new DatasetOptions { Size = p.GetValue(size) });
+            var dataset = Datasets.Open(p.GetValue(data)!, new DatasetOptions
+            {
+                Size = p.GetValue(size), Filter = p.GetValue(resize), Alpha = p.GetValue(alpha),
+                Fit = p.GetValue(crop) switch { "random" => FitMode.RandomCrop, "stretch" => FitMode.Stretch, _ => FitMode.CenterCrop },
+            });
             Trainer trainer;
             if (p.GetValue(resume))
             {

@@ -17,11 +17,17 @@ public sealed record DatasetOptions
     /// <summary>How image-folder pictures are fitted to <see cref="Size"/>.</summary>
     public FitMode Fit { get; init; } = FitMode.CenterCrop;
 
+    /// <summary>Resampling filter for image-folder pictures.</summary>
+    public ResizeFilter Filter { get; init; } = ResizeFilter.Area;
+
+    /// <summary>Alpha handling for image-folder pictures.</summary>
+    public AlphaMode Alpha { get; init; } = AlphaMode.Drop;
+
     /// <summary>Folder holding the named data sets (default: env DIFFUSIONSHARP_DATASETS, else /usr/share/datasets).</summary>
     public string? Root { get; init; }
 }
 
-/// <summary>Loaders for MNIST-style IDX sets, CIFAR-10 binary batches and folders of PNG images, plus resolution of data set names.</summary>
+/// <summary>Loaders for MNIST-style IDX sets, CIFAR-10 binary batches and folders of images (PNG, JPEG, BMP, GIF, TIFF, WebP), plus resolution of data set names.</summary>
 public static class Datasets
 {
     /// <summary>The Fashion-MNIST class names by label.</summary>
@@ -38,7 +44,7 @@ public static class Datasets
 
     /// <summary>
     /// Opens a data set by name or path: "fashion-mnist" or "mnist" (IDX files under the data set root), a folder with
-    /// IDX files, a folder with CIFAR-10 binary batches, or a folder of PNG images whose sub-folders are the classes.
+    /// IDX files, a folder with CIFAR-10 binary batches, or a folder of images whose sub-folders are the classes.
     /// </summary>
     public static InMemoryImageDataset Open(string spec, DatasetOptions? options = null)
     {
@@ -60,10 +66,10 @@ public static class Datasets
         {
             if (FindIdx(spec, options.Train, "images") != null) ds = OpenIdxFolder(spec, options.Train, null);
             else if (CifarFiles(spec, options.Train).Length > 0) ds = LoadCifar10(CifarFiles(spec, options.Train));
-            else return ImageFolder.Load(spec, options.Size, options.Channels ?? 0, options.Fit);
+            else return ImageFolder.Load(spec, options.Size, options.Channels ?? 0, options.Fit, options.Filter, options.Alpha);
         }
         else if (File.Exists(spec))
-            throw new ArgumentException($"Data set '{spec}' is a file; pass a folder (IDX files, CIFAR-10 batches or class sub-folders of PNGs) or a name such as fashion-mnist.");
+            throw new ArgumentException($"Data set '{spec}' is a file; pass a folder (IDX files, CIFAR-10 batches or class sub-folders of images) or a name such as fashion-mnist.");
         else
             throw new DirectoryNotFoundException($"Data set '{spec}' is neither a known name (fashion-mnist, mnist) nor an existing folder.");
         return ds.Transform(options.Size, options.Channels);
@@ -152,15 +158,18 @@ public static class Datasets
     }
 }
 
-/// <summary>A folder of PNG images whose sub-folders name the classes (or a flat folder: one class).</summary>
+/// <summary>A folder of images (PNG, JPEG, BMP, GIF, TIFF, WebP) whose sub-folders name the classes (or a flat folder: one class).</summary>
 public static class ImageFolder
 {
     /// <summary>
-    /// Loads every .png under <paramref name="root"/>: each sub-folder (sorted by name, searched recursively) is a class;
-    /// PNGs directly in <paramref name="root"/> form a single class when there are no class sub-folders. Images are converted
-    /// to <paramref name="channels"/> (0: RGB if any image has colour, else gray) and fitted to <paramref name="size"/>.
+    /// Loads every image under <paramref name="root"/> (extensions in <see cref="ImageFile.Extensions"/>): each sub-folder
+    /// (sorted by name, searched recursively) is a class; images directly in <paramref name="root"/> form a single class when
+    /// there are no class sub-folders. EXIF orientation is applied, alpha dropped or composited (<paramref name="alpha"/>),
+    /// images fitted to <paramref name="size"/> (<paramref name="fit"/>, <paramref name="filter"/>; a random crop is drawn once
+    /// per image, seeded by its index) and converted to <paramref name="channels"/> (0: RGB if any image has colour, else gray).
     /// </summary>
-    public static InMemoryImageDataset Load(string root, int? size = null, int channels = 0, FitMode fit = FitMode.CenterCrop)
+    public static InMemoryImageDataset Load(string root, int? size = null, int channels = 0, FitMode fit = FitMode.CenterCrop,
+        ResizeFilter filter = ResizeFilter.Area, AlphaMode alpha = AlphaMode.Drop)
     {
         if (!Directory.Exists(root)) throw new DirectoryNotFoundException($"Image folder not found: {root}");
         if (channels is not (0 or 1 or 3)) throw new ArgumentException($"Channels must be 1 (gray), 3 (RGB) or 0 (automatic), got {channels}.");
@@ -168,14 +177,14 @@ public static class ImageFolder
         var items = new List<(string Path, int Label)>();
         foreach (var sub in Directory.GetDirectories(root).OrderBy(d => d, StringComparer.Ordinal))
         {
-            var files = PngFiles(sub, SearchOption.AllDirectories);
+            var files = ImageFiles(sub, SearchOption.AllDirectories);
             if (files.Length == 0) continue;
             foreach (var f in files) items.Add((f, classes.Count));
             classes.Add(Path.GetFileName(sub));
         }
         if (classes.Count == 0)
         {
-            var files = PngFiles(root, SearchOption.TopDirectoryOnly);
+            var files = ImageFiles(root, SearchOption.TopDirectoryOnly);
             foreach (var f in files) items.Add((f, 0));
             if (files.Length > 0) classes.Add(Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(root))));
         }
@@ -183,15 +192,16 @@ public static class ImageFolder
         {
             var others = Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories).Take(1000).ToList();
             string detail = others.Count == 0 ? "the folder has no files at all"
-                : $"found {others.Count}{(others.Count == 1000 ? "+" : "")} other files (e.g. {Path.GetFileName(others[0])}), but only .png images are read";
-            throw new InvalidDataException($"{root}: no PNG images found in it or its sub-folders; {detail}");
+                : $"found {others.Count}{(others.Count == 1000 ? "+" : "")} other files (e.g. {Path.GetFileName(others[0])}), but only {string.Join("/", ImageFile.Extensions)} images are read";
+            throw new InvalidDataException($"{root}: no images found in it or its sub-folders; {detail}");
         }
         var images = new Image[items.Count];
         try
         {
             Runtime.Threading.For(items.Count, 16, (a, b) =>
             {
-                for (int i = a; i < b; i++) images[i] = Png.Read(items[i].Path);
+                for (int i = a; i < b; i++)
+                    images[i] = ImageFile.Load(items[i].Path, new ImageLoadOptions { Size = size, Fit = fit, Filter = filter, Alpha = alpha, CropSeed = (ulong)i });
             });
         }
         catch (AggregateException e) when (e.InnerException != null)
@@ -214,15 +224,16 @@ public static class ImageFolder
         {
             for (int i = a; i < b; i++)
             {
-                var fitted = ImageOps.FitSquare(images[i].ConvertChannels(c), s, fit);
+                var converted = images[i].ConvertChannels(c);
+                var fitted = converted.Width == s && converted.Height == s ? converted : ImageOps.FitSquare(converted, s, fit);
                 ImageOps.ToPlanar(fitted, pixels.AsSpan(i * c * s * s, c * s * s));
             }
         });
         return new InMemoryImageDataset(pixels, items.Select(t => t.Label).ToArray(), c, s, classes, root);
     }
 
-    private static string[] PngFiles(string dir, SearchOption option) =>
+    private static string[] ImageFiles(string dir, SearchOption option) =>
         Directory.EnumerateFiles(dir, "*", option)
-            .Where(f => f.EndsWith(".png", StringComparison.OrdinalIgnoreCase))
+            .Where(ImageFile.HasImageExtension)
             .OrderBy(f => f, StringComparer.Ordinal).ToArray();
 }

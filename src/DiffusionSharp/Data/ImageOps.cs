@@ -9,6 +9,8 @@ public enum FitMode
     CenterCrop,
     /// <summary>Scale both sides to the size, ignoring the aspect ratio.</summary>
     Stretch,
+    /// <summary>Scale the shorter side to the size, then cut a square at a seeded random position.</summary>
+    RandomCrop,
 }
 
 /// <summary>Resizing, cropping and layout conversions for 8-bit images.</summary>

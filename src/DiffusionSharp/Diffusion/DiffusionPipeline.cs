@@ -164,12 +164,14 @@ public sealed class DiffusionPipeline
         return scope.Keep(call());
     }
 
-    /// <summary>Reads a PNG and fits it to the model: center crop and resize to sample_size, channels converted; [1, C, S, S] in [-1, 1].</summary>
+    /// <summary>
+    /// Reads an image (PNG, JPEG, BMP, GIF, TIFF, WebP; EXIF orientation applied, alpha dropped) and fits it to the model:
+    /// center crop and resize to sample_size, channels converted; [1, C, S, S] in [-1, 1].
+    /// </summary>
     public Tensor LoadImage(string path)
     {
-        var img = IO.Png.Read(path).To8Bit();
         int s = Unet.Config.SampleSize ?? 32;
-        img = Data.ImageOps.FitSquare(img.ConvertChannels(Unet.Config.InChannels), s);
+        var img = IO.ImageFile.Load(path, new IO.ImageLoadOptions { Size = s }).ConvertChannels(Unet.Config.InChannels);
         var chw = img.ToTensor();
         var x = chw.Reshape(1, Unet.Config.InChannels, s, s).Clone();
         chw.Dispose();

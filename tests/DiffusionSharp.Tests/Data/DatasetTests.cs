@@ -138,10 +138,10 @@ public class DatasetTests
         Assert.Contains("Image folder not found", Assert.Throws<DirectoryNotFoundException>(() => ImageFolder.Load(dir.File("absent"))).Message);
         var empty = dir.Sub("empty");
         Assert.Contains("no files at all", Assert.Throws<InvalidDataException>(() => ImageFolder.Load(empty)).Message);
-        File.WriteAllText(Path.Combine(dir.Sub("jpgs", "cls"), "x.jpg"), "jpeg");
-        var m = Assert.Throws<InvalidDataException>(() => ImageFolder.Load(dir.File("jpgs"))).Message;
-        Assert.Contains("no PNG images", m);
-        Assert.Contains("x.jpg", m);
+        File.WriteAllText(Path.Combine(dir.Sub("docs", "cls"), "x.doc"), "text");
+        var m = Assert.Throws<InvalidDataException>(() => ImageFolder.Load(dir.File("docs"))).Message;
+        Assert.Contains("no images", m);
+        Assert.Contains("x.doc", m);
         var bad = dir.Sub("bad", "cls");
         WritePng(Path.Combine(bad, "good.png"), 4, 4, 3, 1);
         File.WriteAllBytes(Path.Combine(bad, "broken.png"), PngEncoder.Encode(new Image(4, 4, 3))[..40]);

@@ -325,7 +325,7 @@ public class PngTests
 public class PngFuzzTests
 {
     // Rewrites every chunk CRC so corruption reaches the chunk parsers and the pixel decoder.
-    private static void FixCrcs(byte[] png)
+    internal static void FixCrcs(byte[] png)
     {
         int pos = 8;
         while (pos + 12 <= png.Length)
