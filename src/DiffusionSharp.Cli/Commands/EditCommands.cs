@@ -27,7 +27,7 @@ public static class EditCommands
     public static Command Img2Img()
     {
         var model = ModelOption(); var steps = StepsOption(100); var seed = SeedOption(); var cls = ClassOption(); var output = OutputOption("img2img.png");
-        var input = new Option<string>("--input", "-i") { Description = "Guide image (PNG)", Required = true };
+        var input = new Option<string>("--input", "-i") { Description = "Guide image (PNG, JPEG, BMP, GIF, TIFF or WebP)", Required = true };
         var strength = new Option<double>("--strength") { Description = "Noise level to start from, in (0, 1]", DefaultValueFactory = _ => 0.5 };
         var count = new Option<int>("--count", "-n") { Description = "Variations to make", DefaultValueFactory = _ => 8 };
         var cmd = new Command("img2img", "Edit an image: noise it to --strength and denoise (SDEdit).") { model, input, strength, count, steps, seed, cls, output };
@@ -59,8 +59,8 @@ public static class EditCommands
     public static Command Inpaint()
     {
         var model = ModelOption(); var steps = StepsOption(100); var seed = SeedOption(); var cls = ClassOption(); var output = OutputOption("inpaint.png");
-        var input = new Option<string>("--input", "-i") { Description = "Image to complete (PNG)", Required = true };
-        var mask = new Option<string?>("--mask") { Description = "Mask PNG: white = keep, black = regenerate (default: regenerate the right half)" };
+        var input = new Option<string>("--input", "-i") { Description = "Image to complete (PNG, JPEG, BMP, GIF, TIFF or WebP)", Required = true };
+        var mask = new Option<string?>("--mask") { Description = "Mask image: white = keep, black = regenerate (default: regenerate the right half)" };
         var count = new Option<int>("--count", "-n") { Description = "Completions to make", DefaultValueFactory = _ => 8 };
         var jumps = new Option<int>("--jumps") { Description = "RePaint resampling count per jump (1 = plain replacement)", DefaultValueFactory = _ => 5 };
         var cmd = new Command("inpaint", "Fill the masked part of an image.") { model, input, mask, count, steps, jumps, seed, cls, output };
@@ -110,8 +110,8 @@ public static class EditCommands
     public static Command Interpolate()
     {
         var model = ModelOption(); var steps = StepsOption(50); var cls = ClassOption(); var output = OutputOption("interpolate.png");
-        var a = new Option<string>("--a") { Description = "First image (PNG)", Required = true };
-        var b = new Option<string>("--b") { Description = "Second image (PNG)", Required = true };
+        var a = new Option<string>("--a") { Description = "First image (PNG, JPEG, BMP, GIF, TIFF or WebP)", Required = true };
+        var b = new Option<string>("--b") { Description = "Second image (PNG, JPEG, BMP, GIF, TIFF or WebP)", Required = true };
         var frames = new Option<int>("--frames") { Description = "Images along the path, ends included", DefaultValueFactory = _ => 8 };
         var cmd = new Command("interpolate", "Interpolate between two images through their DDIM latents (slerp).") { model, a, b, frames, steps, cls, output };
         cmd.SetAction(p =>

@@ -164,6 +164,52 @@ public sealed class ImageFileTests : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData(".jpg")]
+    [InlineData(".webp")]
+    [InlineData(".gif")]
+    [InlineData(".bmp")]
+    [InlineData(".tiff")]
+    public void RandomCorruptionOfOtherFormatsEitherDecodesOrThrowsInvalidData(string ext)
+    {
+        using var pic = Picture(40, 30, 5);
+        var original = File.ReadAllBytes(Save(pic, "fuzz/src" + ext));
+        var rng = new Random(ext.Length);
+        for (int trial = 0; trial < 100; trial++)
+        {
+            var b = (byte[])original.Clone();
+            int flips = 1 + rng.Next(4);
+            for (int k = 0; k < flips; k++) b[rng.Next(b.Length)] ^= (byte)(1 << rng.Next(8));
+            try { ImageFile.Decode(b, "fuzz" + ext, new ImageLoadOptions { Size = 16 }); }
+            catch (InvalidDataException e) { Assert.StartsWith("fuzz" + ext + ":", e.Message); }
+        }
+    }
+
+    [Fact]
+    public void EditCommandsReadJpegWebpAndBmp()
+    {
+        var model = Path.GetDirectoryName(OnnxExportTests.FindBundledUNet())!;
+        using (var a = Picture(28, 40, 1)) Save(a, "edit/a.jpg");
+        using (var b = Picture(30, 30, 6)) Save(b, "edit/b.webp");
+        using (var mask = new Image<Rgba32>(28, 28))
+        {
+            for (int y = 0; y < 28; y++)
+                for (int x = 0; x < 28; x++) mask[x, y] = x < 14 ? new Rgba32(255, 255, 255, 255) : new Rgba32(0, 0, 0, 255);
+            Save(mask, "edit/mask.bmp");
+        }
+        string A = Path.Combine(_root, "edit", "a.jpg"), B = Path.Combine(_root, "edit", "b.webp"), M = Path.Combine(_root, "edit", "mask.bmp");
+        var (code, error) = RunCli("img2img", "-m", model, "-i", A, "--strength", "0.05", "-n", "1", "--steps", "20", "--class", "0",
+            "-o", Path.Combine(_root, "i2i.png"));
+        Assert.True(code == 0, error);
+        (code, error) = RunCli("inpaint", "-m", model, "-i", B, "--mask", M, "-n", "1", "--steps", "3", "--jumps", "1", "--class", "0",
+            "-o", Path.Combine(_root, "inpaint.png"));
+        Assert.True(code == 0, error);
+        (code, error) = RunCli("interpolate", "-m", model, "--a", A, "--b", B, "--frames", "2", "--steps", "2", "--class", "0",
+            "-o", Path.Combine(_root, "interp.png"));
+        Assert.True(code == 0, error);
+        foreach (var f in new[] { "i2i.png", "inpaint.png", "interp.png" }) Assert.True(File.Exists(Path.Combine(_root, f)), f);
+    }
+
     private const string TinyConfig = """
         {"sample_size": 32, "in_channels": 3, "out_channels": 3, "block_out_channels": [8, 16],
          "down_block_types": ["DownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "UpBlock2D"],
