@@ -170,7 +170,7 @@ public sealed class Generator
     /// <summary>A uniform integer in [0, <paramref name="maxExclusive"/>).</summary>
     public int NextInt(int maxExclusive)
     {
-        if (maxExclusive <= 0) throw new ArgumentOutOfRangeException(nameof(maxExclusive));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxExclusive);
         Block(Seed, Offset++, out uint r0, out uint r1, out _, out _);
         ulong x = ((ulong)r1 << 32) | r0;
         return (int)(x % (ulong)maxExclusive);

@@ -48,7 +48,7 @@ public sealed record TrainOptions
     /// <summary>Random horizontal flips.</summary>
     public bool RandomFlip { get; init; }
     /// <summary>Seed of every random stream of the run.</summary>
-    public ulong Seed { get; init; } = 0;
+    public ulong Seed { get; init; }
     /// <summary>Noise-schedule name for training and the exported scheduler (linear or cosine).</summary>
     public string BetaSchedule { get; init; } = "linear";
     /// <summary>Diffusion steps T.</summary>
@@ -63,7 +63,7 @@ public sealed record TrainOptions
     /// <summary>Write a checkpoint every N steps (0: only at the end and on interrupt).</summary>
     public long CheckpointEvery { get; init; } = 1000;
     /// <summary>Write a sample grid every N steps (0: never).</summary>
-    public long SampleEvery { get; init; } = 0;
+    public long SampleEvery { get; init; }
     /// <summary>Append a metrics line every N steps.</summary>
     public long LogEvery { get; init; } = 10;
 }

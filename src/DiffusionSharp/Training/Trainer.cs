@@ -66,6 +66,8 @@ public sealed class Trainer
     /// <summary>Size of the gradient all-reduce buckets of a data-parallel run.</summary>
     public long GradientBucketBytes { get; set; } = 8L << 20;
 
+    private static readonly JsonSerializerOptions IndentedJson = new() { WriteIndented = true };
+
     private Trainer(TrainOptions options, string outputDir, IDataset data, IReadOnlyList<string> classNames, UNet2DConfig cfg, ICommunicator? comm)
     {
         _comm = comm ?? SingleProcess.Instance;
@@ -301,7 +303,7 @@ public sealed class Trainer
         if (!IsRoot) return;
         var state = new TrainerState(Step, Options, Model.Config.ToJson(), _noiseGen.Offset, _dropoutGen.Offset, _labelGen.Offset, Loader.State.ToJson(),
             _comm.Size, ranks);
-        CheckpointStore.Save(OutputDir, StateFile, JsonSerializer.Serialize(state, new JsonSerializerOptions { WriteIndented = true }), tmp =>
+        CheckpointStore.Save(OutputDir, StateFile, JsonSerializer.Serialize(state, IndentedJson), tmp =>
         {
             SafeTensors.Save(Path.Combine(tmp, "model.safetensors"), Model.StateDict());
             SafeTensors.Save(Path.Combine(tmp, "optimizer.safetensors"), Optimizer.StateDict());
@@ -364,7 +366,7 @@ public sealed class Trainer
         Directory.CreateDirectory(schedDir);
         File.WriteAllText(Path.Combine(schedDir, "scheduler_config.json"), SchedulerConfigJson() + "\n");
         File.WriteAllText(Path.Combine(directory, "model_info.json"), JsonSerializer.Serialize(new ModelInfo(
-            ClassNames.ToArray(), Options.ClassConditional ? NumClasses : null, Options.Data, Step), new JsonSerializerOptions { WriteIndented = true }) + "\n");
+            ClassNames.ToArray(), Options.ClassConditional ? NumClasses : null, Options.Data, Step), IndentedJson) + "\n");
     }
 
     /// <summary>The diffusers DDPMScheduler config of the training process: its betas are the ones trained with.</summary>
@@ -389,7 +391,7 @@ public sealed class Trainer
             ["thresholding"] = true,
             ["variance_type"] = Options.Objective == TrainObjective.Hybrid ? "learned_range" : "fixed_small",
         };
-        return JsonSerializer.Serialize(cfg, new JsonSerializerOptions { WriteIndented = true });
+        return JsonSerializer.Serialize(cfg, IndentedJson);
     }
 
     /// <summary>Samples a grid with the EMA weights and writes <c>samples/step_N.png</c>; returns its path.</summary>

@@ -27,7 +27,7 @@ public sealed class ClassifierGuidance(GaussianDiffusion diffusion, NoisyClassif
         var select = Tensor.Zeros(labels.Length, k);
         for (int i = 0; i < labels.Length; i++)
         {
-            if ((uint)labels[i] >= (uint)k) throw new ArgumentOutOfRangeException(nameof(labels), $"Label {labels[i]} outside 0..{k - 1}.");
+            if ((uint)labels[i] >= (uint)k) throw new ArgumentOutOfRangeException($"Label {labels[i]} outside 0..{k - 1}.", (Exception?)null);
             select.Span[i * k + labels[i]] = 1;
         }
         (logp * select).SumAll().Backward();

@@ -68,7 +68,7 @@ public sealed class LossSecondMomentResampler : TimestepSampler
     /// <summary>Creates the resampler (10 losses per timestep and 0.001 uniform mass by default).</summary>
     public LossSecondMomentResampler(int numTimesteps, int historyPerTerm = 10, double uniformProbability = 0.001) : base(numTimesteps)
     {
-        if (historyPerTerm < 1) throw new ArgumentOutOfRangeException(nameof(historyPerTerm));
+        ArgumentOutOfRangeException.ThrowIfLessThan(historyPerTerm, 1);
         HistoryPerTerm = historyPerTerm;
         UniformProbability = uniformProbability;
         _history = new double[numTimesteps, historyPerTerm];

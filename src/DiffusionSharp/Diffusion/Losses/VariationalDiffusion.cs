@@ -38,8 +38,16 @@ public sealed class LinearGammaSchedule(double gamma0 = -13.3, double gamma1 = 5
 /// </summary>
 public sealed class LearnedGammaSchedule : IGammaSchedule
 {
-    /// <summary>Free parameters: w1 [1,1], b1 [1], w2 [H,1], b2 [H], w3 [1,H], gamma0 [1,1], gamma1 [1,1].</summary>
-    public Tensor W1, B1, W2, B2, W3;
+    /// <summary>Free parameter w1 [1, 1].</summary>
+    public Tensor W1 { get; }
+    /// <summary>Free parameter b1 [1].</summary>
+    public Tensor B1 { get; }
+    /// <summary>Free parameter w2 [H, 1].</summary>
+    public Tensor W2 { get; }
+    /// <summary>Free parameter b2 [H].</summary>
+    public Tensor B2 { get; }
+    /// <summary>Free parameter w3 [1, H].</summary>
+    public Tensor W3 { get; }
     /// <inheritdoc/>
     public Tensor Gamma0 { get; }
     /// <inheritdoc/>
