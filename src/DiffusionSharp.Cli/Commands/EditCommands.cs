@@ -10,29 +10,30 @@ namespace DiffusionSharp.Cli.Commands;
 /// <summary>Image editing commands: img2img (SDEdit), inpaint (RePaint), interpolate (DDIM inversion + slerp), denoise-steps.</summary>
 public static class EditCommands
 {
-    private static Option<string?> ModelOption() => new("--model", "-m") { Description = "Model folder (default: the bundled model)" };
-    private static Option<int> StepsOption(int def) => new("--steps") { Description = "Respaced diffusion steps", DefaultValueFactory = _ => def };
-    private static Option<ulong> SeedOption() => new("--seed") { Description = "Random seed", DefaultValueFactory = _ => 0UL };
-    private static Option<string?> ClassOption() => new("--class") { Description = "Class index or name (class-conditional models)" };
-    private static Option<string> OutputOption(string def) => new("--output", "-o") { Description = "PNG to write", DefaultValueFactory = _ => def };
+    private static Option<string?> ModelOption() => CliOptions.Model();
+    private static Option<int> StepsOption(int def, int min = 1) =>
+        CliOptions.InRange(new Option<int>("--steps") { Description = "Respaced diffusion steps (at most the model's num_train_timesteps)", DefaultValueFactory = _ => def }, min, DiffusionPipeline.MaxSteps);
+    private static Option<ulong> SeedOption() => CliOptions.Seed();
+    private static Option<string?> ClassOption() => CliOptions.Class();
+    private static Option<string> OutputOption(string def) => CliOptions.Output("PNG to write", def);
+    private static Option<bool> OverwriteOption() => CliOptions.Overwrite();
 
-    private static void SaveRow(string path, Tensor images, int nrow)
-    {
-        var dir = Path.GetDirectoryName(Path.GetFullPath(path));
-        if (dir != null) Directory.CreateDirectory(dir);
-        ImageGrid.Save(path, images, nrow: nrow);
-    }
+    private static void SaveRow(string path, Tensor images, int nrow) => OutputGuard.WriteAtomically(path, f => ImageGrid.Save(f, images, nrow: nrow));
+
+    /// <summary>Largest accepted --frames of interpolate.</summary>
+    public const int MaxFrames = 1000;
 
     /// <summary><c>diffusion img2img</c>: SDEdit (Meng et al. 2022).</summary>
     public static Command Img2Img()
     {
-        var model = ModelOption(); var steps = StepsOption(100); var seed = SeedOption(); var cls = ClassOption(); var output = OutputOption("img2img.png");
+        var model = ModelOption(); var steps = StepsOption(100); var seed = SeedOption(); var cls = ClassOption(); var output = OutputOption("img2img.png"); var overwrite = OverwriteOption();
         var input = new Option<string>("--input", "-i") { Description = "Guide image (PNG, JPEG, BMP, GIF, TIFF or WebP)", Required = true };
-        var strength = new Option<double>("--strength") { Description = "Noise level to start from, in (0, 1]", DefaultValueFactory = _ => 0.5 };
-        var count = new Option<int>("--count", "-n") { Description = "Variations to make", DefaultValueFactory = _ => 8 };
-        var cmd = new Command("img2img", "Edit an image: noise it to --strength and denoise (SDEdit).") { model, input, strength, count, steps, seed, cls, output };
+        var strength = CliOptions.InRange(new Option<double>("--strength") { Description = "Noise level to start from, in (0, 1]", DefaultValueFactory = _ => 0.5 }, 1e-6, 1.0);
+        var count = CliOptions.Count("Variations to make", 8);
+        var cmd = new Command("img2img", "Edit an image: noise it to --strength and denoise (SDEdit).") { model, input, strength, count, steps, seed, cls, output, overwrite };
         cmd.SetAction(p =>
         {
+            OutputGuard.CheckFile(p.GetValue(output)!, p.GetValue(overwrite), "--output");
             var pipe = DiffusionPipeline.FromPretrained(ModelLocator.Resolve(p.GetValue(model)));
             using var _ = GradMode.NoGrad();
             int n = p.GetValue(count);
@@ -58,14 +59,15 @@ public static class EditCommands
     /// <summary><c>diffusion inpaint</c>: RePaint-style resampling (Lugmayr et al. 2022).</summary>
     public static Command Inpaint()
     {
-        var model = ModelOption(); var steps = StepsOption(100); var seed = SeedOption(); var cls = ClassOption(); var output = OutputOption("inpaint.png");
+        var model = ModelOption(); var steps = StepsOption(100); var seed = SeedOption(); var cls = ClassOption(); var output = OutputOption("inpaint.png"); var overwrite = OverwriteOption();
         var input = new Option<string>("--input", "-i") { Description = "Image to complete (PNG, JPEG, BMP, GIF, TIFF or WebP)", Required = true };
         var mask = new Option<string?>("--mask") { Description = "Mask image: white = keep, black = regenerate (default: regenerate the right half)" };
-        var count = new Option<int>("--count", "-n") { Description = "Completions to make", DefaultValueFactory = _ => 8 };
-        var jumps = new Option<int>("--jumps") { Description = "RePaint resampling count per jump (1 = plain replacement)", DefaultValueFactory = _ => 5 };
-        var cmd = new Command("inpaint", "Fill the masked part of an image.") { model, input, mask, count, steps, jumps, seed, cls, output };
+        var count = CliOptions.Count("Completions to make", 8);
+        var jumps = CliOptions.InRange(new Option<int>("--jumps") { Description = "RePaint resampling count per jump (1 = plain replacement)", DefaultValueFactory = _ => 5 }, 1, 100);
+        var cmd = new Command("inpaint", "Fill the masked part of an image.") { model, input, mask, count, steps, jumps, seed, cls, output, overwrite };
         cmd.SetAction(p =>
         {
+            OutputGuard.CheckFile(p.GetValue(output)!, p.GetValue(overwrite), "--output");
             var pipe = DiffusionPipeline.FromPretrained(ModelLocator.Resolve(p.GetValue(model)));
             using var _ = GradMode.NoGrad();
             int n = p.GetValue(count);
@@ -109,16 +111,17 @@ public static class EditCommands
     /// <summary><c>diffusion interpolate</c>: DDIM-invert two images and decode spherical interpolations of their latents.</summary>
     public static Command Interpolate()
     {
-        var model = ModelOption(); var steps = StepsOption(50); var cls = ClassOption(); var output = OutputOption("interpolate.png");
+        var model = ModelOption(); var steps = StepsOption(50); var cls = ClassOption(); var output = OutputOption("interpolate.png"); var overwrite = OverwriteOption();
         var a = new Option<string>("--a") { Description = "First image (PNG, JPEG, BMP, GIF, TIFF or WebP)", Required = true };
         var b = new Option<string>("--b") { Description = "Second image (PNG, JPEG, BMP, GIF, TIFF or WebP)", Required = true };
-        var frames = new Option<int>("--frames") { Description = "Images along the path, ends included", DefaultValueFactory = _ => 8 };
-        var cmd = new Command("interpolate", "Interpolate between two images through their DDIM latents (slerp).") { model, a, b, frames, steps, cls, output };
+        var frames = CliOptions.InRange(new Option<int>("--frames") { Description = $"Images along the path, ends included (2..{MaxFrames})", DefaultValueFactory = _ => 8 }, 2, MaxFrames);
+        var cmd = new Command("interpolate", "Interpolate between two images through their DDIM latents (slerp).") { model, a, b, frames, steps, cls, output, overwrite };
         cmd.SetAction(p =>
         {
+            OutputGuard.CheckFile(p.GetValue(output)!, p.GetValue(overwrite), "--output");
             var pipe = DiffusionPipeline.FromPretrained(ModelLocator.Resolve(p.GetValue(model)));
             using var _ = GradMode.NoGrad();
-            int f = Math.Max(2, p.GetValue(frames));
+            int f = p.GetValue(frames);
             using var ia = pipe.LoadImage(p.GetValue(a)!);
             using var ib = pipe.LoadImage(p.GetValue(b)!);
             using var both = Tensor.Concat(new[] { ia, ib }, 0);
@@ -149,13 +152,19 @@ public static class EditCommands
     /// <summary><c>diffusion denoise-steps</c>: x_t and the predicted x_0 along an ancestral sampling chain, as a strip and an animated PNG.</summary>
     public static Command DenoiseSteps()
     {
-        var model = ModelOption(); var steps = StepsOption(100); var seed = SeedOption(); var cls = ClassOption(); var output = OutputOption("denoise-steps.png");
-        var count = new Option<int>("--count", "-n") { Description = "Images (chains)", DefaultValueFactory = _ => 4 };
-        var shown = new Option<int>("--shown") { Description = "Steps shown in the strip", DefaultValueFactory = _ => 10 };
+        var model = ModelOption(); var steps = StepsOption(100, min: 2); var seed = SeedOption(); var cls = ClassOption(); var output = OutputOption("denoise-steps.png"); var overwrite = OverwriteOption();
+        var count = CliOptions.Count("Images (chains)", 4);
+        var shown = CliOptions.InRange(new Option<int>("--shown") { Description = "Steps shown in the strip", DefaultValueFactory = _ => 10 }, 2, 1000);
         var apng = new Option<string?>("--apng") { Description = "Also write an animated PNG of every step" };
-        var cmd = new Command("denoise-steps", "Show x_t (top rows) and predicted x_0 (bottom rows) along the sampling chain.") { model, count, shown, steps, seed, cls, output, apng };
+        var cmd = new Command("denoise-steps", "Show x_t (top rows) and predicted x_0 (bottom rows) along the sampling chain.") { model, count, shown, steps, seed, cls, output, apng, overwrite };
         cmd.SetAction(p =>
         {
+            OutputGuard.CheckFile(p.GetValue(output)!, p.GetValue(overwrite), "--output");
+            if (p.GetValue(apng) is string apngPath)
+            {
+                OutputGuard.CheckFile(apngPath, p.GetValue(overwrite), "--apng");
+                if (Path.GetFullPath(apngPath) == Path.GetFullPath(p.GetValue(output)!)) throw new ArgumentException("--apng and --output name the same file; give two names.");
+            }
             var pipe = DiffusionPipeline.FromPretrained(ModelLocator.Resolve(p.GetValue(model)));
             using var _ = GradMode.NoGrad();
             int n = p.GetValue(count);
@@ -192,7 +201,7 @@ public static class EditCommands
             }
             using var grid = Tensor.Concat(tiles, 0);
             SaveRow(p.GetValue(output)!, grid, xs.Count);
-            if (writer != null) writer.Save(p.GetValue(apng)!);
+            if (writer != null) OutputGuard.WriteAtomically(p.GetValue(apng)!, f => writer.Save(f));
             Console.Error.WriteLine($"wrote {p.GetValue(output)}: per image, a row of x_t and a row of predicted x_0 over {xs.Count} steps");
             return 0;
         });

@@ -16,11 +16,11 @@ public static class EvalCommand
 {
     public static Command Create()
     {
-        var model = new Option<string?>("--model", "-m") { Description = "Model folder (default: the bundled model)" };
+        var model = CliOptions.Model();
         var data = new Option<string>("--data") { Description = "Data set (its test split is used)", DefaultValueFactory = _ => "fashion-mnist" };
-        var count = new Option<int>("--count", "-n") { Description = "Test images to evaluate for bits/dim (from the start of the test split; 0 = all)", DefaultValueFactory = _ => 256 };
-        var timesteps = new Option<int>("--timesteps") { Description = "Bits/dim: network calls per image for the KL terms: 0 = every t (exact full chain); K > 0 = one t per image in each of K strata (unbiased estimate)", DefaultValueFactory = _ => 0 };
-        var batch = new Option<int>("--batch") { Description = "Images per network call", DefaultValueFactory = _ => 64 };
+        var count = CliOptions.Count("Test images to evaluate for bits/dim (from the start of the test split; 0 = all)", 256, min: 0);
+        var timesteps = CliOptions.InRange(new Option<int>("--timesteps") { Description = "Bits/dim: network calls per image for the KL terms: 0 = every t (exact full chain); K > 0 = one t per image in each of K strata (unbiased estimate)", DefaultValueFactory = _ => 0 }, 0, 100_000);
+        var batch = CliOptions.Batch("Images per network call", 64);
         var seed = new Option<ulong>("--seed") { Description = "Seed of the q(x_t|x_0) noise, or of the generated samples with --fid", DefaultValueFactory = _ => 0UL };
         var conditional = new Option<bool>("--conditional") { Description = "Condition on the true labels (default: the null class, i.e. p(x))" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
@@ -32,11 +32,11 @@ public static class EvalCommand
                           "or train:N / test:N for the first N images of a split of --data (a real-vs-real floor)",
             DefaultValueFactory = _ => "1000",
         };
-        var referenceCount = new Option<int?>("--reference-count") { Description = "With --fid: test images used as the reference (default: the whole test split)" };
-        var steps = new Option<int>("--steps") { Description = "With --fid and a count: sampler steps", DefaultValueFactory = _ => 20 };
-        var sampler = new Option<string>("--sampler") { Description = "With --fid and a count: sampler (" + string.Join(", ", DiffusionPipeline.SamplerNames) + ")", DefaultValueFactory = _ => "dpmpp" };
-        var guidance = new Option<double>("--guidance") { Description = "With --fid and a count: classifier-free guidance scale (classes cycle through every label)", DefaultValueFactory = _ => 1.0 };
-        var k = new Option<int>("--k") { Description = "With --fid: nearest-neighbour rank of the precision/recall manifolds", DefaultValueFactory = _ => PrecisionRecall.DefaultK };
+        var referenceCount = CliOptions.InRange(new Option<int?>("--reference-count") { Description = "With --fid: test images used as the reference (default: the whole test split)" }, 2, DiffusionPipeline.MaxCount);
+        var steps = CliOptions.Steps("With --fid and a count: sampler steps", 20);
+        var sampler = CliOptions.Sampler("With --fid and a count: sampler");
+        var guidance = CliOptions.Guidance("With --fid and a count: classifier-free guidance scale (classes cycle through every label)");
+        var k = CliOptions.InRange(new Option<int>("--k") { Description = "With --fid: nearest-neighbour rank of the precision/recall manifolds", DefaultValueFactory = _ => PrecisionRecall.DefaultK }, 1, 1000);
         var cmd = new Command("eval",
             "Bits/dim of a model on a test set (full-chain variational bound: prior + every L_t + decoder), or with --fid: FID, precision and recall " +
             "of samples against the test split, in the feature space of a classifier trained by `diffusion train-classifier` on the same data set. " +

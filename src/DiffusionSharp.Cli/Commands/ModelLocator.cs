@@ -36,7 +36,7 @@ public static class ModelLocator
         }
         return FindAbove(BundledClassifierRelative, c => File.Exists(Path.Combine(c, "config.json"))) ?? throw new DirectoryNotFoundException(
             $"No --classifier given and the bundled classifier ({BundledClassifierRelative}) was not found above {Directory.GetCurrentDirectory()}; " +
-            "make one with `diffusion train-classifier --data fashion-mnist --out DIR`.");
+            "make one with `diffusion train-classifier --data fashion-mnist -o DIR`.");
     }
 
     /// <summary>The model folder to use: the given one, else the bundled one, else a clear error.</summary>

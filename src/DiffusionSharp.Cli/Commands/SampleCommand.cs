@@ -11,28 +11,30 @@ public static class SampleCommand
 {
     public static Command Create()
     {
-        var model = new Option<string?>("--model", "-m") { Description = "Model folder (pipeline or UNet; default: the bundled Fashion-MNIST model)" };
-        var output = new Option<string>("--output", "-o") { Description = "Grid PNG to write", DefaultValueFactory = _ => "samples.png" };
-        var count = new Option<int>("--count", "-n") { Description = "Number of images", DefaultValueFactory = _ => 64 };
-        var steps = new Option<int>("--steps") { Description = "Sampler steps", DefaultValueFactory = _ => 20 };
-        var sampler = new Option<string>("--sampler") { Description = "Sampler: " + string.Join(", ", DiffusionPipeline.SamplerNames), DefaultValueFactory = _ => "dpmpp" };
-        var seed = new Option<ulong>("--seed") { Description = "Random seed", DefaultValueFactory = _ => 0UL };
-        var cls = new Option<string?>("--class") { Description = "Class index or name (class-conditional models)" };
-        var guidance = new Option<double>("--guidance") { Description = "Classifier-free guidance scale", DefaultValueFactory = _ => 1.0 };
-        var batch = new Option<int>("--batch") { Description = "Images per network call", DefaultValueFactory = _ => 64 };
-        var eta = new Option<double>("--eta") { Description = "DDIM eta", DefaultValueFactory = _ => 0.0 };
+        var model = CliOptions.Model("Model folder (pipeline or UNet; default: the bundled Fashion-MNIST model)");
+        var output = CliOptions.Output("Grid PNG to write", "samples.png");
+        var count = CliOptions.Count("Number of images", 64);
+        var steps = CliOptions.Steps("Sampler steps", 20);
+        var sampler = CliOptions.Sampler();
+        var seed = CliOptions.Seed();
+        var cls = CliOptions.Class();
+        var guidance = CliOptions.Guidance();
+        var batch = CliOptions.Batch("Images per network call", 64);
+        var eta = CliOptions.InRange(new Option<double>("--eta") { Description = "DDIM eta (0 = deterministic)", DefaultValueFactory = _ => 0.0 }, 0.0, 10.0);
         var each = new Option<string?>("--each") { Description = "Also write every image as a PNG into this folder" };
-        var nrow = new Option<int>("--nrow") { Description = "Images per grid row", DefaultValueFactory = _ => 8 };
+        var nrow = CliOptions.InRange(new Option<int>("--nrow") { Description = "Images per grid row", DefaultValueFactory = _ => 8 }, 1, 4096);
+        var overwrite = CliOptions.Overwrite("Replace an existing grid and existing images in --each");
         var backend = new Option<string>("--backend") { Description = "Network runtime: ours, or onnx (the U-Net exported to ONNX, run by ONNX Runtime)", DefaultValueFactory = _ => "ours" };
         backend.AcceptOnlyFromAmong("ours", "onnx");
         var onnxFile = new Option<string?>("--onnx") { Description = "With --backend onnx: a .onnx file written by `diffusion export --onnx` (default: export the model in memory)" };
         var cmd = new Command("sample", "Generate images and write them as a PNG grid.")
         {
-            model, output, count, steps, sampler, seed, cls, guidance, batch, eta, each, nrow, backend, onnxFile,
+            model, output, count, steps, sampler, seed, cls, guidance, batch, eta, each, nrow, backend, onnxFile, overwrite,
         };
         cmd.SetAction(p =>
         {
             var sw = Stopwatch.StartNew();
+            CheckOutputs(p.GetValue(output)!, p.GetValue(each), p.GetValue(count), p.GetValue(overwrite));
             var dir = ModelLocator.Resolve(p.GetValue(model));
             var pipe = DiffusionPipeline.FromPretrained(dir);
             int? label = ParseClass(p.GetValue(cls), pipe.ClassNames);
@@ -65,7 +67,7 @@ public static class SampleCommand
                 for (int i = 0; i < images.Dim(0); i++)
                 {
                     using var one = images.Narrow(0, i, 1);
-                    ImageGrid.Save(Path.Combine(eachDir, $"{first + i:D5}.png"), one, nrow: 1, padding: 0);
+                    OutputGuard.WriteAtomically(Path.Combine(eachDir, EachName(first + i)), f => ImageGrid.Save(f, one, nrow: 1, padding: 0));
                 }
             }
             if (comm.Size > 1)
@@ -81,15 +83,32 @@ public static class SampleCommand
             }
             if (images == null) return 0;
             var outPath = p.GetValue(output)!;
-            var outDir = Path.GetDirectoryName(Path.GetFullPath(outPath));
-            if (outDir != null) Directory.CreateDirectory(outDir);
-            ImageGrid.Save(outPath, images, nrow: p.GetValue(nrow));
+            OutputGuard.WriteAtomically(outPath, f => ImageGrid.Save(f, images, nrow: p.GetValue(nrow)));
             Console.Error.WriteLine($"wrote {outPath}: {images.Dim(0)} images in {sw.Elapsed.TotalSeconds:F1} s (model load {loadSeconds:F1} s) from {dir}{(ort != null ? " through ONNX Runtime" : "")}");
             Console.Error.WriteLine($"sampling {sampleSeconds:F2} s: network {netSeconds:F2} s in {pipe.NetworkCalls} calls, outside the network {sampleSeconds - netSeconds:F2} s ({100 * (sampleSeconds - netSeconds) / sampleSeconds:F1}%)");
             images.Dispose();
             return 0;
         });
         return cmd;
+    }
+
+    private static string EachName(int index) => $"{index:D5}.png";
+
+    // Every output is checked before the model is loaded: existing files need --overwrite, links are not followed, folders must be writable.
+    private static void CheckOutputs(string grid, string? eachDir, int count, bool overwrite)
+    {
+        OutputGuard.CheckFile(grid, overwrite, "--output");
+        if (eachDir == null) return;
+        if (OutputGuard.IsLink(eachDir) && !overwrite) throw new ArgumentException($"--each {eachDir} is a symbolic link; give the real folder.");
+        OutputGuard.CheckWritableFolder(Path.GetFullPath(eachDir), "--each");
+        var gridFull = Path.GetFullPath(grid);
+        for (int i = 0; i < count; i++)
+        {
+            var f = Path.GetFullPath(Path.Combine(eachDir, EachName(i)));
+            if (f == gridFull) throw new ArgumentException($"--output {grid} is also the name of image {i} in --each {eachDir}; choose another name.");
+            if (!overwrite && (File.Exists(f) || OutputGuard.IsLink(f)))
+                throw new ArgumentException($"--each {eachDir} already holds {EachName(i)}; pass --overwrite to replace its images, or choose an empty folder.");
+        }
     }
 
     /// <summary>Parses a class given as an index or a (case-insensitive) name.</summary>

@@ -12,27 +12,34 @@ public static class TrainClassifierCommand
     public static Command Create()
     {
         var data = new Option<string>("--data") { Description = "Data set (as for `diffusion train --data`); its train split trains, its test split scores", DefaultValueFactory = _ => "fashion-mnist" };
-        var output = new Option<string>("--out", "-o") { Description = "Classifier folder to write (model.safetensors + config.json)", Required = true };
-        var steps = new Option<int>("--steps") { Description = "Optimizer steps", DefaultValueFactory = _ => 3000 };
-        var batch = new Option<int>("--batch") { Description = "Images per batch", DefaultValueFactory = _ => 128 };
-        var lr = new Option<double>("--lr") { Description = "Peak Adam learning rate (warm-up, then cosine decay)", DefaultValueFactory = _ => 2e-3 };
+        var output = new Option<string?>("--output", "-o") { Description = "Classifier folder to write (model.safetensors + config.json)" };
+        var outAlias = new Option<string?>("--out") { Description = "Old name of --output", Hidden = true };
+        var overwrite = CliOptions.Overwrite("Replace an existing classifier in --output");
+        var steps = CliOptions.InRange(new Option<int>("--steps") { Description = "Optimizer steps", DefaultValueFactory = _ => 3000 }, 1, 100_000_000);
+        var batch = CliOptions.Batch("Images per batch", 128);
+        var lr = CliOptions.InRange(new Option<double>("--lr") { Description = "Peak Adam learning rate (warm-up, then cosine decay)", DefaultValueFactory = _ => 2e-3 }, 1e-12, 10.0);
         var seed = new Option<ulong>("--seed") { Description = "Seed of the weights and the data order", DefaultValueFactory = _ => 0UL };
-        var size = new Option<int?>("--size") { Description = "Image size (default: the data set's; match the diffusion model's sample_size)" };
-        var channels = new Option<int?>("--channels") { Description = "1 (gray) or 3 (RGB) (default: the data set's)" };
+        var size = CliOptions.InRange(new Option<int?>("--size") { Description = "Image size (default: the data set's; match the diffusion model's sample_size)" }, 1, Nn.UNet.UNet2DConfig.MaxSampleSize);
+        var channels = CliOptions.InRange(new Option<int?>("--channels") { Description = "1 (gray) or 3 (RGB) (default: the data set's)" }, 1, 3);
         var widths = new Option<string>("--widths") { Description = "Convolution widths, comma separated", DefaultValueFactory = _ => "32,64,128" };
-        var features = new Option<int>("--features") { Description = "Feature (penultimate layer) width", DefaultValueFactory = _ => 128 };
+        var features = CliOptions.InRange(new Option<int>("--features") { Description = "Feature (penultimate layer) width", DefaultValueFactory = _ => 128 }, 1, 8192);
         var flip = new Option<bool>("--flip") { Description = "Random left-right flips" };
         var json = new Option<bool>("--json") { Description = "Print the result as one JSON object" };
         var cmd = new Command("train-classifier",
             "Train a small CNN classifier on a data set; its penultimate-layer features are what `diffusion eval --fid` measures FID, " +
             "precision and recall in. This is NOT Inception-v3: its FID values are only comparable with FIDs from the same classifier.")
         {
-            data, output, steps, batch, lr, seed, size, channels, widths, features, flip, json,
+            data, output, outAlias, overwrite, steps, batch, lr, seed, size, channels, widths, features, flip, json,
         };
         cmd.SetAction(p =>
         {
             var sw = Stopwatch.StartNew();
-            string dataName = p.GetValue(data)!, outDir = p.GetValue(output)!;
+            string dataName = p.GetValue(data)!;
+            string outDir = p.GetValue(output) ?? p.GetValue(outAlias) ?? throw new ArgumentException("--output/-o is required: the classifier folder to write.");
+            if (File.Exists(outDir)) throw new ArgumentException($"--output {outDir} is a file; give a folder.");
+            if (Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any() && !p.GetValue(overwrite))
+                throw new ArgumentException($"--output {outDir} already exists and is not empty; pass --overwrite to replace the classifier in it.");
+            OutputGuard.CheckWritableFolder(Path.GetFullPath(outDir), "--output");
             var opts = new DatasetOptions { Train = true, Size = p.GetValue(size), Channels = p.GetValue(channels) };
             var train = Datasets.Open(dataName, opts);
             var test = Datasets.Open(dataName, opts with { Train = false, Size = train.Size, Channels = train.Channels });
@@ -40,7 +47,8 @@ public static class TrainClassifierCommand
             if (numClasses < 2) throw new ArgumentException($"{dataName} has {numClasses} class(es); a classifier needs labels of at least 2 classes.");
             int[] w;
             try { w = p.GetValue(widths)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse).ToArray(); }
-            catch (FormatException) { throw new ArgumentException($"--widths must be comma-separated integers, got '{p.GetValue(widths)}'."); }
+            catch (Exception e) when (e is FormatException or OverflowException) { throw new ArgumentException($"--widths must be comma-separated integers, got '{p.GetValue(widths)}'."); }
+            if (w.Length == 0 || w.Any(v => v < 1 || v > 4096)) throw new ArgumentException($"--widths needs 1 or more widths in 1..4096, got '{p.GetValue(widths)}'.");
             var cfg = new ClassifierConfig
             {
                 ImageSize = train.Size, InChannels = train.Channels, Channels = w, FeatureDim = p.GetValue(features), NumClasses = numClasses,

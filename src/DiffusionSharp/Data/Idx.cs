@@ -47,8 +47,8 @@ public sealed record IdxArray(IdxType Type, int[] Dims, byte[] Raw)
 /// <summary>Reader and writer for the IDX format of MNIST and Fashion-MNIST (optionally gzip-compressed).</summary>
 public static class Idx
 {
-    /// <summary>Largest element count accepted (guards against absurd dimensions in a corrupt header).</summary>
-    public const long MaxElements = 1L << 31;
+    /// <summary>Largest data size in bytes accepted (256 MiB; guards against absurd dimensions in a corrupt header and gzip bombs).</summary>
+    public const long MaxElements = 1L << 28;
 
     /// <summary>Bytes per element of <paramref name="type"/>.</summary>
     public static int ElementSize(IdxType type) => type switch
@@ -92,7 +92,7 @@ public static class Idx
                 dims[i] = (int)d;
                 count *= d;
                 if (count * ElementSize(type) > MaxElements)
-                    throw new InvalidDataException($"{path}: dimensions [{string.Join(", ", dims.Take(i + 1))}...] exceed the supported size");
+                    throw new InvalidDataException($"{path}: dimensions [{string.Join(", ", dims.Take(i + 1))}...] exceed the supported size of {MaxElements >> 20} MiB of data");
             }
             long expected = count * ElementSize(type);
             int headerLen = 4 + 4 * ndim;

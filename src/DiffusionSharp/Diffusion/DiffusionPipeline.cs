@@ -104,9 +104,26 @@ public sealed class DiffusionPipeline
             try
             {
                 using var doc = JsonDocument.Parse(File.ReadAllText(infoPath));
-                if (doc.RootElement.TryGetProperty(nameof(NullClass), out var nc) && nc.ValueKind == JsonValueKind.Number) nullClass = nc.GetInt32();
-                if (doc.RootElement.TryGetProperty(nameof(ClassNames), out var cn) && cn.ValueKind == JsonValueKind.Array)
-                    names = cn.EnumerateArray().Select(e => e.GetString() ?? "").ToArray();
+                if (doc.RootElement.ValueKind != JsonValueKind.Object)
+                    throw new InvalidDataException($"{infoPath}: expected a JSON object, found {doc.RootElement.ValueKind}.");
+                int embeds = unet.Config.NumClassEmbeds ?? 0;
+                if (doc.RootElement.TryGetProperty("NullClass", out var nc) && nc.ValueKind != JsonValueKind.Null)
+                {
+                    if (nc.ValueKind != JsonValueKind.Number || !nc.TryGetInt32(out int v))
+                        throw new InvalidDataException($"{infoPath}: NullClass must be an integer or null, found {nc.GetRawText()}.");
+                    // the null class is the extra embedding row after the real classes
+                    if (v < 1 || v >= embeds)
+                        throw new InvalidDataException($"{infoPath}: NullClass {v} must be in 1..{embeds - 1} (the U-Net has num_class_embeds {embeds}).");
+                    nullClass = v;
+                }
+                if (doc.RootElement.TryGetProperty("ClassNames", out var cn) && cn.ValueKind != JsonValueKind.Null)
+                {
+                    if (cn.ValueKind != JsonValueKind.Array || cn.EnumerateArray().Any(e => e.ValueKind != JsonValueKind.String))
+                        throw new InvalidDataException($"{infoPath}: ClassNames must be an array of strings.");
+                    names = cn.EnumerateArray().Select(e => e.GetString()!).ToArray();
+                    if (embeds > 0 && names.Length > embeds)
+                        throw new InvalidDataException($"{infoPath}: {names.Length} ClassNames but the U-Net has only num_class_embeds {embeds}.");
+                }
             }
             catch (JsonException e)
             {

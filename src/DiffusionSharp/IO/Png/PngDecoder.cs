@@ -24,6 +24,9 @@ public static class Png
     /// <summary>Largest accepted pixel count (keeps a hostile header from causing an absurd allocation).</summary>
     public const long MaxPixels = 1L << 26;
 
+    /// <summary>Largest PNG file read, in bytes.</summary>
+    public const long MaxFileBytes = 256L << 20;
+
     internal static ReadOnlySpan<byte> Signature => [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A];
 
     /// <summary>Reads and decodes the PNG file at <paramref name="path"/> (the default image of an APNG).</summary>
@@ -48,7 +51,20 @@ public static class Png
 
     private static byte[] ReadFile(string path)
     {
-        try { return File.ReadAllBytes(path); }
+        try
+        {
+            // bounded read: a device such as /dev/zero or a huge file must not grow memory without limit
+            using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+            var ms = new MemoryStream();
+            var buf = new byte[1 << 16];
+            int k;
+            while ((k = fs.Read(buf, 0, buf.Length)) > 0)
+            {
+                if (ms.Length + k > MaxFileBytes) throw new InvalidDataException($"{path}: larger than the {MaxFileBytes >> 20} MiB limit for a PNG file.");
+                ms.Write(buf, 0, k);
+            }
+            return ms.ToArray();
+        }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
             throw new FileNotFoundException($"PNG file not found: {path}", path, e);

@@ -263,6 +263,10 @@ public sealed class UNet2DModel : Module
         {
             throw new InvalidDataException($"{wPath}: {e.Message}", e);
         }
+        // a NaN/Inf weight only shows up as a black or meaningless image later: refuse it here, naming the tensor
+        foreach (var (name, t) in model.StateDict())
+            foreach (var v in t.Span)
+                if (!float.IsFinite(v)) throw new InvalidDataException($"{wPath}: tensor '{name}' holds {v}; the weights are corrupt.");
         model.Eval();
         return model;
     }
