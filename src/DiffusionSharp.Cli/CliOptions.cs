@@ -60,8 +60,7 @@ public static class CliOptions
     {
         option.Validators.Add(r =>
         {
-            if (r.Implicit) return;
-            T v = r.GetValueOrDefault<T>();
+            if (r.Implicit || !TryValue(r, out T v)) return;
             if (T.IsNaN(v) || !T.IsFinite(v) || v < min || v > max) r.AddError($"{option.Name} must be in {min}..{max}, got {v}.");
         });
         return option;
@@ -72,10 +71,17 @@ public static class CliOptions
     {
         option.Validators.Add(r =>
         {
-            if (r.Implicit || r.GetValueOrDefault<T?>() is not T v) return;
+            if (r.Implicit || !TryValue(r, out T? nv) || nv is not T v) return;
             if (T.IsNaN(v) || !T.IsFinite(v) || v < min || v > max) r.AddError($"{option.Name} must be in {min}..{max}, got {v}.");
         });
         return option;
+    }
+
+    // A value that does not even parse is already reported by the parser: the range check stays silent then.
+    private static bool TryValue<T>(OptionResult r, out T value)
+    {
+        try { value = r.GetValueOrDefault<T>()!; return true; }
+        catch (InvalidOperationException) { value = default!; return false; }
     }
 
     /// <summary>Restricts a string option to <paramref name="values"/> (case-insensitive), checked at parse time.</summary>

@@ -39,7 +39,7 @@ public static class Program
         var threads = parse.GetValue(ThreadsOption);
         if (threads is int t)
         {
-            if (t < 1) { Console.Error.WriteLine("--threads must be at least 1."); return 2; }
+            if (t < 1) { Console.Error.WriteLine($"error: --threads must be at least 1, got {t}."); return 2; }
             DiffusionSharp.Runtime.Threading.Threads = t;
         }
         if (DiffusionSharp.Runtime.Mpi.LaunchedByMpirun) return RunUnderMpi(parse, threads == null);

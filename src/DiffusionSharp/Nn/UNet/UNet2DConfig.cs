@@ -205,6 +205,9 @@ public sealed record UNet2DConfig
     /// <summary>Largest accepted (estimated) parameter count: 1e9 float32 weights are 4 GB.</summary>
     public const double MaxParameters = 1e9;
 
+    /// <summary>A lower estimate of the parameter count: the 3x3 convolutions of the resnets (two each, layers_per_block per encoder block, one more per decoder block).</summary>
+    public double ApproxConvParameters => BlockOutChannels.Sum(c => (2.0 * LayersPerBlock + 1) * 2 * 9 * (double)c * c);
+
     /// <summary>Checks internal consistency, throwing with <paramref name="source"/> (the file) and the offending keys and values.</summary>
     public void Validate(string source = "UNet2DModel config")
     {
@@ -239,7 +242,7 @@ public sealed record UNet2DConfig
             if (attn && BlockOutChannels[i] < hd) Fail($"attention_head_dim {hd} is larger than the {BlockOutChannels[i]} channels of an attention block (no whole head fits).");
         }
         // each resnet holds two 3x3 convolutions; the encoder has layers_per_block and the decoder one more per resolution
-        double approxParams = BlockOutChannels.Sum(c => (2.0 * LayersPerBlock + 1) * 2 * 9 * (double)c * c);
+        double approxParams = ApproxConvParameters;
         if (approxParams > MaxParameters) Fail($"block_out_channels and layers_per_block give about {approxParams:G3} parameters; at most {MaxParameters:G3} are supported.");
         if (TimeEmbeddingType is not ("positional" or "fourier" or "learned"))
             Fail($"time_embedding_type '{TimeEmbeddingType}' is not supported (expected positional, fourier or learned).");

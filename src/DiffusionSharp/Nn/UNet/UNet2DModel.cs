@@ -253,7 +253,12 @@ public sealed class UNet2DModel : Module
         var wPath = Path.Combine(directory, "diffusion_pytorch_model.safetensors");
         if (!File.Exists(wPath))
             throw new FileNotFoundException($"Weights not found: {wPath} (only the safetensors format is supported).", wPath);
-        var model = new UNet2DModel(UNet2DConfig.Load(cfgPath));
+        var cfg = UNet2DConfig.Load(cfgPath);
+        // a config that describes a far larger network than the weights hold is refused before that network is allocated
+        long stored = SafeTensors.ReadHeader(wPath).Tensors.Sum(e => e.ElementCount);
+        if (cfg.ApproxConvParameters > 2.0 * stored + 1e6)
+            throw new InvalidDataException($"{cfgPath} describes a network of at least {cfg.ApproxConvParameters:G3} parameters but {wPath} holds {stored:N0} values; they do not belong together.");
+        var model = new UNet2DModel(cfg);
         var state = CheckpointNames.ConvertLegacy(SafeTensors.Load(wPath));
         try
         {
@@ -261,7 +266,7 @@ public sealed class UNet2DModel : Module
         }
         catch (InvalidDataException e)
         {
-            throw new InvalidDataException($"{wPath}: {e.Message}", e);
+            throw new InvalidDataException($"{wPath} does not fit {cfgPath}: {e.Message}", e);
         }
         // a NaN/Inf weight only shows up as a black or meaningless image later: refuse it here, naming the tensor
         foreach (var (name, t) in model.StateDict())
