@@ -107,7 +107,7 @@ public sealed class DiffusionPipeline
                 if (doc.RootElement.ValueKind != JsonValueKind.Object)
                     throw new InvalidDataException($"{infoPath}: expected a JSON object, found {doc.RootElement.ValueKind}.");
                 int embeds = unet.Config.NumClassEmbeds ?? 0;
-                if (doc.RootElement.TryGetProperty("NullClass", out var nc) && nc.ValueKind != JsonValueKind.Null)
+                if (doc.RootElement.TryGetProperty(nameof(NullClass), out var nc) && nc.ValueKind != JsonValueKind.Null)
                 {
                     if (nc.ValueKind != JsonValueKind.Number || !nc.TryGetInt32(out int v))
                         throw new InvalidDataException($"{infoPath}: NullClass must be an integer or null, found {nc.GetRawText()}.");
@@ -116,7 +116,7 @@ public sealed class DiffusionPipeline
                         throw new InvalidDataException($"{infoPath}: NullClass {v} must be in 1..{embeds - 1} (the U-Net has num_class_embeds {embeds}).");
                     nullClass = v;
                 }
-                if (doc.RootElement.TryGetProperty("ClassNames", out var cn) && cn.ValueKind != JsonValueKind.Null)
+                if (doc.RootElement.TryGetProperty(nameof(ClassNames), out var cn) && cn.ValueKind != JsonValueKind.Null)
                 {
                     if (cn.ValueKind != JsonValueKind.Array || cn.EnumerateArray().Any(e => e.ValueKind != JsonValueKind.String))
                         throw new InvalidDataException($"{infoPath}: ClassNames must be an array of strings.");

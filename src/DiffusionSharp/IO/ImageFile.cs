@@ -63,7 +63,22 @@ public static class ImageFile
     public static Image Read(string path) => Load(path, new ImageLoadOptions());
 
     /// <summary>Largest accepted image file, in bytes.</summary>
-    public const long MaxFileBytes = 1L << 30;
+    public const long MaxFileBytes = 256L << 20;
+
+    // A device such as /dev/zero reports length 0 and never ends: the read itself stops at the limit.
+    private static byte[] ReadBounded(string path)
+    {
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        var ms = new MemoryStream();
+        var buf = new byte[1 << 16];
+        int k;
+        while ((k = fs.Read(buf, 0, buf.Length)) > 0)
+        {
+            if (ms.Length + k > MaxFileBytes) throw new InvalidDataException($"{path}: larger than the limit of {MaxFileBytes:N0} bytes for an image file.");
+            ms.Write(buf, 0, k);
+        }
+        return ms.ToArray();
+    }
 
     /// <summary>Reads an image and fits it as <paramref name="options"/> say; channels as in <see cref="Read"/>.</summary>
     public static Image Load(string path, ImageLoadOptions options)
@@ -71,7 +86,7 @@ public static class ImageFile
         if (!File.Exists(path)) throw new FileNotFoundException($"Image not found: {path}", path);
         long length = new FileInfo(path).Length;
         if (length > MaxFileBytes) throw new InvalidDataException($"{path}: {length:N0} bytes is larger than the limit of {MaxFileBytes:N0} for an image file.");
-        return Decode(File.ReadAllBytes(path), path, options);
+        return Decode(ReadBounded(path), path, options);
     }
 
     /// <summary>

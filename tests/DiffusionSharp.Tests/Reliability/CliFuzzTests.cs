@@ -246,7 +246,7 @@ public class CliFuzzTests(FuzzFixture fx) : IClassFixture<FuzzFixture>
         { "sample", "--count" }, { "sample", "--steps" }, { "sample", "--batch" }, { "sample", "--guidance" }, { "sample", "--eta" }, { "sample", "--nrow" },
         { "img2img", "--strength" }, { "img2img", "--count" }, { "img2img", "--steps" }, { "inpaint", "--jumps" }, { "inpaint", "--count" },
         { "interpolate", "--frames" }, { "interpolate", "--steps" }, { "denoise-steps", "--steps" }, { "denoise-steps", "--shown" }, { "denoise-steps", "--count" },
-        { "train", "--batch" }, { "train", "--steps" }, { "train", "--size" }, { "train", "--lr" }, { "train", "--ema" }, { "train", "--class-dropout" },
+        { "train", "--batch" }, { "train", "--steps" }, { "train", "--resolution" }, { "train", "--lr" }, { "train", "--ema" }, { "train", "--class-dropout" },
         { "train", "--warmup" }, { "train", "--checkpoint-every" }, { "train", "--log-every" }, { "eval", "--count" }, { "eval", "--batch" }, { "eval", "--timesteps" },
         { "eval", "--k" }, { "train-classifier", "--steps" }, { "train-classifier", "--batch" }, { "sample", "--threads" },
     };
