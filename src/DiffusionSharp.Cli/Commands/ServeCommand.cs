@@ -1,5 +1,6 @@
 using System.CommandLine;
 using DiffusionSharp.Web;
+using Microsoft.Extensions.Hosting;
 
 namespace DiffusionSharp.Cli.Commands;
 
@@ -26,9 +27,8 @@ public static class ServeCommand
             await using var app = DiffusionServer.Create(options);
             await app.StartAsync(cancel);
             Console.WriteLine($"serving on {DiffusionServer.Url(app)} (Ctrl-C stops)");
-            try { await Task.Delay(Timeout.Infinite, cancel); }
-            catch (OperationCanceledException) { }
-            await app.StopAsync(CancellationToken.None);
+            // the host's own SIGTERM/SIGINT handling stops it; Ctrl-C through the command line's token does too
+            await app.WaitForShutdownAsync(cancel);
             return 0;
         });
         return cmd;
