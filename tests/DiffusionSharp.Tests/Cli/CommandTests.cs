@@ -36,7 +36,7 @@ public class CommandTests : IDisposable
         return dir;
     }
 
-    private static int Run(params string[] args)
+    internal static int Run(params string[] args)
     {
         var err = Console.Error;
         Console.SetError(TextWriter.Null);

@@ -15,13 +15,7 @@ public sealed class OnnxCommandTests : IDisposable
         if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
     }
 
-    private static int Run(params string[] args)
-    {
-        var err = Console.Error;
-        Console.SetError(TextWriter.Null);
-        try { return Program.Main(args); }
-        finally { Console.SetError(err); }
-    }
+    private static int Run(params string[] args) => CommandTests.Run(args);
 
     [Fact]
     public void ExportedOnnxSamplesTheSameImagesAsOurBackend()

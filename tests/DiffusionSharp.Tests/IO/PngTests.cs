@@ -325,6 +325,21 @@ public class PngTests
 public class PngFuzzTests
 {
     // Rewrites every chunk CRC so corruption reaches the chunk parsers and the pixel decoder.
+    /// <summary>Copies of a fixture PNG with 1-4 random bit flips past the signature; every second one with its chunk CRCs repaired so the decoder reaches the data.</summary>
+    internal static IEnumerable<byte[]> Corruptions(string file, int trials)
+    {
+        var original = File.ReadAllBytes(Path.Combine(Fixtures.PathOf("png"), file));
+        var rng = new Random(file.Length);
+        for (int trial = 0; trial < trials; trial++)
+        {
+            var b = (byte[])original.Clone();
+            int flips = 1 + rng.Next(4);
+            for (int k = 0; k < flips; k++) b[8 + rng.Next(b.Length - 8)] ^= (byte)(1 << rng.Next(8));
+            if (trial % 2 == 0) FixCrcs(b);
+            yield return b;
+        }
+    }
+
     internal static void FixCrcs(byte[] png)
     {
         int pos = 8;
@@ -344,14 +359,8 @@ public class PngFuzzTests
     [InlineData("pil_apng.png")]
     public void RandomCorruptionEitherDecodesOrThrowsInvalidData(string file)
     {
-        var original = File.ReadAllBytes(Path.Combine(Fixtures.PathOf("png"), file));
-        var rng = new Random(file.Length);
-        for (int trial = 0; trial < 300; trial++)
+        foreach (var b in Corruptions(file, 300))
         {
-            var b = (byte[])original.Clone();
-            int flips = 1 + rng.Next(4);
-            for (int k = 0; k < flips; k++) b[8 + rng.Next(b.Length - 8)] ^= (byte)(1 << rng.Next(8));
-            if (trial % 2 == 0) FixCrcs(b);
             try
             {
                 Png.Decode(b, "fuzz.png");
