@@ -3,9 +3,11 @@
 
 For each case "k{K}_s{S}_p{P}_{name}" it stores x, w, b, gy (float32 inputs) and y, gx, gw, gb computed by
 torch.nn.functional.conv2d and autograd in float64 from those float32 inputs, then rounded to float32.
-Run: /usr/bin/python3 tools/make_conv_fixtures.py  (needs python3-torch; the safetensors file is written with struct/json).
+Run: /usr/bin/python3 tools/make_conv_fixtures.py  (needs python3-torch; the safetensors file is written by tools/safetensors_file.py).
 """
-import json, os, struct
+import os
+
+import safetensors_file
 import torch
 import torch.nn.functional as F
 
@@ -30,20 +32,7 @@ def main():
         y.backward(gy.double())
         for key, t in (("x", x), ("w", wt), ("b", b), ("gy", gy), ("y", y.detach()), ("gx", x64.grad), ("gw", w64.grad), ("gb", b64.grad)):
             tensors[f"{name}.{key}"] = t.detach().float().contiguous()
-    header, blobs, offset = {"__metadata__": {"generator": "tools/make_conv_fixtures.py", "torch": torch.__version__}}, [], 0
-    for key in sorted(tensors):
-        data = tensors[key].numpy().astype("<f4").tobytes()
-        header[key] = {"dtype": "F32", "shape": list(tensors[key].shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    hb = json.dumps(header, separators=(",", ":")).encode()
-    hb += b" " * ((8 - len(hb) % 8) % 8)
-    with open(OUT, "wb") as f:
-        f.write(struct.pack("<Q", len(hb)))
-        f.write(hb)
-        for d in blobs:
-            f.write(d)
-    print(f"wrote {len(tensors)} tensors ({offset} bytes of data) to {os.path.normpath(OUT)}")
+    safetensors_file.write(OUT, tensors, {"generator": "tools/make_conv_fixtures.py", "torch": torch.__version__})
 
 
 if __name__ == "__main__":

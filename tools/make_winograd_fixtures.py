@@ -6,9 +6,11 @@ Each case "{name}" stores float32 inputs x (post GroupNorm+SiLU-like: silu of a 
 U(+-1/sqrt(fan_in))), b, gy and the float64 results y, gx, gw of torch.nn.functional.conv2d and autograd on those
 inputs. The metadata entry "{name}" holds the layer geometry and PyTorch float32's max |error| and RMS error of y, gx, gw
 against the float64 results (the same inputs run through conv2d in float32 with 2 threads).
-Run: /usr/bin/python3 tools/make_winograd_fixtures.py  (needs python3-torch; the file is written with struct/json).
+Run: /usr/bin/python3 tools/make_winograd_fixtures.py  (needs python3-torch; the file is written by tools/safetensors_file.py).
 """
-import json, os, struct
+import json, os
+
+import safetensors_file
 import torch
 import torch.nn.functional as F
 
@@ -53,22 +55,7 @@ def main():
             tensors[f"{name}.{key}"] = t.float().contiguous()
         for key, t in zip(("y", "gx", "gw"), res[torch.float64]):
             tensors[f"{name}.{key}"] = t.detach().contiguous()
-    header, blobs, offset = {"__metadata__": meta}, [], 0
-    for key in sorted(tensors):
-        t = tensors[key]
-        dtype, np = ("F64", "<f8") if t.dtype == torch.float64 else ("F32", "<f4")
-        data = t.numpy().astype(np).tobytes()
-        header[key] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    hb = json.dumps(header, separators=(",", ":")).encode()
-    hb += b" " * ((8 - len(hb) % 8) % 8)
-    with open(OUT, "wb") as f:
-        f.write(struct.pack("<Q", len(hb)))
-        f.write(hb)
-        for d in blobs:
-            f.write(d)
-    print(f"wrote {len(tensors)} tensors ({offset} bytes of data) to {os.path.normpath(OUT)}")
+    safetensors_file.write(OUT, tensors, meta)
     for name in CASES:
         print(name, meta[name])
 
