@@ -22,8 +22,14 @@ public static class TrainCommand
         var lr = CliOptions.InRange(new Option<double>("--lr") { Description = "Peak learning rate", DefaultValueFactory = _ => 2e-4 }, 1e-12, 10.0);
         var warmup = CliOptions.InRange(new Option<long>("--warmup") { Description = "Linear warm-up steps", DefaultValueFactory = _ => 500 }, 0L, MaxSteps);
         var ema = CliOptions.InRange(new Option<double>("--ema") { Description = "EMA decay (0 disables)", DefaultValueFactory = _ => 0.999 }, 0.0, 0.999999);
-        var objective = CliOptions.OneOf(new Option<string>("--objective") { Description = "simple, hybrid (learned variances) or min-snr", DefaultValueFactory = _ => "simple" },
-            "simple", "l_simple", "hybrid", "l_hybrid", "min-snr", "minsnr", "min_snr");
+        var objective = CliOptions.OneOf(new Option<string>("--objective") { Description = "simple, hybrid (learned variances), min-snr or edm (Karras et al. 2022 preconditioning)", DefaultValueFactory = _ => "simple" },
+            "simple", "l_simple", "hybrid", "l_hybrid", "min-snr", "minsnr", "min_snr", "edm");
+        var snrGamma = CliOptions.InRange(new Option<double>("--snr-gamma") { Description = "gamma of --objective min-snr", DefaultValueFactory = _ => 5.0 }, 1e-6, 1e6);
+        var pMean = CliOptions.InRange(new Option<double>("--p-mean") { Description = "Mean of ln sigma for --objective edm", DefaultValueFactory = _ => -1.2 }, -20.0, 20.0);
+        var pStd = CliOptions.InRange(new Option<double>("--p-std") { Description = "Standard deviation of ln sigma for --objective edm", DefaultValueFactory = _ => 1.2 }, 0.0, 20.0);
+        var sigmaData = CliOptions.InRange(new Option<double>("--sigma-data") { Description = "sigma_data of --objective edm (0.5 for data in [-1, 1])", DefaultValueFactory = _ => 0.5 }, 1e-6, 1e6);
+        var dropout = CliOptions.InRange(new Option<double?>("--dropout") { Description = "Resnet dropout probability (default: the model config's)" }, 0.0, 0.99);
+        var lrSchedule = new Option<LrSchedule>("--lr-schedule") { Description = "Learning rate after the warm-up: Constant or Cosine (to 0 at --steps)", DefaultValueFactory = _ => LrSchedule.Constant };
         var resize = new Option<ResizeFilter>("--resize") { Description = "Image-folder resampling: Area or Bicubic", DefaultValueFactory = _ => ResizeFilter.Area };
         var crop = CliOptions.OneOf(new Option<string>("--crop") { Description = "Image-folder fit: center, random (one seeded crop per image) or stretch", DefaultValueFactory = _ => "center" },
             "center", "random", "stretch");
@@ -42,7 +48,7 @@ public static class TrainCommand
         var bucketMb = CliOptions.InRange(new Option<double>("--bucket-mb") { Description = "Gradient all-reduce bucket size under mpirun (MB)", DefaultValueFactory = _ => 8 }, 0.001, 4096.0);
         var cmd = new Command("train", "Train a diffusion model.")
         {
-            output, data, preset, config, size, batch, steps, lr, warmup, ema, objective, vpred, classCond, classDrop, flip, seed,
+            output, data, preset, config, size, batch, steps, lr, warmup, ema, objective, snrGamma, pMean, pStd, sigmaData, dropout, lrSchedule, vpred, classCond, classDrop, flip, seed,
             ckptEvery, sampleEvery, logEvery, resume, overwrite, schedule, bucketMb, resize, crop, alpha,
         };
         cmd.SetAction(p =>
@@ -70,7 +76,7 @@ public static class TrainCommand
                 trainer = Trainer.Resume(outDir, dataset, p.GetValue(steps), comm);
                 if (root) Console.Error.WriteLine($"resuming {outDir} at step {trainer.Step} of {trainer.Options.Steps}" +
                     (trainer.StoredOptions is { } so && so.Steps != trainer.Options.Steps ? $" (--steps changes the run's total from {so.Steps})" : ""));
-                if (root) ReportIgnored(p, trainer.Options, new Option[] { preset, config, batch, lr, warmup, ema, objective, vpred, classCond, classDrop, flip, seed, ckptEvery, sampleEvery, logEvery, schedule });
+                if (root) ReportIgnored(p, trainer.Options, new Option[] { preset, config, batch, lr, warmup, ema, objective, snrGamma, pMean, pStd, sigmaData, dropout, lrSchedule, vpred, classCond, classDrop, flip, seed, ckptEvery, sampleEvery, logEvery, schedule });
                 if (root && trainer.Step >= trainer.Options.Steps)
                     Console.Error.WriteLine($"the run already has its {trainer.Options.Steps} steps; pass a larger --steps to train on");
             }
@@ -85,6 +91,8 @@ public static class TrainCommand
                     ClassConditional = p.GetValue(classCond), ClassDropout = p.GetValue(classDrop), RandomFlip = p.GetValue(flip),
                     Seed = p.GetValue(seed), CheckpointEvery = p.GetValue(ckptEvery), SampleEvery = p.GetValue(sampleEvery),
                     LogEvery = p.GetValue(logEvery), BetaSchedule = p.GetValue(schedule)!,
+                    MinSnrGamma = p.GetValue(snrGamma), EdmPMean = p.GetValue(pMean), EdmPStd = p.GetValue(pStd), EdmSigmaData = p.GetValue(sigmaData),
+                    Dropout = p.GetValue(dropout), LrSchedule = p.GetValue(lrSchedule),
                 };
                 trainer = Trainer.Create(opts, outDir, dataset, comm);
             }
@@ -146,6 +154,7 @@ public static class TrainCommand
         "simple" or "l_simple" => TrainObjective.Simple,
         "hybrid" or "l_hybrid" => TrainObjective.Hybrid,
         "min-snr" or "minsnr" or "min_snr" => TrainObjective.MinSnr,
-        _ => throw new ArgumentException($"Unknown objective '{s}'; expected simple, hybrid or min-snr."),
+        "edm" => TrainObjective.Edm,
+        _ => throw new ArgumentException($"Unknown objective '{s}'; expected simple, hybrid, min-snr or edm."),
     };
 }

@@ -81,6 +81,11 @@ public sealed class DiffusionPipeline
         Unet = unet;
         SchedulerConfig = schedulerConfig;
         NoiseOptions = schedulerConfig.Bind<SchedulerOptions>();
+        if (EdmOptions.Describes(schedulerConfig))
+        {
+            Edm = schedulerConfig.Bind<EdmOptions>();
+            _vpSigmas = Schedules.BetaSchedules.SigmasFromAlphasCumprod(new DDPMScheduler(schedulerConfig).AlphasCumprod.ToArray());
+        }
         NullClass = nullClass;
         ClassNames = classNames ?? Array.Empty<string>();
     }
@@ -160,6 +165,11 @@ public sealed class DiffusionPipeline
     /// <summary>The noise process and prediction type the model was trained with.</summary>
     public SchedulerOptions NoiseOptions { get; }
 
+    /// <summary>The EDM preconditioning of the network, when the scheduler config names an EDM scheduler (else null).</summary>
+    public EdmOptions? Edm { get; }
+
+    private readonly double[] _vpSigmas = [];
+
     /// <summary>The network as a <see cref="DenoiserModel"/> for one class label per image (or none).</summary>
     public DenoiserModel Denoiser(int? classLabel = null, double guidanceScale = 1.0)
     {
@@ -167,7 +177,7 @@ public sealed class DiffusionPipeline
         if (conditional && classLabel == null && NullClass == null)
             throw new ArgumentException("This model is class conditional: give a class.");
         if (!conditional && classLabel != null) throw new ArgumentException("This model is not class conditional; drop the class label.");
-        if (!conditional) return (x, t) => Scoped(() => Network(x, t, null));
+        if (!conditional) return (x, t) => Scoped(() => Model(x, t, null));
         float label = classLabel ?? NullClass!.Value;
         double scale = classLabel != null ? guidanceScale : 1.0;  // the null class itself is never guided
         return (x, t) => Scoped(() => Guided(x, t, Enumerable.Repeat(label, x.Dim(0)).ToArray(), scale));
@@ -273,6 +283,10 @@ public sealed class DiffusionPipeline
     /// </summary>
     public Func<Tensor, Tensor, Tensor?, Tensor>? NetworkOverride { get; set; }
 
+    // The model output in the scheduler's discrete-time convention: the network itself, or the epsilon view of an EDM denoiser.
+    private Tensor Model(Tensor x, Tensor timesteps, Tensor? labels) => Edm == null ? Network(x, timesteps, labels)
+        : new EdmDenoiser((xin, cNoise) => Network(xin, cNoise, labels), Edm.SigmaData).EpsilonFromVp(x, timesteps, _vpSigmas);
+
     private Tensor Network(Tensor x, Tensor timesteps, Tensor? labels)
     {
         long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -286,19 +300,21 @@ public sealed class DiffusionPipeline
     private Tensor Eval(Tensor x, double t, float[]? labels, double scale) => Scoped(() =>
     {
         var ts = Tensor.Full(new Shape(x.Dim(0)), (float)t);
-        return labels == null ? Network(x, ts, null) : Guided(x, ts, labels, scale);
+        return labels == null ? Model(x, ts, null) : Guided(x, ts, labels, scale, Model);
     });
 
-    // One conditional evaluation, guided when scale != 1: eps = eps_u + w (eps_c - eps_u) (Ho and Salimans 2022, Eq. 6).
-    private Tensor Guided(Tensor x, Tensor timesteps, float[] labels, double scale)
+    // One conditional evaluation, guided when scale != 1: eps = eps_u + w (eps_c - eps_u) (Ho and Salimans 2022, Eq. 6);
+    // affine in the network output, so guiding F of an EDM model guides D and its epsilon view alike.
+    private Tensor Guided(Tensor x, Tensor timesteps, float[] labels, double scale, Func<Tensor, Tensor, Tensor?, Tensor>? model = null)
     {
         int n = x.Dim(0);
-        if (scale == 1.0 || NullClass == null) return Network(x, timesteps, Tensor.FromArray(labels, n));
+        model ??= Model;
+        if (scale == 1.0 || NullClass == null) return model(x, timesteps, Tensor.FromArray(labels, n));
         using var both = Tensor.Concat(new[] { x, x }, 0);
         using var t2 = Tensor.Concat(new[] { timesteps.Expand(new Shape(n)), timesteps.Expand(new Shape(n)) }, 0);
         var lv = new float[2 * n];
         for (int i = 0; i < n; i++) { lv[i] = labels[i]; lv[n + i] = NullClass.Value; }
-        using var o = Network(both, t2, Tensor.FromArray(lv, 2 * n));
+        using var o = model(both, t2, Tensor.FromArray(lv, 2 * n));
         using var cond = o.Narrow(0, 0, n);
         using var unc = o.Narrow(0, n, n);
         return unc + (cond - unc) * (float)scale;
@@ -358,23 +374,37 @@ public sealed class DiffusionPipeline
 
     private Tensor SampleK(SamplerInfo info, SampleRequest req, Tensor noise, float[]? labels, Generator gen, Action<Tensor>? predictedX0, Action<(int done, int total)> progress)
     {
-        var sched = new EulerDiscreteScheduler(SchedulerConfig);
         int calls = 0;
         int total = info.ModelCalls(req.Steps);
-        var denoiser = DiscreteTimeDenoiser.FromScheduler(sched, (x, t) =>
+        Func<Tensor, double, Tensor> checkedCall(Func<Tensor, double, Tensor> call) => (x, t) =>
         {
             CheckFinite(x, $"the sample entering network call {calls + 1} of {total} (t = {t:G4}, {req.Sampler} update)");
-            var o = MeanChannels(Eval(x, t, labels, req.GuidanceScale));
+            var o = call(x, t);
             CheckFinite(o, $"the model output at network call {calls + 1} of {total} (t = {t:G4})");
             progress((Math.Min(++calls, total), total));
             return o;
-        });
-        var sigmas = denoiser.GetSigmas(req.Steps);
+        };
+        Func<Tensor, double, Tensor> denoise;
+        double[] sigmas;
+        if (Edm != null)
+        {
+            // the k-samplers run directly over the EDM denoiser, on its own sigma schedule (Karras et al. 2022, Eq. 5)
+            var net = labels == null ? (Func<Tensor, Tensor, Tensor>)((xin, c) => Network(xin, c, null)) : (xin, c) => Guided(xin, c, labels, req.GuidanceScale, Network);
+            denoise = checkedCall((xs, sigma) => Scoped(() => new EdmDenoiser(net, Edm.SigmaData).Denoise(xs, sigma)));
+            sigmas = Edm.Sigmas(req.Steps);
+        }
+        else
+        {
+            var denoiser = DiscreteTimeDenoiser.FromScheduler(new EulerDiscreteScheduler(SchedulerConfig),
+                checkedCall((x, t) => MeanChannels(Eval(x, t, labels, req.GuidanceScale))));
+            denoise = denoiser.Denoise;
+            sigmas = denoiser.GetSigmas(req.Steps);
+        }
         var x = noise * (float)sigmas[0];
         noise.Dispose();
-        Func<Tensor, double, Tensor> d = predictedX0 == null ? denoiser.Denoise : (xs, sigma) =>
+        Func<Tensor, double, Tensor> d = predictedX0 == null ? denoise : (xs, sigma) =>
         {
-            var x0 = denoiser.Denoise(xs, sigma);  // D(x; sigma) is the x_0 prediction (Karras et al. 2022, Eq. 2)
+            var x0 = denoise(xs, sigma);  // D(x; sigma) is the x_0 prediction (Karras et al. 2022, Eq. 2)
             predictedX0(x0);
             return x0;
         };

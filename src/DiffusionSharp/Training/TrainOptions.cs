@@ -11,6 +11,17 @@ public enum TrainObjective
     Hybrid,
     /// <summary>L_simple weighted by min(SNR, gamma) (Hang et al. 2023).</summary>
     MinSnr,
+    /// <summary>EDM preconditioning, log-normal sigmas and lambda(sigma) weighting (Karras et al. 2022, Table 1).</summary>
+    Edm,
+}
+
+/// <summary>The learning rate after the warm-up.</summary>
+public enum LrSchedule
+{
+    /// <summary>Stays at the peak.</summary>
+    Constant,
+    /// <summary>Half-cosine to 0 at the last step.</summary>
+    Cosine,
 }
 
 /// <summary>Settings of a training run; stored in every checkpoint so a resumed run continues with the same ones.</summary>
@@ -39,6 +50,17 @@ public sealed record TrainOptions
     public TrainObjective Objective { get; init; } = TrainObjective.Simple;
     /// <summary>Gamma of min-SNR weighting.</summary>
     public double MinSnrGamma { get; init; } = 5.0;
+    /// <summary>Mean of ln sigma in EDM training.</summary>
+    public double EdmPMean { get; init; } = -1.2;
+    /// <summary>Standard deviation of ln sigma in EDM training.</summary>
+    public double EdmPStd { get; init; } = 1.2;
+    /// <summary>sigma_data of EDM preconditioning (0.5 for images in [-1, 1]).</summary>
+    public double EdmSigmaData { get; init; } = 0.5;
+    /// <summary>Learning rate after the warm-up.</summary>
+    [JsonConverter(typeof(JsonStringEnumConverter))]
+    public LrSchedule LrSchedule { get; init; } = LrSchedule.Constant;
+    /// <summary>Resnet dropout replacing the model config's (null keeps the config's).</summary>
+    public double? Dropout { get; init; }
     /// <summary>Predict v instead of epsilon (Salimans and Ho 2022).</summary>
     public bool VPrediction { get; init; }
     /// <summary>Train a class-conditional model.</summary>

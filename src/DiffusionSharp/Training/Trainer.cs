@@ -33,6 +33,7 @@ public sealed class Trainer
     private readonly ICommunicator _comm;
     private readonly int _shardFirst, _shardCount;
     private GradientReducer? _reducer;
+    private readonly Diffusion.Losses.EdmLoss? _edm;
 
     /// <summary>Run settings.</summary>
     public TrainOptions Options { get; }
@@ -97,9 +98,17 @@ public sealed class Trainer
         {
             MinSnrGamma = options.Objective == TrainObjective.MinSnr ? options.MinSnrGamma : null,
         };
+        if (options.Objective == TrainObjective.Edm)
+        {
+            if (options.VPrediction) throw new ArgumentException("The EDM objective trains the F of its own preconditioning; drop --v-prediction.");
+            _edm = new Diffusion.Losses.EdmLoss(options.EdmPMean, options.EdmPStd, options.EdmSigmaData);
+            if (!(options.EdmPStd >= 0 && double.IsFinite(options.EdmPMean) && options.EdmSigmaData > 0))
+                throw new ArgumentOutOfRangeException(nameof(options), $"EDM needs a finite P_mean, P_std >= 0 and sigma_data > 0; got {options.EdmPMean}, {options.EdmPStd}, {options.EdmSigmaData}.");
+        }
         _params = Model.Parameters().ToArray();
         Optimizer = new Adam(_params, options.LearningRate);
-        _schedule = new LinearWarmup(options.LearningRate, options.WarmupSteps);
+        _schedule = new LinearWarmup(options.LearningRate, options.WarmupSteps,
+            options.LrSchedule == LrSchedule.Cosine ? AfterWarmup.Cosine : AfterWarmup.Constant, Math.Max(options.Steps, options.WarmupSteps));
         Ema = options.EmaDecay > 0 ? new Ema(_params, options.EmaDecay) : null;
         Loader = new DataLoader(data, options.BatchSize, seed * 4, shuffle: true, randomFlip: options.RandomFlip);
         foreach (var p in _params) _comm.Broadcast(p.Span);  // every rank starts from rank 0's weights
@@ -120,6 +129,7 @@ public sealed class Trainer
             OutChannels = options.Objective == TrainObjective.Hybrid ? 2 * data.Channels : data.Channels,
             NumClassEmbeds = options.ClassConditional ? classes + 1 : null,
             NumTrainTimesteps = options.NumTrainTimesteps,
+            Dropout = options.Dropout is double p ? (float)p : cfg.Dropout,
         };
     }
 
@@ -206,9 +216,16 @@ public sealed class Trainer
         using var batch = Loader.Next(first, _shardCount);
         int b = batch.Images.Dim(0);
         var t = new int[b];
+        var sigmas = new double[_edm != null ? b : 0];
         ulong tStart = _noiseGen.Offset;
         _noiseGen.Offset = tStart + (ulong)first;
-        for (int i = 0; i < b; i++) t[i] = _noiseGen.NextInt(Diffusion.NumTimesteps);
+        Span<float> z = stackalloc float[1];
+        for (int i = 0; i < b; i++)
+        {
+            if (_edm == null) { t[i] = _noiseGen.NextInt(Diffusion.NumTimesteps); continue; }
+            _noiseGen.Normal(z);  // one counter block per sample, as a timestep draw
+            sigmas[i] = _edm.SigmaFromNormal(z[0]);
+        }
         _noiseGen.Offset = tStart + (ulong)B;
         if (_comm.Size > 1) _noiseGen.BatchShard = (first, b, B);
         using var noise = Tensor.Randn(_noiseGen, batch.Images.Shape.ToArray());
@@ -226,8 +243,9 @@ public sealed class Trainer
         }
         double lr = _schedule.LearningRateAt(Step);
         Optimizer.LearningRate = lr;
-        var terms = Diffusion.TrainingLosses((x, ts) => Model.Forward(x, ts, labels), batch.Images, t, noise);
-        var loss = terms.Loss.MeanAll();
+        var loss = (_edm != null
+            ? _edm.Losses(new Diffusion.Samplers.EdmDenoiser((x, c) => Model.Forward(x, c, labels), _edm.SigmaData), batch.Images, sigmas, noise)
+            : Diffusion.TrainingLosses((x, ts) => Model.Forward(x, ts, labels), batch.Images, t, noise).Loss).MeanAll();
         if (b != B) loss = loss * (float)((double)b / B);  // the shard's share of the global mean: summed over ranks it is the mean over B
         double value = loss.Item();
         if (_comm.Size > 1)
@@ -375,7 +393,7 @@ public sealed class Trainer
         var noise = Options.NoiseSchedule();
         var cfg = new SortedDictionary<string, object?>(StringComparer.Ordinal)
         {
-            ["_class_name"] = "DDPMScheduler",
+            ["_class_name"] = Options.Objective == TrainObjective.Edm ? "EDMEulerScheduler" : "DDPMScheduler",
             ["_diffusers_version"] = "0.30.3",
             ["beta_end"] = noise.BetaEnd,
             ["beta_schedule"] = noise.BetaSchedule,
@@ -391,6 +409,17 @@ public sealed class Trainer
             ["thresholding"] = true,
             ["variance_type"] = Options.Objective == TrainObjective.Hybrid ? "learned_range" : "fixed_small",
         };
+        if (Options.Objective == TrainObjective.Edm)
+        {
+            // diffusers EDMEulerScheduler keys: prediction_type epsilon is its name for the F of D = c_skip x + c_out F
+            var edm = new Diffusion.Schedulers.EdmOptions { SigmaData = Options.EdmSigmaData };
+            cfg["sigma_min"] = edm.SigmaMin;
+            cfg["sigma_max"] = edm.SigmaMax;
+            cfg["sigma_data"] = edm.SigmaData;
+            cfg["sigma_schedule"] = "karras";
+            cfg["rho"] = edm.Rho;
+            cfg["final_sigmas_type"] = "zero";
+        }
         return JsonSerializer.Serialize(cfg, IndentedJson);
     }
 

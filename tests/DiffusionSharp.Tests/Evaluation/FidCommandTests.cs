@@ -12,7 +12,7 @@ namespace DiffusionSharp.Tests.Evaluation;
 [Collection("console")]
 public class FidCommandTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
+    internal static (int Code, string Out, string Err) Run(params string[] args)
     {
         var (o, e) = (Console.Out, Console.Error);
         var so = new StringWriter();
@@ -24,7 +24,7 @@ public class FidCommandTests
     }
 
     // A stripes data set as a PNG folder with one sub-folder per class (what --data accepts).
-    private static string WriteStripes(TempDir tmp, string name, int count, int seed, int size = 8)
+    internal static string WriteStripes(TempDir tmp, string name, int count, int seed, int size = 8)
     {
         var ds = FeatureClassifierTests.Stripes(count, seed, size);
         var root = tmp.Sub(name);

@@ -277,3 +277,50 @@ public sealed record DpmSolverOptions : SigmaSchedulerOptions
             throw new ArgumentException($"{source}: final_sigmas_type 'zero' needs algorithm_type dpmsolver++ or sde-dpmsolver++, got {ConfigNames.Name(Algorithm)}; use sigma_min.");
     }
 }
+
+/// <summary>How EDM sampling sigmas are spaced (<c>sigma_schedule</c>).</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<EdmSigmaSchedule>))]
+public enum EdmSigmaSchedule
+{
+    /// <summary>Karras et al. 2022, Eq. 5.</summary>
+    [JsonStringEnumMemberName("karras")] Karras,
+    /// <summary>Evenly spaced in log sigma.</summary>
+    [JsonStringEnumMemberName("exponential")] Exponential,
+}
+
+/// <summary>
+/// An EDM-preconditioned model (Karras et al. 2022; diffusers EDMEulerScheduler / EDMDPMSolverMultistepScheduler keys): the
+/// network is F of D = c_skip x + c_out F(c_in x, c_noise). The beta keys give the VP schedule the discrete schedulers run on.
+/// </summary>
+public sealed record EdmOptions : SchedulerOptions
+{
+    /// <summary>Smallest sampling sigma.</summary>
+    [JsonPropertyName("sigma_min")] public double SigmaMin { get; init; } = 0.002;
+    /// <summary>Largest sampling sigma.</summary>
+    [JsonPropertyName("sigma_max")] public double SigmaMax { get; init; } = 80;
+    /// <summary>Standard deviation of the data.</summary>
+    [JsonPropertyName("sigma_data")] public double SigmaData { get; init; } = 0.5;
+    /// <summary>Spacing of the k-sampler sigmas.</summary>
+    [JsonPropertyName("sigma_schedule")] public EdmSigmaSchedule SigmaSchedule { get; init; } = EdmSigmaSchedule.Karras;
+    /// <summary>rho of the Karras schedule.</summary>
+    [JsonPropertyName("rho")] public double Rho { get; init; } = 7;
+
+    /// <summary>Whether <paramref name="config"/> names an EDM scheduler class.</summary>
+    public static bool Describes(SchedulerConfig config) => config.ClassName is "EDMEulerScheduler" or "EDMDPMSolverMultistepScheduler";
+
+    /// <summary>n sampling sigmas from sigma_max down to sigma_min, then 0.</summary>
+    public double[] Sigmas(int n) => SigmaSchedule == EdmSigmaSchedule.Karras
+        ? SigmaSchedules.Karras(n, SigmaMin, SigmaMax, Rho) : SigmaSchedules.Exponential(n, SigmaMin, SigmaMax);
+
+    /// <inheritdoc/>
+    public override void Validate(string source)
+    {
+        base.Validate(source);
+        if (!(SigmaMin > 0 && SigmaMax >= SigmaMin && double.IsFinite(SigmaMax)))
+            throw OutOfRange($"{source}: expected 0 < sigma_min <= sigma_max, got sigma_min {SigmaMin}, sigma_max {SigmaMax}.");
+        if (!(SigmaData > 0 && double.IsFinite(SigmaData))) throw OutOfRange($"{source}: sigma_data must be positive, got {SigmaData}.");
+        if (!(Rho > 0)) throw OutOfRange($"{source}: rho must be positive, got {Rho}.");
+        if (PredictionType != PredictionType.Epsilon)
+            throw new NotSupportedException($"{source}: an EDM model supports prediction_type epsilon (the F of D = c_skip x + c_out F), got {ConfigNames.Name(PredictionType)}.");
+    }
+}
