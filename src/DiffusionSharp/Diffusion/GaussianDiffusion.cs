@@ -1,5 +1,6 @@
 using DiffusionSharp.Autograd;
 using DiffusionSharp.Diffusion.Losses;
+using DiffusionSharp.Diffusion.Samplers;
 using DiffusionSharp.Tensors;
 
 namespace DiffusionSharp.Diffusion;
@@ -318,14 +319,22 @@ public sealed class GaussianDiffusion
 
     /// <summary>Ancestral sampling from x_T ~ N(0, I) (or <paramref name="xT"/>) down to x_0 (Ho et al. Alg. 2).</summary>
     public Tensor PSampleLoop(DenoiserModel model, Shape shape, NoiseSource noise, bool clipDenoised = false, Tensor? xT = null,
-        Func<PMeanVariance, Tensor, int[], PMeanVariance>? guide = null)
+        Func<PMeanVariance, Tensor, int[], PMeanVariance>? guide = null) =>
+        SampleLoop(shape, noise, xT, (x, t) => PSample(model, x, t, noise, clipDenoised, guide));
+
+    /// <summary>DDIM sampling loop (Song et al. 2021; deterministic unless <paramref name="eta"/> &gt; 0).</summary>
+    public Tensor DdimSampleLoop(DenoiserModel model, Shape shape, NoiseSource noise, double eta = 0, bool clipDenoised = false, Tensor? xT = null,
+        Func<PMeanVariance, Tensor, int[], PMeanVariance>? guide = null) =>
+        SampleLoop(shape, noise, xT, (x, t) => DdimSample(model, x, t, eta, noise, clipDenoised, guide));
+
+    // x_T (given or drawn), then one step per timestep T-1, ..., 0
+    private Tensor SampleLoop(Shape shape, NoiseSource noise, Tensor? xT, Func<Tensor, int[], Tensor> step)
     {
         var x = xT?.Clone() ?? noise.Randn(shape);
         x.ExpectShape(shape, "x_T");
         for (int i = NumTimesteps - 1; i >= 0; i--)
         {
-            var t = Enumerable.Repeat(i, shape[0]).ToArray();
-            var next = PSample(model, x, t, noise, clipDenoised, guide);
+            var next = step(x, Enumerable.Repeat(i, shape[0]).ToArray());
             x.Dispose();
             x = next;
         }
@@ -340,18 +349,8 @@ public sealed class GaussianDiffusion
         using (GradMode.NoGrad()) p = PMeanVariance(model, x, t, clipDenoised);
         if (guide != null) p = guide(p, x, t);
         Tensor? z = eta > 0 ? (noise ?? throw new ArgumentException("eta > 0 needs a noise source.")).Randn(x.Shape) : null;
-        var y = Tensor.Empty(x.Shape);
-        int per = x.Size / t.Length;
-        var x0 = p.PredXStart.Span; var e = p.PredEpsilon.Span; var o = y.Span;
-        for (int b = 0; b < t.Length; b++)
-        {
-            double ab = AlphasCumprod[t[b]], abPrev = AlphasCumprodPrev[t[b]];
-            double sigma = eta * Math.Sqrt((1 - abPrev) / (1 - ab)) * Math.Sqrt(1 - ab / abPrev);
-            double ce = Math.Sqrt(Math.Max(0, 1 - abPrev - sigma * sigma)), cx = Math.Sqrt(abPrev);
-            for (int j = b * per; j < (b + 1) * per; j++)
-                o[j] = (float)(cx * x0[j] + ce * e[j] + (t[b] > 0 && z != null ? sigma * z.Span[j] : 0));
-        }
-        return y;
+        var sigma = t.Select(s => Ddim.Sigma((float)AlphasCumprod[s], (float)AlphasCumprodPrev[s], eta)).ToArray();
+        return Ddim.Step(p.PredXStart, p.PredEpsilon, t.Select(s => (float)AlphasCumprodPrev[s]).ToArray(), sigma, z);
     }
 
     /// <summary>One deterministic DDIM step forward in time, t to t+1 (inversion, eta = 0).</summary>
@@ -359,30 +358,7 @@ public sealed class GaussianDiffusion
     {
         using var _ = GradMode.NoGrad();
         var p = PMeanVariance(model, x, t, clipDenoised);
-        var y = Tensor.Empty(x.Shape);
-        int per = x.Size / t.Length;
-        var x0 = p.PredXStart.Span; var e = p.PredEpsilon.Span; var o = y.Span;
-        for (int b = 0; b < t.Length; b++)
-        {
-            double abNext = AlphasCumprodNext[t[b]];
-            for (int j = b * per; j < (b + 1) * per; j++)
-                o[j] = (float)(Math.Sqrt(abNext) * x0[j] + Math.Sqrt(1 - abNext) * e[j]);
-        }
-        return y;
-    }
-
-    /// <summary>Deterministic DDIM sampling loop (eta = 0 unless given).</summary>
-    public Tensor DdimSampleLoop(DenoiserModel model, Shape shape, NoiseSource noise, double eta = 0, bool clipDenoised = false, Tensor? xT = null,
-        Func<PMeanVariance, Tensor, int[], PMeanVariance>? guide = null)
-    {
-        var x = xT?.Clone() ?? noise.Randn(shape);
-        for (int i = NumTimesteps - 1; i >= 0; i--)
-        {
-            var next = DdimSample(model, x, Enumerable.Repeat(i, shape[0]).ToArray(), eta, noise, clipDenoised, guide);
-            x.Dispose();
-            x = next;
-        }
-        return x;
+        return Ddim.Step(p.PredXStart, p.PredEpsilon, t.Select(s => (float)AlphasCumprodNext[s]).ToArray(), [0f], null);
     }
 
     /// <summary>

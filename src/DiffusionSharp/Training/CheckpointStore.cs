@@ -26,9 +26,11 @@ public static class CheckpointStore
 
     /// <summary>
     /// Called with the name of each step before it runs ("write", "marker", "retire", "promote", "discard", ...);
-    /// tests throw from it to simulate a crash at that point.
+    /// tests throw from it to simulate a crash at that point. Set per async flow, so a run elsewhere never sees it.
     /// </summary>
-    public static Action<string>? CrashPoint { get; set; }
+    public static Action<string>? CrashPoint { get => CrashPointFlow.Value; set => CrashPointFlow.Value = value; }
+
+    private static readonly AsyncLocal<Action<string>?> CrashPointFlow = new();
 
     /// <summary>
     /// Writes a checkpoint: <paramref name="writeFiles"/> fills the given folder, then <paramref name="markerName"/> is

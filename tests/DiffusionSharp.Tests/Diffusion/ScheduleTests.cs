@@ -18,7 +18,7 @@ public class ScheduleTests
         TraceAssert.Close(s.Betas, fx["betas." + table].Span, 1e-6, $"betas.{table}");
         TraceAssert.Close(s.AlphasCumprod, fx["alphas_cumprod." + table].Span, 1e-6, $"alphas_cumprod.{table}");
         // the pure double tables agree with the float32 upstream ones too
-        var betas = BetaSchedules.Create(s.BetaSchedule, 1000, s.BetaStart, s.BetaEnd);
+        var betas = BetaSchedules.Create(s.Options.BetaSchedule, 1000, s.Options.BetaStart, s.Options.BetaEnd);
         TraceAssert.Close(betas, fx["betas." + table].Span, 1e-6, $"double betas.{table}");
         TraceAssert.Close(BetaSchedules.AlphasCumprod(betas), fx["alphas_cumprod." + table].Span, 1e-6, $"double alphas_cumprod.{table}");
     }

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using DiffusionSharp.Diffusion;
 using DiffusionSharp.Diffusion.Schedulers;
+using DiffusionSharp.Diffusion.Schedules;
 using Xunit;
 
 namespace DiffusionSharp.Tests.Diffusion;
@@ -13,13 +14,13 @@ public class SchedulerConfigTests
     {
         var json = TraceAssert.Json("ddpm_cifar10_32_keys.json").GetProperty("scheduler_config").GetRawText();
         var s = Assert.IsType<DDPMScheduler>(SchedulerFactory.FromConfig(json));
-        Assert.Equal("fixed_large", s.VarianceType);
-        Assert.True(s.ClipSample);
-        Assert.Equal("linear", s.BetaSchedule);
+        Assert.Equal("fixed_large", ConfigNames.Name(s.Settings.VarianceType));
+        Assert.True(s.Settings.ClipSample);
+        Assert.Equal("linear", ConfigNames.Name(s.Options.BetaSchedule));
         Assert.Equal(1000, s.NumTrainTimesteps);
         Assert.Equal(1e-4, s.Betas[0], 9);
         Assert.Equal(0.02, s.Betas[^1], 9);
-        Assert.Equal("leading", s.TimestepSpacingMode);
+        Assert.Equal("leading", ConfigNames.Name(s.Options.Spacing));
         var direct = DDPMScheduler.FromConfig(json);
         Assert.Equal(s.AlphasCumprod, direct.AlphasCumprod);
     }
@@ -32,18 +33,18 @@ public class SchedulerConfigTests
             var cfg = run.Value.GetProperty("config");
             var s = SchedulerFactory.FromConfig(cfg.GetRawText());
             Assert.Equal(cfg.GetProperty("_class_name").GetString(), s.GetType().Name);
-            Assert.Equal(cfg.GetProperty("timestep_spacing").GetString(), s.TimestepSpacingMode);
-            Assert.Equal(cfg.GetProperty("steps_offset").GetInt32(), s.StepsOffset);
-            Assert.Equal(cfg.GetProperty("beta_schedule").GetString(), s.BetaSchedule);
+            Assert.Equal(cfg.GetProperty("timestep_spacing").GetString(), ConfigNames.Name(s.Options.Spacing));
+            Assert.Equal(cfg.GetProperty("steps_offset").GetInt32(), s.Options.StepsOffset);
+            Assert.Equal(cfg.GetProperty("beta_schedule").GetString(), ConfigNames.Name(s.Options.BetaSchedule));
             if (s is DPMSolverMultistepScheduler d)
             {
-                Assert.Equal(double.NegativeInfinity, d.LambdaMinClipped);
-                Assert.Equal(cfg.GetProperty("use_karras_sigmas").GetBoolean(), d.UseKarrasSigmas);
-                Assert.Equal(2, d.SolverOrder);
-                Assert.Null(d.VarianceType);
+                Assert.Equal(double.NegativeInfinity, d.Settings.LambdaMinClipped);
+                Assert.Equal(cfg.GetProperty("use_karras_sigmas").GetBoolean(), d.Settings.UseKarrasSigmas);
+                Assert.Equal(2, d.Settings.SolverOrder);
+                Assert.Null(d.Settings.VarianceType);
             }
             if (s is DDIMScheduler ddim)
-                Assert.Equal(cfg.GetProperty("set_alpha_to_one").GetBoolean(), ddim.SetAlphaToOne);
+                Assert.Equal(cfg.GetProperty("set_alpha_to_one").GetBoolean(), ddim.Settings.SetAlphaToOne);
         }
     }
 
@@ -52,9 +53,9 @@ public class SchedulerConfigTests
     {
         var bare = DPMSolverMultistepScheduler.FromConfig(
             "{\"_class_name\":\"DPMSolverMultistepScheduler\",\"_diffusers_version\":\"0.30.3\",\"lambda_min_clipped\": -Infinity, \"note\":\"NaN -Infinity\", \"extra\":[1,{\"a\":null}]}");
-        Assert.Equal(double.NegativeInfinity, bare.LambdaMinClipped);
+        Assert.Equal(double.NegativeInfinity, bare.Settings.LambdaMinClipped);
         var quoted = DPMSolverMultistepScheduler.FromConfig("{\"lambda_min_clipped\":\"-Infinity\"}");
-        Assert.Equal(double.NegativeInfinity, quoted.LambdaMinClipped);
+        Assert.Equal(double.NegativeInfinity, quoted.Settings.LambdaMinClipped);
         var cfg = SchedulerConfig.Parse("{\"note\":\"NaN -Infinity\",\"x\":NaN}");
         Assert.Equal("NaN -Infinity", cfg.GetString("note", ""));
         Assert.True(double.IsNaN(cfg.GetDouble("x", 0)));
@@ -93,7 +94,7 @@ public class SchedulerConfigTests
         Assert.Equal(new[] { 0.1, 0.2, 0.3, 0.4 }.Select(v => (double)(float)v), s.Betas);
         Assert.Equal((double)(float)(0.9 * 0.8), s.AlphasCumprod[1], 7);
         var defaults = EulerDiscreteScheduler.FromConfig("{}");
-        Assert.Equal("linspace", defaults.TimestepSpacingMode);
+        Assert.Equal("linspace", ConfigNames.Name(defaults.Options.Spacing));
         Assert.Equal(PredictionType.Epsilon, defaults.PredictionType);
         var v = DDIMScheduler.FromConfig("{\"prediction_type\":\"v_prediction\"}");
         Assert.Equal(PredictionType.VPrediction, v.PredictionType);

@@ -133,7 +133,7 @@ public class TrainedProcessTests : IDisposable
     {
         var s = DDIMScheduler.FromConfig("{\"_class_name\": \"DDIMScheduler\", \"clip_sampel\": false, \"set_alpha_to_one\": false}");
         Assert.Equal(new[] { "clip_sampel" }, s.Options.UnknownKeys);
-        Assert.False(s.SetAlphaToOne);
+        Assert.False(s.Settings.SetAlphaToOne);
     }
 
     [Fact]

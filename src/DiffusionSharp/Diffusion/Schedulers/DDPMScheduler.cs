@@ -26,24 +26,6 @@ public sealed class DDPMScheduler : Scheduler
     /// <summary>The typed settings.</summary>
     public DdpmOptions Settings { get; }
 
-    /// <summary>The posterior variance choice.</summary>
-    public string VarianceType => ConfigNames.Name(Settings.VarianceType);
-
-    /// <summary>Whether predicted x0 is clipped to [-ClipSampleRange, ClipSampleRange].</summary>
-    public bool ClipSample => Settings.ClipSample;
-
-    /// <summary>Clipping bound for predicted x0.</summary>
-    public double ClipSampleRange => Settings.ClipSampleRange;
-
-    /// <summary>Whether dynamic thresholding replaces clipping.</summary>
-    public bool Thresholding => Settings.Thresholding;
-
-    /// <summary>Quantile of |x0| used by dynamic thresholding.</summary>
-    public double DynamicThresholdingRatio => Settings.DynamicThresholdingRatio;
-
-    /// <summary>Upper bound of the dynamic threshold.</summary>
-    public double SampleMaxValue => Settings.SampleMaxValue;
-
     /// <inheritdoc/>
     public override double InitNoiseSigma => 1.0;
 
@@ -85,7 +67,7 @@ public sealed class DDPMScheduler : Scheduler
 
     /// <summary>
     /// Posterior variance at t: beta~_t = (1 - abar_{t-1}) / (1 - abar_t) beta_t (Ho et al. 2020, Eq. 7) clamped at 1e-20,
-    /// transformed per <see cref="VarianceType"/> (log forms return the log-variance, fixed_small_log the std).
+    /// transformed per <see cref="DdpmOptions.VarianceType"/> (log forms return the log-variance, fixed_small_log the std).
     /// </summary>
     public double GetVariance(int t)
     {
@@ -98,7 +80,7 @@ public sealed class DDPMScheduler : Scheduler
             VarianceKind.FixedSmallLog => MathF.Exp(0.5f * MathF.Log(variance)),
             VarianceKind.FixedLarge => currentBeta,
             VarianceKind.FixedLargeLog => MathF.Log(currentBeta),
-            _ => throw new InvalidOperationException($"variance_type '{VarianceType}' needs the model's predicted variance."),
+            _ => throw new InvalidOperationException($"variance_type '{ConfigNames.Name(Settings.VarianceType)}' needs the model's predicted variance."),
         };
     }
 
@@ -124,36 +106,21 @@ public sealed class DDPMScheduler : Scheduler
         }
         else CheckSameShape(modelOutput, sample, "model output");
         if (learned && predictedVariance == null && t > 0)
-            throw new ArgumentException($"variance_type '{VarianceType}' needs a model output with 2x the sample's channels: sample {sample.Shape}, model output {modelOutput.Shape}.");
+            throw new ArgumentException($"variance_type '{ConfigNames.Name(Settings.VarianceType)}' needs a model output with 2x the sample's channels: sample {sample.Shape}, model output {modelOutput.Shape}.");
 
         GetAlphas(t, out float apt, out float aptp);
         float bpt = 1f - apt, bptp = 1f - aptp;
         float currentAlpha = apt / aptp, currentBeta = 1f - currentAlpha;
 
-        var x0 = Tensor.Empty(sample.Shape);
-        ReadOnlySpan<float> m = eps.Span, s = sample.Span;
-        var p = x0.Span;
-        float sa = MathF.Sqrt(apt), sb = MathF.Sqrt(bpt);
-        switch (PredictionType)
-        {
-            case PredictionType.Epsilon:
-                for (int i = 0; i < p.Length; i++) p[i] = (s[i] - sb * m[i]) / sa;  // Eq. 15 of Ho et al. 2020
-                break;
-            case PredictionType.Sample:
-                m.CopyTo(p);
-                break;
-            default:
-                for (int i = 0; i < p.Length; i++) p[i] = sa * s[i] - sb * m[i];
-                break;
-        }
-        if (Thresholding) DynamicThreshold(x0, DynamicThresholdingRatio, SampleMaxValue);
-        else if (ClipSample) ClampInPlace(p, (float)ClipSampleRange);
+        var x0 = PredictionType.ToX0(eps, sample, MathF.Sqrt(apt), MathF.Sqrt(bpt));  // Eq. 15 of Ho et al. 2020 for epsilon
+        ProcessX0(x0, Settings.ClipSample, Settings.ClipSampleRange);
 
         // posterior mean coefficients, Eq. 7 of Ho et al. 2020
         float cx0 = MathF.Sqrt(aptp) * currentBeta / bpt;
         float cxt = MathF.Sqrt(currentAlpha) * bptp / bpt;
         var prev = Tensor.Empty(sample.Shape);
         var o = prev.Span;
+        ReadOnlySpan<float> p = x0.Span, s = sample.Span;
         for (int i = 0; i < o.Length; i++) o[i] = cx0 * p[i] + cxt * s[i];
 
         if (t > 0)

@@ -22,7 +22,7 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
     {
         Settings = options;
         (_trainSigmas, _trainLogSigmas) = TrainingSigmaTables();
-        _modelOutputs = new Tensor?[SolverOrder];
+        _modelOutputs = new Tensor?[Settings.SolverOrder];
         TimestepsArr = AllTrainTimesteps();
     }
 
@@ -31,48 +31,6 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
 
     /// <summary>The typed settings.</summary>
     public DpmSolverOptions Settings { get; }
-
-    /// <summary>Multistep order (1-3).</summary>
-    public int SolverOrder => Settings.SolverOrder;
-
-    /// <summary>"dpmsolver++", "sde-dpmsolver++", "dpmsolver" or "sde-dpmsolver".</summary>
-    public string AlgorithmType => ConfigNames.Name(Settings.Algorithm);
-
-    /// <summary>"midpoint" or "heun" second-order update.</summary>
-    public string SolverType => ConfigNames.Name(Settings.Solver);
-
-    /// <summary>Use lower orders for the last steps when there are fewer than 15.</summary>
-    public bool LowerOrderFinal => Settings.LowerOrderFinal;
-
-    /// <summary>Use first order for the final step.</summary>
-    public bool EulerAtFinal => Settings.EulerAtFinal;
-
-    /// <summary>Karras et al. 2022 sigma spacing.</summary>
-    public bool UseKarrasSigmas => Settings.UseKarrasSigmas;
-
-    /// <summary>Sigmas evenly spaced in log sigma.</summary>
-    public bool UseExponentialSigmas => Settings.UseExponentialSigmas;
-
-    /// <summary>Lu et al.'s uniform-lambda spacing.</summary>
-    public bool UseLuLambdas => Settings.UseLuLambdas;
-
-    /// <summary>"zero" or "sigma_min".</summary>
-    public string FinalSigmasType => ConfigNames.Name(Settings.FinalSigmasType);
-
-    /// <summary>Timesteps whose lambda = log(alpha/sigma) falls below this are not used (for the cosine schedule).</summary>
-    public double LambdaMinClipped => Settings.LambdaMinClipped;
-
-    /// <summary>null, or "learned" / "learned_range" when the model also outputs a variance (ignored here).</summary>
-    public string? VarianceType => Settings.VarianceType is VarianceKind v ? ConfigNames.Name(v) : null;
-
-    /// <summary>Whether dynamic thresholding is applied to x0 predictions.</summary>
-    public bool Thresholding => Settings.Thresholding;
-
-    /// <summary>Quantile of |x0| used by dynamic thresholding.</summary>
-    public double DynamicThresholdingRatio => Settings.DynamicThresholdingRatio;
-
-    /// <summary>Upper bound of the dynamic threshold.</summary>
-    public double SampleMaxValue => Settings.SampleMaxValue;
 
     /// <summary>VE noise level per step plus the final one (float32 values).</summary>
     public IReadOnlyList<double> Sigmas => _sigmas;
@@ -90,7 +48,7 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
         {
             float ac = (float)AlphasCumprodF[i];
             float lam = MathF.Log(MathF.Sqrt(ac)) - MathF.Log(MathF.Sqrt(1f - ac));
-            if (lam < LambdaMinClipped) clipped++; else break;
+            if (lam < Settings.LambdaMinClipped) clipped++; else break;
         }
         int last = T - clipped;
         double[] ts;
@@ -107,7 +65,7 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
             {
                 int ratio = last / (numInferenceSteps + 1);
                 ts = new double[numInferenceSteps];
-                for (int i = 0; i < numInferenceSteps; i++) ts[i] = (numInferenceSteps - i) * ratio + StepsOffset;
+                for (int i = 0; i < numInferenceSteps; i++) ts[i] = (numInferenceSteps - i) * ratio + Settings.StepsOffset;
                 break;
             }
             default:
@@ -116,10 +74,10 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
         }
 
         double[] sigmas;
-        if (UseKarrasSigmas || UseExponentialSigmas || UseLuLambdas)
+        if (Settings.UseKarrasSigmas || Settings.UseExponentialSigmas || Settings.UseLuLambdas)
         {
             double lo = _trainSigmas[0], hi = _trainSigmas[T - 1];
-            sigmas = UseKarrasSigmas ? SigmaSchedules.Karras(numInferenceSteps, lo, hi, 7.0, appendZero: false)
+            sigmas = Settings.UseKarrasSigmas ? SigmaSchedules.Karras(numInferenceSteps, lo, hi, 7.0, appendZero: false)
                 : SigmaSchedules.Exponential(numInferenceSteps, lo, hi, appendZero: false);
             ts = sigmas.Select(s => Math.Round(SigmaSchedules.SigmaToT(s, _trainLogSigmas), MidpointRounding.ToEven)).ToArray();
         }
@@ -159,25 +117,25 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
     {
         int idx = CurrentIndex(timestep);
         int n = TimestepsArr.Length;
-        bool lowerOrderFinal = idx == n - 1 && (EulerAtFinal || (LowerOrderFinal && n < 15) || Settings.FinalSigmasType == FinalSigmasKind.Zero);
-        bool lowerOrderSecond = idx == n - 2 && LowerOrderFinal && n < 15;
+        bool lowerOrderFinal = idx == n - 1 && (Settings.EulerAtFinal || (Settings.LowerOrderFinal && n < 15) || Settings.FinalSigmasType == FinalSigmasKind.Zero);
+        bool lowerOrderSecond = idx == n - 2 && Settings.LowerOrderFinal && n < 15;
 
         var converted = ConvertModelOutput(modelOutput, sample, idx);
         _modelOutputs[0]?.Dispose();
-        for (int i = 0; i < SolverOrder - 1; i++) _modelOutputs[i] = _modelOutputs[i + 1];
-        _modelOutputs[SolverOrder - 1] = converted;
+        for (int i = 0; i < Settings.SolverOrder - 1; i++) _modelOutputs[i] = _modelOutputs[i + 1];
+        _modelOutputs[Settings.SolverOrder - 1] = converted;
 
         Tensor? z = null;
         bool ownedNoise = false;
         if (Settings.Stochastic) z = DrawNoise(noise, generator, sample, out ownedNoise);
 
         Tensor prev;
-        if (SolverOrder == 1 || _lowerOrderNums < 1 || lowerOrderFinal) prev = FirstOrder(converted, sample, z, idx);
-        else if (SolverOrder == 2 || _lowerOrderNums < 2 || lowerOrderSecond) prev = SecondOrder(sample, z, idx);
+        if (Settings.SolverOrder == 1 || _lowerOrderNums < 1 || lowerOrderFinal) prev = FirstOrder(converted, sample, z, idx);
+        else if (Settings.SolverOrder == 2 || _lowerOrderNums < 2 || lowerOrderSecond) prev = SecondOrder(sample, z, idx);
         else prev = ThirdOrder(sample, idx);
         if (ownedNoise) z!.Dispose();
 
-        if (_lowerOrderNums < SolverOrder) _lowerOrderNums++;
+        if (_lowerOrderNums < Settings.SolverOrder) _lowerOrderNums++;
         Advance();
         return new SchedulerStepOutput(prev, PredictedX0(converted, sample, idx));
     }
@@ -186,57 +144,28 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
     {
         if (Settings.DataPrediction) return converted.Clone();
         AlphaSigma((float)_sigmas[idx], out float a, out float s);
-        var x0 = Tensor.Empty(sample.Shape);
-        ReadOnlySpan<float> e = converted.Span, x = sample.Span;
-        var o = x0.Span;
-        for (int i = 0; i < o.Length; i++) o[i] = (x[i] - s * e[i]) / a;
-        return x0;
+        return PredictionType.Epsilon.ToX0(converted, sample, a, s);
     }
 
     /// <summary>The data prediction x0 (dpmsolver++) or the noise prediction (dpmsolver) from the raw model output.</summary>
     private Tensor ConvertModelOutput(Tensor modelOutput, Tensor sample, int idx)
     {
         Tensor m = modelOutput;
-        bool sliced = false;
         if (Settings.VarianceType is VarianceKind.Learned or VarianceKind.LearnedRange && modelOutput.Rank >= 2 && sample.Rank >= 2 && modelOutput.Dim(1) == 2 * sample.Dim(1))
-        {
             m = modelOutput.Narrow(1, 0, sample.Dim(1));
-            sliced = true;
-        }
         CheckSameShape(m, sample, "model output");
         AlphaSigma((float)_sigmas[idx], out float a, out float s);
-        var y = Tensor.Empty(sample.Shape);
-        ReadOnlySpan<float> mo = m.Span, x = sample.Span;
-        var o = y.Span;
-        if (Settings.DataPrediction)
-        {
-            switch (PredictionType)
-            {
-                case PredictionType.Epsilon: for (int i = 0; i < o.Length; i++) o[i] = (x[i] - s * mo[i]) / a; break;
-                case PredictionType.Sample: mo.CopyTo(o); break;
-                default: for (int i = 0; i < o.Length; i++) o[i] = a * x[i] - s * mo[i]; break;
-            }
-            if (Thresholding) DynamicThreshold(y, DynamicThresholdingRatio, SampleMaxValue);
-        }
+        Tensor y;
+        if (Settings.DataPrediction) ProcessX0(y = PredictionType.ToX0(m, sample, a, s));
+        else if (!Settings.Thresholding) y = PredictionType.ToEps(m, sample, a, s);
         else
         {
-            switch (PredictionType)
-            {
-                case PredictionType.Epsilon: mo.CopyTo(o); break;
-                case PredictionType.Sample: for (int i = 0; i < o.Length; i++) o[i] = (x[i] - a * mo[i]) / s; break;
-                default: for (int i = 0; i < o.Length; i++) o[i] = a * mo[i] + s * x[i]; break;
-            }
-            if (Thresholding)
-            {
-                var x0 = Tensor.Empty(sample.Shape);
-                var p = x0.Span;
-                for (int i = 0; i < o.Length; i++) p[i] = (x[i] - s * o[i]) / a;
-                DynamicThreshold(x0, DynamicThresholdingRatio, SampleMaxValue);
-                for (int i = 0; i < o.Length; i++) o[i] = (x[i] - a * p[i]) / s;
-                x0.Dispose();
-            }
+            using var eps = PredictionType.ToEps(m, sample, a, s);
+            using var x0 = PredictionType.Epsilon.ToX0(eps, sample, a, s);
+            ProcessX0(x0);
+            y = PredictionType.Sample.ToEps(x0, sample, a, s);
         }
-        if (sliced) m.Dispose();
+        if (!ReferenceEquals(m, modelOutput)) m.Dispose();
         return y;
     }
 
@@ -301,8 +230,8 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
         float lambdaS0 = LambdaAt(idx), lambdaS1 = LambdaAt(idx - 1);
         float h0 = lambdaS0 - lambdaS1;
         float r0 = h0 / h, invR0 = 1f / r0;
-        var m0 = _modelOutputs[SolverOrder - 1]!;
-        var m1 = _modelOutputs[SolverOrder - 2]!;
+        var m0 = _modelOutputs[Settings.SolverOrder - 1]!;
+        var m1 = _modelOutputs[Settings.SolverOrder - 2]!;
         ReadOnlySpan<float> x = sample.Span, a = m0.Span, b = m1.Span;
         var y = Tensor.Empty(sample.Shape);
         var o = y.Span;
@@ -355,9 +284,9 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
         float h0 = l0 - l1, h1 = l1 - l2;
         float r0 = h0 / h, r1 = h1 / h;
         float i0 = 1f / r0, i1 = 1f / r1, k = r0 / (r0 + r1), k2 = 1f / (r0 + r1);
-        var m0 = _modelOutputs[SolverOrder - 1]!;
-        var m1 = _modelOutputs[SolverOrder - 2]!;
-        var m2 = _modelOutputs[SolverOrder - 3]!;
+        var m0 = _modelOutputs[Settings.SolverOrder - 1]!;
+        var m1 = _modelOutputs[Settings.SolverOrder - 2]!;
+        var m2 = _modelOutputs[Settings.SolverOrder - 3]!;
         ReadOnlySpan<float> x = sample.Span, a = m0.Span, b = m1.Span, c = m2.Span;
         var y = Tensor.Empty(sample.Shape);
         var o = y.Span;

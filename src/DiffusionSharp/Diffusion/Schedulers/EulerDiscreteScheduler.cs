@@ -21,12 +21,6 @@ public sealed class EulerDiscreteScheduler : SigmaScheduler
     /// <summary>The typed settings.</summary>
     public EulerOptions Settings { get; }
 
-    /// <summary>"linear" (sigma interpolated at the timesteps) or "log_linear" (sigmas evenly spaced in log sigma).</summary>
-    public string InterpolationType => ConfigNames.Name(Settings.InterpolationType);
-
-    /// <summary>"discrete" timesteps, or "continuous" (0.25 log sigma, with v-prediction).</summary>
-    public string TimestepType => ConfigNames.Name(Settings.TimestepType);
-
     /// <summary>Churn S_churn of Karras et al. 2022, Algorithm 2 (0 = plain Euler).</summary>
     public double SChurn { get; set; }
 

@@ -23,12 +23,6 @@ public sealed class HeunDiscreteScheduler : SigmaScheduler
     /// <summary>The typed settings.</summary>
     public HeunOptions Settings { get; }
 
-    /// <summary>Whether predicted x0 is clipped.</summary>
-    public bool ClipSample => Settings.ClipSample;
-
-    /// <summary>Clipping bound for predicted x0.</summary>
-    public double ClipSampleRange => Settings.ClipSampleRange;
-
     /// <summary>True when the next call is a predictor (first-order) evaluation.</summary>
     public bool StateInFirstOrder => !_inSecondOrder;
 
@@ -69,7 +63,7 @@ public sealed class HeunDiscreteScheduler : SigmaScheduler
         float sigmaNext = (float)(first ? SigmasArr[idx + 1] : SigmasArr[idx]);
         float sigmaInput = first ? sigma : sigmaNext;
         var x0 = PredictX0(modelOutput, sample, sigmaInput);
-        if (ClipSample) ClampInPlace(x0.Span, (float)ClipSampleRange);
+        if (Settings.ClipSample) ClampInPlace(x0.Span, (float)Settings.ClipSampleRange);
 
         var prev = Tensor.Empty(sample.Shape);
         ReadOnlySpan<float> s = sample.Span, p = x0.Span;

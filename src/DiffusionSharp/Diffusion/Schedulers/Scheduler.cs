@@ -47,26 +47,8 @@ public abstract class Scheduler
     /// <summary>Number of training timesteps T.</summary>
     public int NumTrainTimesteps => Options.NumTrainTimesteps;
 
-    /// <summary>First beta of a linear / scaled_linear / sigmoid schedule.</summary>
-    public double BetaStart => Options.BetaStart;
-
-    /// <summary>Last beta of a linear / scaled_linear / sigmoid schedule.</summary>
-    public double BetaEnd => Options.BetaEnd;
-
-    /// <summary>The beta schedule name.</summary>
-    public string BetaSchedule => ConfigNames.Name(Options.BetaSchedule);
-
     /// <summary>What the model predicts.</summary>
     public PredictionType PredictionType => Options.PredictionType;
-
-    /// <summary>"leading", "trailing" or "linspace".</summary>
-    public string TimestepSpacingMode => ConfigNames.Name(Options.Spacing);
-
-    /// <summary>Offset added to leading-spaced timesteps.</summary>
-    public int StepsOffset => Options.StepsOffset;
-
-    /// <summary>Whether betas were rescaled to zero terminal SNR.</summary>
-    public bool RescaleBetasZeroSnr => Options.RescaleBetasZeroSnr;
 
     /// <summary>beta_t for t = 0..T-1 (float32 values).</summary>
     public IReadOnlyList<double> Betas => BetasF;
@@ -95,7 +77,7 @@ public abstract class Scheduler
     /// </summary>
     private protected (double[] Sigmas, double[] LogSigmas) TrainingSigmaTables()
     {
-        if (RescaleBetasZeroSnr) AlphasCumprodF[^1] = Math.Pow(2, -24);
+        if (Options.RescaleBetasZeroSnr) AlphasCumprodF[^1] = Math.Pow(2, -24);
         var sigmas = new double[NumTrainTimesteps];
         var logSigmas = new double[NumTrainTimesteps];
         for (int i = 0; i < NumTrainTimesteps; i++)
@@ -114,7 +96,7 @@ public abstract class Scheduler
     /// <summary>Timesteps of the configured spacing; linspace ones rounded half to even when <paramref name="round"/> is set.</summary>
     private protected double[] SpacedTimesteps(int numInferenceSteps, bool round) => Options.Spacing switch
     {
-        TimestepSpacingKind.Leading => TimestepSpacing.Leading(NumTrainTimesteps, numInferenceSteps, StepsOffset),
+        TimestepSpacingKind.Leading => TimestepSpacing.Leading(NumTrainTimesteps, numInferenceSteps, Options.StepsOffset),
         TimestepSpacingKind.Trailing => TimestepSpacing.Trailing(NumTrainTimesteps, numInferenceSteps),
         _ => TimestepSpacing.Linspace(NumTrainTimesteps, numInferenceSteps, round),
     };
@@ -229,6 +211,13 @@ public abstract class Scheduler
         var g = generator ?? DefaultGenerator ?? (_fallbackGenerator ??= new Generator((ulong)Random.Shared.NextInt64()));
         owned = true;
         return Tensor.Randn(g, like.Shape.ToArray());
+    }
+
+    /// <summary>Dynamic thresholding of x0 when configured, else clipping to [-range, range] when <paramref name="clip"/> is set.</summary>
+    private protected void ProcessX0(Tensor x0, bool clip = false, double range = 1)
+    {
+        if (Options.Thresholding) DynamicThreshold(x0, Options.DynamicThresholdingRatio, Options.SampleMaxValue);
+        else if (clip) ClampInPlace(x0.Span, (float)range);
     }
 
     /// <summary>Clamps in place to [-range, range].</summary>

@@ -25,21 +25,6 @@ public abstract class SigmaScheduler : Scheduler
 
     private protected SigmaSchedulerOptions SigmaOptions { get; }
 
-    /// <summary>Whether inference sigmas follow Eq. 5 of Karras et al. 2022 (rho = 7) between the schedule's extremes.</summary>
-    public bool UseKarrasSigmas => SigmaOptions.UseKarrasSigmas;
-
-    /// <summary>Whether inference sigmas are evenly spaced in log sigma.</summary>
-    public bool UseExponentialSigmas => SigmaOptions.UseExponentialSigmas;
-
-    /// <summary>Configured lower end of Karras / exponential sigmas (null: the schedule's own).</summary>
-    public double? SigmaMinOverride => SigmaOptions.SigmaMin;
-
-    /// <summary>Configured upper end of Karras / exponential sigmas (null: the schedule's own).</summary>
-    public double? SigmaMaxOverride => SigmaOptions.SigmaMax;
-
-    /// <summary>"zero" (end at sigma = 0) or "sigma_min" (end at the training schedule's smallest sigma).</summary>
-    public string FinalSigmasType => ConfigNames.Name(SigmaOptions.FinalSigmasType);
-
     /// <summary>Noise levels per model call plus the final one (float32 values).</summary>
     public IReadOnlyList<double> Sigmas => SigmasArr;
 
@@ -76,10 +61,10 @@ public abstract class SigmaScheduler : Scheduler
         }
         else sigmas = timesteps.Select(t => SigmaSchedules.InterpOnIndex(t, TrainSigmas)).ToArray();
 
-        if (UseKarrasSigmas || UseExponentialSigmas)
+        if (SigmaOptions.UseKarrasSigmas || SigmaOptions.UseExponentialSigmas)
         {
-            double lo = SigmaMinOverride ?? sigmas[^1], hi = SigmaMaxOverride ?? sigmas[0];
-            sigmas = UseKarrasSigmas
+            double lo = SigmaOptions.SigmaMin ?? sigmas[^1], hi = SigmaOptions.SigmaMax ?? sigmas[0];
+            sigmas = SigmaOptions.UseKarrasSigmas
                 ? SigmaSchedules.Karras(n, lo, hi, 7.0, appendZero: false)
                 : SigmaSchedules.Exponential(n, lo, hi, appendZero: false);
             timesteps = sigmas.Select(s => (double)(float)SigmaSchedules.SigmaToT(s, TrainLogSigmas)).ToArray();
