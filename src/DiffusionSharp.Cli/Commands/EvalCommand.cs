@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using DiffusionSharp.Data;
@@ -37,15 +38,42 @@ public static class EvalCommand
         var sampler = CliOptions.Sampler("With --fid and a count: sampler");
         var guidance = CliOptions.Guidance("With --fid and a count: classifier-free guidance scale (classes cycle through every label)");
         var k = CliOptions.InRange(new Option<int>("--k") { Description = "With --fid: nearest-neighbour rank of the precision/recall manifolds", DefaultValueFactory = _ => PrecisionRecall.DefaultK }, 1, 1000);
+        var sweep = new Option<SweepKind?>("--sweep") { Description = "Steps: FID/precision/recall of --count samples per point for every --sweep-samplers at every --sweep-steps; Guidance: for --sampler at --steps over --sweep-guidance. Writes --output.json, .csv and .png" };
+        var sweepSteps = new Option<string>("--sweep-steps") { Description = "With --sweep steps: step counts", DefaultValueFactory = _ => "5,10,20,50,100" };
+        var sweepSamplers = new Option<string>("--sweep-samplers") { Description = "With --sweep steps: samplers", DefaultValueFactory = _ => "dpmpp,ddim,euler,heun,ddpm" };
+        var sweepGuidance = new Option<string>("--sweep-guidance") { Description = "With --sweep guidance: guidance scales", DefaultValueFactory = _ => "1,1.5,2,3,4,6" };
+        // the lists are checked at parse time (a usage error, exit 2) with the parsers the sweep uses
+        Checked(sweepSteps, v => EvalSweep.ParseList(v, "--sweep-steps", 1, DiffusionPipeline.MaxSteps));
+        Checked(sweepSamplers, v => EvalSweep.ParseSamplers(v, "--sweep-samplers"));
+        Checked(sweepGuidance, v => EvalSweep.ParseList(v, "--sweep-guidance", -100.0, 100.0));
+        var output = new Option<string?>("--output", "-o") { Description = "With --sweep: path prefix of the table (PREFIX.json, PREFIX.csv) and plot (PREFIX.png)" };
+        var overwrite = CliOptions.Overwrite();
         var cmd = new Command("eval",
             "Bits/dim of a model on a test set (full-chain variational bound: prior + every L_t + decoder), or with --fid: FID, precision and recall " +
             "of samples against the test split, in the feature space of a classifier trained by `diffusion train-classifier` on the same data set. " +
             "That FID is NOT Inception FID: compare it only with values from the same classifier.")
         {
             model, data, count, batch, seed, conditional, json, timesteps, fid, classifier, samples, referenceCount, steps, sampler, guidance, k,
+            sweep, sweepSteps, sweepSamplers, sweepGuidance, output, overwrite,
         };
         cmd.SetAction(p =>
         {
+            if (p.GetValue(sweep) is SweepKind kind)
+            {
+                string prefix = p.GetValue(output) ?? throw new ArgumentException("--sweep needs --output PREFIX (writes PREFIX.json, PREFIX.csv and PREFIX.png).");
+                // samples per point: --count when given, else the number --samples names (as with --fid)
+                int n = CliOptions.IsExplicit(p, count) ? p.GetValue(count)
+                    : int.TryParse(p.GetValue(samples), NumberStyles.None, CultureInfo.InvariantCulture, out int m) ? m
+                    : throw new ArgumentException($"--sweep needs a number of samples per point (--count N), got --samples {p.GetValue(samples)}.");
+                if (n < 2) throw new ArgumentException($"--count {n}: FID needs at least 2 samples per point.");
+                bool bySteps = kind == SweepKind.Steps;
+                var settings = new SweepSettings(kind,
+                    bySteps ? EvalSweep.ParseSamplers(p.GetValue(sweepSamplers)!, "--sweep-samplers") : [p.GetValue(sampler)!],
+                    bySteps ? EvalSweep.ParseList(p.GetValue(sweepSteps)!, "--sweep-steps", 1, DiffusionPipeline.MaxSteps) : [p.GetValue(steps)],
+                    bySteps ? [p.GetValue(guidance)] : EvalSweep.ParseList(p.GetValue(sweepGuidance)!, "--sweep-guidance", -100.0, 100.0), n, prefix);
+                return EvalSweep.Run(settings, p.GetValue(model), p.GetValue(data)!, p.GetValue(classifier), p.GetValue(seed), Math.Max(1, p.GetValue(batch)),
+                    p.GetValue(k), p.GetValue(json), p.GetValue(overwrite));
+            }
             if (p.GetValue(fid))
                 return RunFid(new FidArgs(p.GetValue(model), p.GetValue(data)!, p.GetValue(classifier), p.GetValue(samples)!, p.GetValue(referenceCount),
                     p.GetValue(steps), p.GetValue(sampler)!, p.GetValue(guidance), p.GetValue(seed), Math.Max(1, p.GetValue(batch)), p.GetValue(k), p.GetValue(json)));
@@ -53,6 +81,12 @@ public static class EvalCommand
         });
         return cmd;
     }
+
+    private static void Checked(Option<string> option, Action<string> parse) => option.Validators.Add(r =>
+    {
+        try { parse(r.GetValueOrDefault<string>() ?? ""); }
+        catch (ArgumentException e) { r.AddError(e.Message); }
+    });
 
     private static int RunBitsPerDim(string? modelDir, string dataName, int count, int batch, ulong seed, bool conditional, bool json, int strata)
     {
@@ -132,6 +166,36 @@ public static class EvalCommand
         return 0;
     }
 
+    /// <summary>
+    /// The images <paramref name="request"/> describes; under mpirun the ranks sample whole batches of them and rank 0 gets them
+    /// all (the other ranks get null). <paramref name="report"/> receives (network calls done, total) on this rank.
+    /// </summary>
+    internal static Tensor? Generate(DiffusionPipeline pipe, SampleRequest request, Action<int, int>? report)
+    {
+        var comm = DiffusionSharp.Runtime.Mpi.Current;
+        var req = request with { ShardIndex = comm.Rank, ShardCount = comm.Size };
+        var (first, mine) = req.ShardRange;
+        Tensor? made = mine > 0 || comm.Size == 1 ? pipe.Sample(req, report == null ? null : (d, t) => report(d, t)) : null;
+        if (comm.Size == 1) return made;
+        // rank 0 measures all of them: an all-reduce of a zero-filled buffer in which each rank fills its rows
+        int c = pipe.Unet.Config.InChannels, s = pipe.Unet.Config.SampleSize ?? 32, per = c * s * s;
+        var all = new float[(long)req.Count * per];
+        made?.Span.CopyTo(all.AsSpan(first * per));
+        made?.Dispose();
+        comm.AllReduceSum(all);
+        return comm.Rank == 0 ? Tensor.FromArray(all, req.Count, c, s, s) : null;
+    }
+
+    /// <summary>FID and precision/recall of <paramref name="images"/> against reference features, in the classifier's feature space.</summary>
+    internal static (double Fid, PrecisionRecallResult PrecisionRecall) Score(FeatureClassifier cls, double[] refFeatures, int refCount, Tensor images, int k,
+        Action<int, int>? report = null)
+    {
+        var features = cls.ExtractFeatures(images, progress: report);
+        int d = cls.FeatureDim, n = images.Dim(0);
+        double fid = FrechetDistance.Compute(FeatureStatistics.FromFeatures(refFeatures, refCount, d), FeatureStatistics.FromFeatures(features, n, d));
+        return (fid, PrecisionRecall.Compute(refFeatures, refCount, features, n, d, k));
+    }
+
     private sealed record FidArgs(string? Model, string Data, string? Classifier, string Samples, int? ReferenceCount, int Steps, string Sampler,
         double Guidance, ulong Seed, int Batch, int K, bool Json);
 
@@ -171,29 +235,14 @@ public static class EvalCommand
             var dir = ModelLocator.Resolve(a.Model);
             var pipe = DiffusionPipeline.FromPretrained(dir);
             cls.EnsureAccepts(pipe.Unet.Config.InChannels, pipe.Unet.Config.SampleSize ?? 32, $"the model {dir}");
-            var comm = DiffusionSharp.Runtime.Mpi.Current;  // under mpirun the ranks sample whole batches of the same images
-            var req = new SampleRequest
-            {
-                Count = toGenerate, Steps = a.Steps, Sampler = a.Sampler, Seed = a.Seed, GuidanceScale = a.Guidance, BatchSize = a.Batch,
-                ShardIndex = comm.Rank, ShardCount = comm.Size,
-            };
-            var (first, mine) = req.ShardRange;
+            var req = new SampleRequest { Count = toGenerate, Steps = a.Steps, Sampler = a.Sampler, Seed = a.Seed, GuidanceScale = a.Guidance, BatchSize = a.Batch };
             Tensor? made = null;
-            if (comm.Rank != 0) { if (mine > 0) made = pipe.Sample(req); }
+            var comm = DiffusionSharp.Runtime.Mpi.Current;  // under mpirun the ranks sample whole batches of the same images
+            if (comm.Rank != 0) made = Generate(pipe, req, null);
             else Cli.Progress.Run($"sampling {toGenerate} images ({a.Sampler}, {a.Steps} steps{(comm.Size > 1 ? $", split over {comm.Size} ranks" : "")})",
-                report => made = pipe.Sample(req, (d, t) => report(d, t)));
-            if (comm.Size > 1)
-            {
-                // rank 0 measures all of them: an all-reduce of a zero-filled buffer in which each rank fills its rows
-                int per = pipe.Unet.Config.InChannels * (pipe.Unet.Config.SampleSize ?? 32) * (pipe.Unet.Config.SampleSize ?? 32);
-                var all = new float[(long)toGenerate * per];
-                made?.Span.CopyTo(all.AsSpan(first * per));
-                made?.Dispose();
-                comm.AllReduceSum(all);
-                if (comm.Rank != 0) return 0;
-                made = Tensor.FromArray(all, toGenerate, pipe.Unet.Config.InChannels, pipe.Unet.Config.SampleSize ?? 32, pipe.Unet.Config.SampleSize ?? 32);
-            }
-            images = made!;
+                report => made = Generate(pipe, req, report));
+            if (made == null) return 0;
+            images = made;
             source = $"{toGenerate} images sampled from {dir} ({a.Sampler}, {a.Steps} steps, guidance {a.Guidance}, seed {a.Seed})";
         }
         else
@@ -205,13 +254,11 @@ public static class EvalCommand
             var reference = Datasets.Open(a.Data, new DatasetOptions { Train = false, Size = s, Channels = c });
             int refCount = Math.Min(a.ReferenceCount ?? reference.Count, reference.Count);
             if (refCount < 2) throw new ArgumentException($"--reference-count must leave at least 2 test images, got {refCount}.");
-            double[] refFeatures = null!, sampleFeatures = null!;
+            double[] refFeatures = null!;
             Cli.Progress.Run($"classifier features of {refCount} test images", report => refFeatures = cls.ExtractFeatures(reference, refCount, progress: report));
-            Cli.Progress.Run($"classifier features of {images.Dim(0)} samples", report => sampleFeatures = cls.ExtractFeatures(images, progress: report));
             int d = cls.FeatureDim, n = images.Dim(0);
-            double fidValue = FrechetDistance.Compute(FeatureStatistics.FromFeatures(refFeatures, refCount, d), FeatureStatistics.FromFeatures(sampleFeatures, n, d));
-            PrecisionRecallResult pr = null!;
-            Cli.Progress.Run($"precision/recall (k={a.K})", report => { pr = PrecisionRecall.Compute(refFeatures, refCount, sampleFeatures, n, d, a.K); report(1, 1); });
+            (double fidValue, PrecisionRecallResult pr) = (0, null!);
+            Cli.Progress.Run($"features, FID and precision/recall (k={a.K}) of {n} samples", report => (fidValue, pr) = Score(cls, refFeatures, refCount, images, a.K, report));
             var result = new
             {
                 fid = fidValue, precision = pr.Precision, recall = pr.Recall, k = a.K, samples = n, samples_source = source,
