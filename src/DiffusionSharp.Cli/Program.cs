@@ -14,6 +14,7 @@ public static class Program
 
     public static int Main(string[] args)
     {
+        if (Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_SIZE") != null) NoTerminalSetUp();
         var root = new RootCommand("DiffusionSharp: train, sample and evaluate diffusion models in .NET.");
         root.Options.Add(ThreadsOption);
         root.Options.Add(ConvOption);
@@ -67,6 +68,10 @@ public static class Program
             return 1;
         }
     }
+
+    // Under mpirun a rank's stdout is Open MPI's pseudo-terminal relay, not the user's terminal: .NET's console would write
+    // the terminal's keypad set-up from terminfo (ESC[?1h ESC=) into it on first use; as a dumb terminal it writes nothing.
+    private static void NoTerminalSetUp() => Environment.SetEnvironmentVariable("TERM", "dumb");
 
     // Messages of nested causes can span lines; the user gets exactly one.
     private static string OneLine(string message) => string.Join(' ', message.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries));

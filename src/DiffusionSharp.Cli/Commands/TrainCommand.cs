@@ -18,6 +18,7 @@ public static class TrainCommand
         var config = new Option<string?>("--config") { Description = "A diffusers UNet2DModel config.json (overrides --preset; stored in the checkpoint)" };
         var size = CliOptions.InRange(new Option<int?>("--resolution", "--size") { Description = "Resize images to this square size (default: the data set's)" }, 1, Nn.UNet.UNet2DConfig.MaxSampleSize);
         var batch = CliOptions.Batch("Batch size", 64);
+        var micro = CliOptions.InRange(new Option<int>("--micro-batch") { Description = "Images per gradient micro-batch: gradients are summed per micro-batch in a fixed order, so the result does not depend on threads or MPI ranks", DefaultValueFactory = _ => 8 }, 1, 65_536);
         var steps = CliOptions.InRange(new Option<long?>("--steps") { Description = $"Total optimizer steps (default {DefaultSteps}; with --resume: the run's stored total)" }, 1L, MaxSteps);
         var lr = CliOptions.InRange(new Option<double>("--lr") { Description = "Peak learning rate", DefaultValueFactory = _ => 2e-4 }, 1e-12, 10.0);
         var warmup = CliOptions.InRange(new Option<long>("--warmup") { Description = "Linear warm-up steps", DefaultValueFactory = _ => 500 }, 0L, MaxSteps);
@@ -48,7 +49,7 @@ public static class TrainCommand
         var bucketMb = CliOptions.InRange(new Option<double>("--bucket-mb") { Description = "Gradient all-reduce bucket size under mpirun (MB)", DefaultValueFactory = _ => 8 }, 0.001, 4096.0);
         var cmd = new Command("train", "Train a diffusion model.")
         {
-            output, data, preset, config, size, batch, steps, lr, warmup, ema, objective, snrGamma, pMean, pStd, sigmaData, dropout, lrSchedule, vpred, classCond, classDrop, flip, seed,
+            output, data, preset, config, size, batch, micro, steps, lr, warmup, ema, objective, snrGamma, pMean, pStd, sigmaData, dropout, lrSchedule, vpred, classCond, classDrop, flip, seed,
             ckptEvery, sampleEvery, logEvery, resume, overwrite, schedule, bucketMb, resize, crop, alpha,
         };
         cmd.SetAction(p =>
@@ -76,7 +77,7 @@ public static class TrainCommand
                 trainer = Trainer.Resume(outDir, dataset, p.GetValue(steps), comm);
                 if (root) Console.Error.WriteLine($"resuming {outDir} at step {trainer.Step} of {trainer.Options.Steps}" +
                     (trainer.StoredOptions is { } so && so.Steps != trainer.Options.Steps ? $" (--steps changes the run's total from {so.Steps})" : ""));
-                if (root) ReportIgnored(p, trainer.Options, new Option[] { preset, config, batch, lr, warmup, ema, objective, snrGamma, pMean, pStd, sigmaData, dropout, lrSchedule, vpred, classCond, classDrop, flip, seed, ckptEvery, sampleEvery, logEvery, schedule });
+                if (root) ReportIgnored(p, trainer.Options, new Option[] { preset, config, batch, micro, lr, warmup, ema, objective, snrGamma, pMean, pStd, sigmaData, dropout, lrSchedule, vpred, classCond, classDrop, flip, seed, ckptEvery, sampleEvery, logEvery, schedule });
                 if (root && trainer.Step >= trainer.Options.Steps)
                     Console.Error.WriteLine($"the run already has its {trainer.Options.Steps} steps; pass a larger --steps to train on");
             }
@@ -86,7 +87,7 @@ public static class TrainCommand
                 var opts = new TrainOptions
                 {
                     Preset = p.GetValue(preset)!, ModelConfigPath = p.GetValue(config) is string c ? Path.GetFullPath(c) : null, Data = p.GetValue(data)!,
-                    BatchSize = p.GetValue(batch), Steps = p.GetValue(steps) ?? DefaultSteps, LearningRate = p.GetValue(lr), WarmupSteps = p.GetValue(warmup),
+                    BatchSize = p.GetValue(batch), MicroBatch = p.GetValue(micro), Steps = p.GetValue(steps) ?? DefaultSteps, LearningRate = p.GetValue(lr), WarmupSteps = p.GetValue(warmup),
                     EmaDecay = p.GetValue(ema), Objective = ParseObjective(p.GetValue(objective)!), VPrediction = p.GetValue(vpred),
                     ClassConditional = p.GetValue(classCond), ClassDropout = p.GetValue(classDrop), RandomFlip = p.GetValue(flip),
                     Seed = p.GetValue(seed), CheckpointEvery = p.GetValue(ckptEvery), SampleEvery = p.GetValue(sampleEvery),
@@ -99,7 +100,7 @@ public static class TrainCommand
             trainer.GradientBucketBytes = (long)(Math.Max(0.001, p.GetValue(bucketMb)) * (1 << 20));
             if (comm.Size > 1 && root)
                 Console.Error.WriteLine($"data parallel over {comm.Size} MPI ranks, {DiffusionSharp.Runtime.Threading.Threads} thread(s) each: global batch {trainer.Options.BatchSize}, " +
-                    $"{trainer.Options.BatchSize / comm.Size}{(trainer.Options.BatchSize % comm.Size != 0 ? $"-{trainer.Options.BatchSize / comm.Size + 1}" : "")} images per rank");
+                    $"{trainer.ShardImages} images on rank 0 (micro-batches of {Math.Min(trainer.Options.MicroBatch, trainer.Options.BatchSize)} split over the ranks)");
             if (root) Console.Error.WriteLine($"model: {trainer.Model.ParameterCount:N0} parameters; data: {dataset.Description} ({dataset.Count} images, {dataset.Channels}x{dataset.Size}x{dataset.Size})");
             using var ctrlC = Cli.Progress.CancelOnCtrlC();  // Ctrl-C and SIGTERM both end in a checkpoint
             var runTime = new System.Diagnostics.Stopwatch();

@@ -35,6 +35,11 @@ public sealed record TrainOptions
     public string Data { get; init; } = "fashion-mnist";
     /// <summary>Images per step.</summary>
     public int BatchSize { get; init; } = 64;
+    /// <summary>
+    /// Images per gradient micro-batch: the step's gradient is the sum of the micro-batches' gradients in a fixed tree, so
+    /// it does not depend on how the batch is split over ranks or threads.
+    /// </summary>
+    public int MicroBatch { get; init; } = 8;
     /// <summary>Optimizer steps to run in total.</summary>
     public long Steps { get; init; } = 10_000;
     /// <summary>Peak learning rate.</summary>

@@ -31,7 +31,9 @@ public sealed class Trainer
     private readonly Tensor[] _params;
     private readonly LinearWarmup _schedule;
     private readonly ICommunicator _comm;
-    private readonly int _shardFirst, _shardCount;
+    private readonly int _shardFirst, _shardCount, _micro;
+    private readonly TreeNode _tree;
+    private MicroBatchTree? _sum;
     private GradientReducer? _reducer;
     private readonly Diffusion.Losses.EdmLoss? _edm;
 
@@ -64,6 +66,8 @@ public sealed class Trainer
     public bool IsRoot => _comm.Rank == 0;
     /// <summary>The gradient all-reduce of a data-parallel run (null in a single process or before the first step).</summary>
     public GradientReducer? Reducer => _reducer;
+    /// <summary>Images of every global batch this rank computes (whole micro-batches).</summary>
+    public int ShardImages => _shardCount;
     /// <summary>Size of the gradient all-reduce buckets of a data-parallel run.</summary>
     public long GradientBucketBytes { get; set; } = 8L << 20;
 
@@ -72,11 +76,18 @@ public sealed class Trainer
     private Trainer(TrainOptions options, string outputDir, IDataset data, IReadOnlyList<string> classNames, UNet2DConfig cfg, ICommunicator? comm)
     {
         _comm = comm ?? SingleProcess.Instance;
-        if (_comm.Size > options.BatchSize)
-            throw new ArgumentException($"--batch {options.BatchSize} is smaller than the {_comm.Size} ranks; every rank needs at least one image per step.");
-        // rank r holds items [B r / N, B (r + 1) / N) of every global batch: shards differ by at most one image when N does not divide B
-        _shardFirst = (int)((long)options.BatchSize * _comm.Rank / _comm.Size);
-        _shardCount = (int)((long)options.BatchSize * (_comm.Rank + 1) / _comm.Size) - _shardFirst;
+        if (options.MicroBatch < 1) throw new ArgumentException($"The micro-batch must be at least 1 image, got {options.MicroBatch}.");
+        int micro = Math.Min(options.MicroBatch, options.BatchSize), leaves = (options.BatchSize + micro - 1) / micro;
+        if (_comm.Size > leaves)
+            throw new ArgumentException($"--batch {options.BatchSize} in micro-batches of {micro} gives {leaves} micro-batches for {_comm.Size} ranks; every rank needs at least one (lower --micro-batch).");
+        // rank r of 2^L ranks holds node (L, r) of the micro-batch tree, a subtree of the one-process sum; other N hold equal runs
+        int lo = (int)((long)leaves * _comm.Rank / _comm.Size), hi = (int)((long)leaves * (_comm.Rank + 1) / _comm.Size);
+        _tree = (_comm.Size & (_comm.Size - 1)) == 0
+            ? new TreeNode(leaves, 0, System.Numerics.BitOperations.Log2((uint)_comm.Size), _comm.Rank)
+            : new TreeNode(hi - lo, lo, 0, 0);
+        _shardFirst = _tree.Lo * micro;
+        _shardCount = Math.Min(_tree.Hi * micro, options.BatchSize) - _shardFirst;
+        _micro = micro;
         Options = options;
         OutputDir = outputDir;
         ClassNames = classNames;
@@ -87,7 +98,6 @@ public sealed class Trainer
         _dropoutGen = new Generator(seed * 4 + 3);
         _labelGen = new Generator(seed * 4 + 4);
         Model.SetDropoutGenerator(_dropoutGen);
-        if (_comm.Size > 1) _dropoutGen.BatchShard = (_shardFirst, _shardCount, options.BatchSize);
         Model.Train();
         var noise = options.NoiseSchedule();
         noise.Validate("training options");
@@ -227,27 +237,45 @@ public sealed class Trainer
             sigmas[i] = _edm.SigmaFromNormal(z[0]);
         }
         _noiseGen.Offset = tStart + (ulong)B;
-        if (_comm.Size > 1) _noiseGen.BatchShard = (first, b, B);
-        using var noise = Tensor.Randn(_noiseGen, batch.Images.Shape.ToArray());
-        _noiseGen.BatchShard = null;
-        Tensor? labels = null;
+        float[]? lv = null;
         if (Options.ClassConditional)
         {
-            var lv = new float[b];
+            lv = new float[b];
             ulong lStart = _labelGen.Offset;
             _labelGen.Offset = lStart + (ulong)first;
             for (int i = 0; i < b; i++)
                 lv[i] = _labelGen.NextDouble() < Options.ClassDropout ? NumClasses : batch.Labels[i];  // null class for CFG
             _labelGen.Offset = lStart + (ulong)B;
-            labels = Tensor.FromArray(lv, b);
         }
         double lr = _schedule.LearningRateAt(Step);
         Optimizer.LearningRate = lr;
-        var loss = (_edm != null
-            ? _edm.Losses(new Diffusion.Samplers.EdmDenoiser((x, c) => Model.Forward(x, c, labels), _edm.SigmaData), batch.Images, sigmas, noise)
-            : Diffusion.TrainingLosses((x, ts) => Model.Forward(x, ts, labels), batch.Images, t, noise).Loss).MeanAll();
-        if (b != B) loss = loss * (float)((double)b / B);  // the shard's share of the global mean: summed over ranks it is the mean over B
-        double value = loss.Item();
+        if (_comm.Size > 1) _reducer ??= new GradientReducer(_comm, _params, GradientBucketBytes);
+        _sum ??= new MicroBatchTree(_params);
+        ulong noiseStart = _noiseGen.Offset, dropoutStart = _dropoutGen.Offset;
+        double value = 0;
+        // The gradient of the global batch's mean loss: per micro-batch, (sum of its per-sample losses) / B, added in the fixed tree.
+        _sum.Run(_tree, (m, hook) =>
+        {
+            using var micro = TensorScope.Begin();
+            int g0 = m * _micro, n = Math.Min(B, g0 + _micro) - g0, local = g0 - first;
+            using var x0 = batch.Images.Narrow(0, local, n);
+            _noiseGen.Offset = noiseStart;
+            _noiseGen.BatchShard = (g0, n, B);
+            using var noise = Tensor.Randn(_noiseGen, x0.Shape.ToArray());
+            _noiseGen.BatchShard = null;
+            _dropoutGen.Offset = dropoutStart;
+            _dropoutGen.BatchShard = (g0, n, B);
+            using var labels = lv == null ? null : Tensor.FromArray(lv.AsSpan(local, n).ToArray(), n);
+            var perSample = _edm != null
+                ? _edm.Losses(new Diffusion.Samplers.EdmDenoiser((x, c) => Model.Forward(x, c, labels), _edm.SigmaData), x0, sigmas.AsSpan(local, n), noise)
+                : Diffusion.TrainingLosses((x, ts) => Model.Forward(x, ts, labels), x0, t.AsSpan(local, n).ToArray(), noise).Loss;
+            _dropoutGen.BatchShard = null;
+            var loss = perSample.SumAll() * (1f / B);
+            value += loss.Item();
+            loss.Backward(releaseIntermediates: true, onLeafGradReady: hook);
+            loss.Dispose();
+        }, _reducer == null ? null : _reducer.OnGradReady);
+        _reducer?.Finish();  // summed gradients of the global batch: the same optimizer step on every rank
         if (_comm.Size > 1)
         {
             var global = new[] { value };
@@ -261,16 +289,11 @@ public sealed class Trainer
                 ? $"The last checkpoint in {Path.Combine(OutputDir, CheckpointDir)} is kept."
                 : "No checkpoint was written yet; lower --lr or raise --warmup and start again."));
         }
-        if (_comm.Size > 1) _reducer ??= new GradientReducer(_comm, _params, GradientBucketBytes);
-        loss.Backward(releaseIntermediates: true, onLeafGradReady: _reducer == null ? null : _reducer.OnGradReady);
-        _reducer?.Finish();  // summed gradients of the global batch: the same optimizer step on every rank
         double norm = Options.GradClip > 0 ? GradClip.ClipGlobalNorm(_params, Options.GradClip) : double.NaN;
         Optimizer.Step();
         Optimizer.ZeroGrad();
         Ema?.Step(_params);
         Step++;
-        loss.Dispose();
-        labels?.Dispose();
         return new TrainStepResult(Step, value, lr, norm);
     }
 

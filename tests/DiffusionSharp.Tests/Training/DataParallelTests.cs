@@ -25,7 +25,7 @@ internal static class MpiJob
     private static string Dotnet => Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet";
     private static string Cli => typeof(DiffusionSharp.Cli.Program).Assembly.Location;
 
-    public static Process Start(int ranks, IEnumerable<string> args, StringBuilder log)
+    public static Process Start(int ranks, IEnumerable<string> args, StringBuilder log, int threads = 1)
     {
         var psi = new ProcessStartInfo { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
         if (ranks > 0)
@@ -40,7 +40,7 @@ internal static class MpiJob
         }
         foreach (var a in args) psi.ArgumentList.Add(a);
         foreach (var k in psi.Environment.Keys.Where(k => k.StartsWith("OMPI_") || k.StartsWith("PMIX_")).ToList()) psi.Environment.Remove(k);
-        psi.Environment["DIFFUSIONSHARP_THREADS"] = "1";
+        psi.Environment["DIFFUSIONSHARP_THREADS"] = threads.ToString();
         var p = new Process { StartInfo = psi };
         p.OutputDataReceived += (_, e) => { if (e.Data != null) lock (log) log.AppendLine(e.Data); };
         p.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (log) log.AppendLine(e.Data); };
@@ -50,13 +50,13 @@ internal static class MpiJob
         return p;
     }
 
-    public static void Run(int ranks, IEnumerable<string> args, int timeoutSeconds = 120) => Output(ranks, args, timeoutSeconds);
+    public static void Run(int ranks, IEnumerable<string> args, int timeoutSeconds = 120, int threads = 1) => Output(ranks, args, timeoutSeconds, threads);
 
     /// <summary>Runs to completion (exit code 0 asserted) and returns stdout and stderr together.</summary>
-    public static string Output(int ranks, IEnumerable<string> args, int timeoutSeconds = 120)
+    public static string Output(int ranks, IEnumerable<string> args, int timeoutSeconds = 120, int threads = 1)
     {
         var log = new StringBuilder();
-        using var p = Start(ranks, args, log);
+        using var p = Start(ranks, args, log, threads);
         if (!p.WaitForExit(timeoutSeconds * 1000))
         {
             p.Kill(entireProcessTree: true);
@@ -137,20 +137,26 @@ public class DataParallelTests : IDisposable
         "--checkpoint-every", checkpointEvery.ToString(), "--bucket-mb", "0.02",
     ];
 
-    // Every weight of b within 1e-5 of the model's largest weight magnitude from a; returns the worst relative difference.
+    // Every weight of b within 1e-5 of the same weight of a, relative to that weight (a zero weight must stay zero);
+    // returns the worst relative difference.
     private static double AssertClose(string a, string b)
     {
         var wa = SafeTensors.Load(a);
         var wb = SafeTensors.Load(b);
         Assert.Equal(wa.Keys.OrderBy(k => k), wb.Keys.OrderBy(k => k));
-        double scale = wa.Values.Max(t => t.ToArray().Max(Math.Abs)), worst = 0;
+        double worst = 0;
+        string worstAt = "";
         foreach (var (k, t) in wa)
         {
             var x = t.ToArray();
             var y = wb[k].ToArray();
-            for (int i = 0; i < x.Length; i++) worst = Math.Max(worst, Math.Abs(x[i] - y[i]) / scale);
+            for (int i = 0; i < x.Length; i++)
+            {
+                double d = Math.Abs((double)x[i] - y[i]), rel = d == 0 ? 0 : x[i] == 0 ? double.PositiveInfinity : d / Math.Abs(x[i]);
+                if (rel > worst) { worst = rel; worstAt = $"{k}[{i}]: {x[i]:R} vs {y[i]:R}"; }
+            }
         }
-        Assert.True(worst <= 1e-5, $"{b} differs from {a} by {worst:E2} of the largest weight");
+        Assert.True(worst <= 1e-5, $"{b} differs from {a} by {worst:E2} of the weight at {worstAt}");
         return worst;
     }
 
@@ -160,7 +166,8 @@ public class DataParallelTests : IDisposable
         var s = Setup();
         string one = Path.Combine(_root, "one"), two = Path.Combine(_root, "two");
         MpiJob.Run(0, TrainArgs(one, s, 20, 0));
-        MpiJob.Run(2, TrainArgs(two, s, 20, 0));
+        var log = MpiJob.Output(2, TrainArgs(two, s, 20, 0));
+        Assert.DoesNotContain("\u001b", log);  // no terminal set-up codes through mpirun's pseudo-terminal
         AssertClose(Path.Combine(one, "checkpoint", "model.safetensors"), Path.Combine(two, "checkpoint", "model.safetensors"));
         AssertClose(Path.Combine(one, "checkpoint", "ema.safetensors"), Path.Combine(two, "checkpoint", "ema.safetensors"));
         // rank 0 alone writes the metrics: one line per 5 steps, with the global batch's loss
@@ -176,6 +183,24 @@ public class DataParallelTests : IDisposable
         var init = new DiffusionSharp.Nn.UNet.UNet2DModel(DiffusionSharp.Nn.UNet.UNet2DConfig.Load(Path.Combine(two, "unet", "config.json")), new Generator(5 * 4 + 1));
         var trained = SafeTensors.Load(Path.Combine(two, "checkpoint", "model.safetensors"));
         Assert.Contains(init.StateDict(), kv => !kv.Value.ToArray().SequenceEqual(trained[kv.Key].ToArray()));
+    }
+
+    [MpiFact]
+    public void ResumeWithAnotherNumberOfRanksMatchesOneProcess()
+    {
+        var s = Setup();
+        string straight = Path.Combine(_root, "straight"), twoThenOne = Path.Combine(_root, "two-one"), oneThenTwo = Path.Combine(_root, "one-two");
+        MpiJob.Run(0, TrainArgs(straight, s, 20, 0), threads: 2);  // the reference: one process on 2 threads, 20 steps straight
+        MpiJob.Run(2, TrainArgs(twoThenOne, s, 10, 0));
+        MpiJob.Run(0, [.. TrainArgs(twoThenOne, s, 20, 0), "--resume"]);
+        MpiJob.Run(0, TrainArgs(oneThenTwo, s, 10, 0));
+        MpiJob.Run(2, [.. TrainArgs(oneThenTwo, s, 20, 0), "--resume"]);
+        foreach (var run in new[] { twoThenOne, oneThenTwo })
+        {
+            Assert.Equal(20, System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "checkpoint", Trainer.StateFile))).RootElement.GetProperty("Step").GetInt64());
+            AssertClose(Path.Combine(straight, "checkpoint", "model.safetensors"), Path.Combine(run, "checkpoint", "model.safetensors"));
+            AssertClose(Path.Combine(straight, "checkpoint", "ema.safetensors"), Path.Combine(run, "checkpoint", "ema.safetensors"));
+        }
     }
 
     private static double Loss(string jsonLine)
@@ -248,9 +273,10 @@ public class DataParallelTests : IDisposable
 
     private static System.Text.Json.JsonElement JsonOf(string output)
     {
-        // mpirun gives the ranks a terminal, so the line may start with the terminal's set-up escape codes
-        var line = output.Split('\n').LastOrDefault(l => l.Contains("{\"model\""));
-        Assert.True(line != null, $"no JSON line in the output:\n{output}");
-        return System.Text.Json.JsonDocument.Parse(line[line.IndexOf('{')..]).RootElement.Clone();
+        // mpirun gives the ranks a pseudo-terminal: no terminal escape codes may reach the output
+        Assert.DoesNotContain("\u001b", output);
+        var line = output.Split('\n').LastOrDefault(l => l.StartsWith("{\"model\"", StringComparison.Ordinal));
+        Assert.True(line != null, $"no line starting with the JSON object in the output:\n{output}");
+        return System.Text.Json.JsonDocument.Parse(line).RootElement.Clone();
     }
 }

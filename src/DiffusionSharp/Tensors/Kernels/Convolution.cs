@@ -111,6 +111,9 @@ public static unsafe class Convolution
     // Images per worker chunk: spread over threads when the batch can keep them busy, else parallelise inside GEMM.
     private static bool BatchParallel(in ConvShape s) => s.N >= Threading.Threads && Threading.Threads > 1;
 
+    /// <summary>Partial sums of a weight gradient over the batch (images per partial: N / this, rounded); independent of the thread count.</summary>
+    internal const int WeightPartials = 8;
+
     /// <summary>Size target of one im2col chunk in floats (about half an L2); any value gives the same results.</summary>
     internal static int ChunkTargetFloats = 96 * 1024;
 
@@ -203,8 +206,9 @@ public static unsafe class Convolution
         }
         double passes = (gx != null ? 1 : 0) + (gw != null ? 1 : 0);
         Count(passes * s.ForwardFlops, passes * s.ForwardFlops);
-        bool batch = BatchParallel(s);
-        int chunks = batch ? Math.Min(Threading.Threads, s.N) : 1;
+        // the images are summed in a fixed number of partials (not one per thread), so dW's float32 rounding does not depend on the thread count
+        int chunks = Math.Min(s.N, WeightPartials);
+        bool batch = chunks >= Threading.Threads && Threading.Threads > 1;
         // Each chunk accumulates dW^T [K x Cout] = sum_n col_n [K x P] * dY_n^T [P x Cout] (or dW = dY * col^T when K < Cout):
         // the larger operand is read in place as the GEMM's A and only the smaller one gets a transposed pack.
         var partial = new float[chunks][];

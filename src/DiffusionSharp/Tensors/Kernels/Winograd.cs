@@ -290,11 +290,13 @@ internal static unsafe class Winograd
         CheckTile(m);
         int cinP = RoundUp(s.Cin, Lanes), coutP = RoundUp(s.Cout, Lanes), cin = s.Cin, cout = s.Cout;
         var grid = GridOf(s, m);
-        int xi = grid.Xi, total = s.N * grid.PerImage, tc = ChunkSize(total, chunkTiles);
-        int chunks = (total + tc - 1) / tc;
+        // tiles summed in a fixed number of partials of fixed chunks (not per thread), so gw's float32 rounding does not depend on the thread count
+        int xi = grid.Xi, total = s.N * grid.PerImage;
+        int tc = Math.Max(6, Math.Min(Math.Max(6, chunkTiles / 6 * 6), RoundUp((total + Convolution.WeightPartials - 1) / Convolution.WeightPartials, 6)));
+        int chunks = (total + tc - 1) / tc, groups = Math.Min(chunks, Convolution.WeightPartials);
         var xp = TensorPool.Rent(PaddedInputLength(s, grid, cinP), clear: false);
         var gyp = TensorPool.Rent(s.N * grid.PerImage * m * m * coutP, clear: false);
-        var partials = new List<float[]>();
+        var partials = new float[groups][];
         try
         {
             fixed (float* pxp = xp, pgyp = gyp)
@@ -303,38 +305,42 @@ internal static unsafe class Winograd
                 Stage(gy, s.N, cout, s.Ho, s.Wo, 0, grid.Th * m, grid.Tw * m, coutP, pgyp);
                 nint ax = (nint)pxp, ag = (nint)pgyp;
                 var sc = s;
-                Threading.For(chunks, 1, (c0, c1) =>
+                Threading.For(groups, 1, (g0, g1) =>
                 {
                     var v = TensorPool.Rent(xi * tc * cinP, clear: false);
                     var z = TensorPool.Rent(xi * tc * coutP, clear: false);
-                    var du = TensorPool.Rent(xi * cin * cout, clear: false);
                     try
                     {
-                        fixed (float* pv = v, pz = z, pdu = du)
+                        for (int grp = g0; grp < g1; grp++)
                         {
-                            for (int c = c0; c < c1; c++)
+                            int c0 = (int)((long)chunks * grp / groups), c1 = (int)((long)chunks * (grp + 1) / groups);
+                            var du = TensorPool.Rent(xi * cin * cout, clear: false);
+                            partials[grp] = du;
+                            fixed (float* pv = v, pz = z, pdu = du)
                             {
-                                int t0 = c * tc, count = Math.Min(tc, total - t0);
-                                InputTransform(grid, (float*)ax, cinP, t0, count, tc, pv);
-                                GradTransform(grid, (float*)ag, coutP, t0, count, tc, pz);
-                                for (int k = 0; k < xi; k++)
-                                    BlockedGemm(true, cin, cout, count, pv + (nint)k * tc * cinP, cinP,
-                                        pz + (nint)k * tc * coutP, coutP, c != c0, pdu + (nint)k * cin * cout, cout);
+                                for (int c = c0; c < c1; c++)
+                                {
+                                    int t0 = c * tc, count = Math.Min(tc, total - t0);
+                                    InputTransform(grid, (float*)ax, cinP, t0, count, tc, pv);
+                                    GradTransform(grid, (float*)ag, coutP, t0, count, tc, pz);
+                                    for (int k = 0; k < xi; k++)
+                                        BlockedGemm(true, cin, cout, count, pv + (nint)k * tc * cinP, cinP,
+                                            pz + (nint)k * tc * coutP, coutP, c != c0, pdu + (nint)k * cin * cout, cout);
+                                }
                             }
                         }
                     }
                     finally { TensorPool.Return(v); TensorPool.Return(z); }
-                    lock (partials) partials.Add(du);
                 });
             }
             var sum = partials[0].AsSpan(0, xi * cin * cout);
-            for (int i = 1; i < partials.Count; i++) Elementwise.AddInPlace(sum, partials[i].AsSpan(0, xi * cin * cout));
+            for (int i = 1; i < partials.Length; i++) Elementwise.AddInPlace(sum, partials[i].AsSpan(0, xi * cin * cout));
             fixed (float* pdu = partials[0]) FilterGradient(pdu, cout, cin, m, gw);
         }
         finally
         {
             TensorPool.Return(xp); TensorPool.Return(gyp);
-            foreach (var p in partials) TensorPool.Return(p);
+            foreach (var p in partials) if (p != null) TensorPool.Return(p);
         }
     }
 

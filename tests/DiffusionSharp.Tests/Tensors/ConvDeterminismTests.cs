@@ -1,0 +1,60 @@
+using DiffusionSharp.Runtime;
+using DiffusionSharp.Tensors.Kernels;
+using Xunit;
+
+namespace DiffusionSharp.Tests.Tensors;
+
+/// <summary>
+/// Convolution gradients summed over the batch (the weight gradient) must not change their float32 rounding with the
+/// thread count, or the gradient of a training step would depend on the machine's cores and on the split of a batch
+/// over data-parallel ranks.
+/// </summary>
+public unsafe class ConvDeterminismTests
+{
+    private static float[] Rand(int seed, int n)
+    {
+        var g = new DiffusionSharp.Tensors.Generator((ulong)seed);
+        var a = new float[n];
+        g.Normal(a);
+        return a;
+    }
+
+    private static (float[] Gx, float[] Gw, float[] Gb) Backward(ConvShape s, ConvAlgorithm algorithm, int threads)
+    {
+        var x = Rand(1, s.N * s.Cin * s.H * s.W);
+        var w = Rand(2, s.Cout * s.K);
+        var gy = Rand(3, s.N * s.Cout * s.P);
+        var gx = new float[x.Length];
+        var gw = new float[w.Length];
+        var gb = new float[s.Cout];
+        int saved = Threading.Threads;
+        Threading.Threads = threads;
+        try
+        {
+            fixed (float* px = x, pw = w, pgy = gy, pgx = gx, pgw = gw, pgb = gb)
+                Convolution.Backward(s, px, pw, pgy, pgx, pgw, pgb, algorithm);
+        }
+        finally { Threading.Threads = saved; }
+        return (gx, gw, gb);
+    }
+
+    [Theory]
+    [InlineData(ConvAlgorithm.Direct, 8, 1)]
+    [InlineData(ConvAlgorithm.Direct, 13, 0)]
+    [InlineData(ConvAlgorithm.Winograd2, 8, 1)]
+    [InlineData(ConvAlgorithm.Winograd2, 13, 1)]
+    [InlineData(ConvAlgorithm.Winograd4, 5, 1)]
+    public void GradientsDoNotDependOnTheThreadCount(ConvAlgorithm algorithm, int n, int pad)
+    {
+        var s = new ConvShape(n, 16, 12, 12, 24, 3, 3, 1, pad);
+        var one = Backward(s, algorithm, 1);
+        foreach (int threads in new[] { 2, 3, 8 })
+        {
+            var other = Backward(s, algorithm, threads);
+            Assert.Equal(one.Gw, other.Gw);
+            Assert.Equal(one.Gx, other.Gx);
+            Assert.Equal(one.Gb, other.Gb);
+        }
+        Assert.Contains(one.Gw, v => v != 0);
+    }
+}
