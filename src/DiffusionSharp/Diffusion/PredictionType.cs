@@ -1,18 +1,16 @@
-using System.Text.Json.Serialization;
 using DiffusionSharp.Tensors;
 
 namespace DiffusionSharp.Diffusion;
 
 /// <summary>What the denoising network predicts (diffusers' <c>prediction_type</c>); a learned variance is an extra output beside it.</summary>
-[JsonConverter(typeof(JsonStringEnumConverter<PredictionType>))]
 public enum PredictionType
 {
     /// <summary>The added noise epsilon (Ho et al. 2020).</summary>
-    [JsonStringEnumMemberName("epsilon")] Epsilon,
+    Epsilon,
     /// <summary>The clean sample x0.</summary>
-    [JsonStringEnumMemberName("sample")] Sample,
+    Sample,
     /// <summary>The velocity v = sqrt(abar) eps - sqrt(1 - abar) x0 (Salimans and Ho 2022, Sec. 4).</summary>
-    [JsonStringEnumMemberName("v_prediction")] VPrediction,
+    VPrediction,
 }
 
 /// <summary>The network output of each <see cref="PredictionType"/> turned into x0 or eps at x = a x0 + s eps, in float32 (VP form).</summary>

@@ -419,7 +419,7 @@ public sealed class Trainer
             ["_class_name"] = Options.Objective == TrainObjective.Edm ? "EDMEulerScheduler" : "DDPMScheduler",
             ["_diffusers_version"] = "0.30.3",
             ["beta_end"] = noise.BetaEnd,
-            ["beta_schedule"] = noise.BetaSchedule,
+            ["beta_schedule"] = DiffusionSharp.Diffusion.Schedules.ConfigNames.Name(noise.BetaSchedule),
             ["beta_start"] = noise.BetaStart,
             ["trained_betas"] = noise.TrainedBetas,
             ["rescale_betas_zero_snr"] = noise.RescaleBetasZeroSnr,

@@ -100,7 +100,7 @@ public class KSamplerBehaviourTests
         var z = Tensor.Randn(new Generator(4), 1, 4);
         double gamma = Math.Min(0.3 / 1, Math.Sqrt(2) - 1), hat = 2.0 * (1 + gamma);
         double seenSigma = 0;
-        var y = KSamplers.Euler((xi, s) => { seenSigma = s; return KSamplerTraceTests.Denoiser(xi, s); }, x, sigmas, sChurn: 0.3, noiseSampler: (_, _) => z);
+        var y = KSamplers.Euler((xi, s) => { seenSigma = s; return KSamplerTraceTests.Denoiser(xi, s); }, x, sigmas, churn: new ChurnOptions(SChurn: 0.3, Noise: (_, _) => z));
         Assert.Equal(hat, seenSigma, 5);
         for (int i = 0; i < 4; i++)
         {

@@ -326,7 +326,7 @@ public class SchedulerBehaviourTests
     {
         var s = EulerDiscreteScheduler.FromConfig("{}");
         s.SetTimesteps(5);
-        s.SChurn = 1.0;
+        s.Churn = new ChurnOptions(SChurn: 1.0);
         var x = Randn(60, 1, 2, 3);
         var eps = Randn(61, 1, 2, 3);
         var z = Randn(62, 1, 2, 3);

@@ -5,12 +5,10 @@ namespace DiffusionSharp.Diffusion.Samplers;
 /// <summary>Euler and ancestral Euler (Karras et al. 2022, Algorithm 2; k-diffusion sample_euler, sample_euler_ancestral).</summary>
 public static partial class KSamplers
 {
-    /// <summary>Euler (Karras et al. 2022, Algorithm 2; plain Euler when <paramref name="sChurn"/> = 0).</summary>
+    /// <summary>Euler (Karras et al. 2022, Algorithm 2; plain Euler without <paramref name="churn"/>).</summary>
     public static Tensor Euler(Func<Tensor, double, Tensor> model, Tensor x, IReadOnlyList<double> sigmas, SamplerCallback? callback = null,
-        double sChurn = 0, double sTMin = 0, double sTMax = double.PositiveInfinity, double sNoise = 1,
-        NoiseSampler? noiseSampler = null, Generator? generator = null) =>
-        Run(model, x, sigmas, callback, (_, x, denoised, sigmaHat, next) => EulerStep(x, denoised, sigmaHat, next - sigmaHat),
-            new ChurnSettings(sChurn, sTMin, sTMax, sNoise, noiseSampler, generator));
+        ChurnOptions? churn = null) =>
+        Run(model, x, sigmas, callback, (_, x, denoised, sigmaHat, next) => EulerStep(x, denoised, sigmaHat, next - sigmaHat), churn);
 
     /// <summary>sigma_down and sigma_up of an ancestral step: sigma_down^2 + sigma_up^2 = sigma_next^2, sigma_up scaled by eta.</summary>
     public static (double SigmaDown, double SigmaUp) AncestralStep(double sigmaFrom, double sigmaTo, double eta = 1.0)

@@ -8,6 +8,16 @@ public delegate void SamplerCallback(int step, Tensor x, double sigma, Tensor de
 /// <summary>Returns standard-normal noise for the transition from <paramref name="sigma"/> to <paramref name="sigmaNext"/>.</summary>
 public delegate Tensor NoiseSampler(double sigma, double sigmaNext);
 
+/// <summary>Churn of Karras et al. 2022, Algorithm 2 (none at the defaults): S_churn, S_tmin, S_tmax, S_noise and the noise source.</summary>
+/// <param name="SChurn">Total churn S_churn.</param>
+/// <param name="STMin">Churn applies for sigma in [STMin, STMax].</param>
+/// <param name="STMax">Churn applies for sigma in [STMin, STMax].</param>
+/// <param name="SNoise">Scale S_noise of the added noise.</param>
+/// <param name="Noise">Noise source; else <paramref name="Generator"/>, else a randomly seeded generator.</param>
+/// <param name="Generator">Random source when <paramref name="Noise"/> is null.</param>
+public sealed record ChurnOptions(double SChurn = 0, double STMin = 0, double STMax = double.PositiveInfinity, double SNoise = 1,
+    NoiseSampler? Noise = null, Generator? Generator = null);
+
 /// <summary>
 /// Samplers over a denoiser D(x, sigma) that estimates x0 from x = x0 + sigma n (the VE / EDM view of Karras et al. 2022),
 /// following k-diffusion's sampling.py. <c>sigmas</c> is descending and normally ends with 0. Arithmetic runs in float32
@@ -48,33 +58,31 @@ public static partial class KSamplers
         x = next;
     }
 
-    private static float Churn(IReadOnlyList<double> sigmas, int i, double sChurn, double sTMin, double sTMax)
+    /// <summary>gamma_i of Karras et al. 2022, Algorithm 2: min(S_churn / N, sqrt(2) - 1) for sigma_i in [S_tmin, S_tmax], else 0.</summary>
+    internal static float ChurnGamma(ChurnOptions churn, IReadOnlyList<double> sigmas, int i)
     {
         double s = (float)sigmas[i];
-        return sTMin <= s && s <= sTMax ? (float)Math.Min(sChurn / (sigmas.Count - 1), Math.Sqrt(2) - 1) : 0f;
+        return churn.STMin <= s && s <= churn.STMax ? (float)Math.Min(churn.SChurn / (sigmas.Count - 1), Math.Sqrt(2) - 1) : 0f;
     }
 
     /// <summary>One update: x at sigma_hat with its denoised estimate to x at <paramref name="next"/> (a new tensor).</summary>
     private delegate Tensor Update(int i, Tensor x, Tensor denoised, float sigmaHat, float next);
-
-    /// <summary>Churn of Karras et al. 2022, Algorithm 2: S_churn, S_tmin, S_tmax, S_noise and the noise source.</summary>
-    private readonly record struct ChurnSettings(double SChurn, double STMin, double STMax, double SNoise, NoiseSampler? Noise, Generator? Generator);
 
     /// <summary>
     /// The loop every sampler shares: at each sigma, optionally raise x to sigma_hat (Algorithm 2 lines 4-6 of Karras et al.
     /// 2022), evaluate D(x, sigma_hat), report the step and replace x by <paramref name="update"/>.
     /// </summary>
     private static Tensor Run(Func<Tensor, double, Tensor> model, Tensor x, IReadOnlyList<double> sigmas, SamplerCallback? callback,
-        Update update, ChurnSettings? churn = null)
+        Update update, ChurnOptions? churn = null)
     {
         Check(x, sigmas);
         var input = x;
         for (int i = 0; i < sigmas.Count - 1; i++)
         {
             float sigma = (float)sigmas[i], next = (float)sigmas[i + 1], sigmaHat = sigma;
-            if (churn is ChurnSettings c)
+            if (churn is ChurnOptions c)
             {
-                float gamma = Churn(sigmas, i, c.SChurn, c.STMin, c.STMax);
+                float gamma = ChurnGamma(c, sigmas, i);
                 sigmaHat = sigma * (gamma + 1f);
                 if (gamma > 0) Replace(ref x, AddChurn(x, sigma, sigmaHat, c.SNoise, Noise(c.Noise, c.Generator, x), next), input);
             }

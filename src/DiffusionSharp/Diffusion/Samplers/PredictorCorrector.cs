@@ -27,7 +27,6 @@ public static class PredictorCorrector
         if (xT != null) { if (xT.Length != len) throw new ArgumentException($"x_T has {xT.Length} values, expected {len}."); Array.Copy(xT, x, len); }
         else { noise.Normal(x); for (int i = 0; i < len; i++) x[i] *= sde.PriorStd; }
         var mean = new double[len]; var s = new double[len]; var z = new double[len];
-        var vp = sde as Sde.VpSde;
         for (int k = 0; k < n; k++)
         {
             double t = sde.T + (eps - sde.T) * (n == 1 ? 0 : (double)k / (n - 1));
@@ -36,9 +35,7 @@ public static class PredictorCorrector
                 score(x, count, t, s);
                 noise.Normal(z);
                 double gradNorm = MeanRowNorm(s, count, dim), noiseNorm = MeanRowNorm(z, count, dim);
-                // alpha_i = 1 - beta_i for VP (Song et al. Alg. 4), 1 otherwise
-                double alpha = vp != null ? 1 - vp.DiscreteBetas[Math.Clamp((int)(t * (sde.N - 1) / sde.T), 0, sde.N - 1)] : 1;
-                double step = 2 * alpha * Math.Pow(snr * noiseNorm / gradNorm, 2);
+                double step = 2 * sde.CorrectorAlpha(t) * Math.Pow(snr * noiseNorm / gradNorm, 2);
                 double sq = Math.Sqrt(2 * step);
                 for (int i = 0; i < len; i++) { mean[i] = x[i] + step * s[i]; x[i] = mean[i] + sq * z[i]; }
             }

@@ -21,17 +21,8 @@ public sealed class EulerDiscreteScheduler : SigmaScheduler
     /// <summary>The typed settings.</summary>
     public EulerOptions Settings { get; }
 
-    /// <summary>Churn S_churn of Karras et al. 2022, Algorithm 2 (0 = plain Euler).</summary>
-    public double SChurn { get; set; }
-
-    /// <summary>Churn applies only for sigma in [STMin, STMax].</summary>
-    public double STMin { get; set; }
-
-    /// <summary>Churn applies only for sigma in [STMin, STMax].</summary>
-    public double STMax { get; set; } = double.PositiveInfinity;
-
-    /// <summary>Noise scale S_noise of the churn.</summary>
-    public double SNoise { get; set; } = 1.0;
+    /// <summary>Churn of Karras et al. 2022, Algorithm 2 (none by default); its noise comes from the step's noise or generator.</summary>
+    public ChurnOptions Churn { get; set; } = new();
 
     /// <inheritdoc/>
     public override void SetTimesteps(int numInferenceSteps)
@@ -52,13 +43,13 @@ public sealed class EulerDiscreteScheduler : SigmaScheduler
         CheckSameShape(modelOutput, sample, "model output");
         int idx = CurrentIndex(timestep);
         float sigma = (float)SigmasArr[idx];
-        double gamma = STMin <= sigma && sigma <= STMax ? Math.Min(SChurn / (SigmasArr.Length - 1), Math.Sqrt(2) - 1) : 0.0;
-        float sigmaHat = sigma * (float)(gamma + 1);
+        float gamma = KSamplers.ChurnGamma(Churn, SigmasArr, idx);
+        float sigmaHat = sigma * (gamma + 1f);
         Tensor x = sample;
         if (gamma > 0)
         {
             var z = DrawNoise(noise, generator, sample, out bool owned);
-            x = KSamplers.AddChurn(sample, sigma, sigmaHat, SNoise, (_, _) => z, 0);
+            x = KSamplers.AddChurn(sample, sigma, sigmaHat, Churn.SNoise, (_, _) => z, 0);
             if (owned) z.Dispose();
         }
         var x0 = PredictX0(modelOutput, x, PredictionType == PredictionType.VPrediction ? sigma : sigmaHat);

@@ -18,6 +18,7 @@ public sealed class SchedulerConfig
     private static readonly JsonSerializerOptions BindOptions = new()
     {
         NumberHandling = JsonNumberHandling.AllowReadingFromString | JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        Converters = { ConfigNames.Converter },
     };
 
     private readonly Dictionary<string, JsonElement> _values;

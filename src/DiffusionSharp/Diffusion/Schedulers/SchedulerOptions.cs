@@ -5,43 +5,40 @@ using DiffusionSharp.Diffusion.Schedules;
 namespace DiffusionSharp.Diffusion.Schedulers;
 
 /// <summary>How inference timesteps are picked from the training ones (Lin et al. 2023, Table 2).</summary>
-[JsonConverter(typeof(JsonStringEnumConverter<TimestepSpacingKind>))]
 public enum TimestepSpacingKind
 {
     /// <summary>k * (T // N) + steps_offset.</summary>
-    [JsonStringEnumMemberName("leading")] Leading,
+    Leading,
     /// <summary>round(T - k T / N) - 1.</summary>
-    [JsonStringEnumMemberName("trailing")] Trailing,
+    Trailing,
     /// <summary>linspace(0, T - 1, N) reversed.</summary>
-    [JsonStringEnumMemberName("linspace")] Linspace,
+    Linspace,
 }
 
 /// <summary>The reverse-process variance of DDPM sampling (<c>variance_type</c>).</summary>
-[JsonConverter(typeof(JsonStringEnumConverter<VarianceKind>))]
 public enum VarianceKind
 {
     /// <summary>Posterior variance beta-tilde_t (Ho et al. 2020, Eq. 7).</summary>
-    [JsonStringEnumMemberName("fixed_small")] FixedSmall,
+    FixedSmall,
     /// <summary>beta-tilde_t through its logarithm.</summary>
-    [JsonStringEnumMemberName("fixed_small_log")] FixedSmallLog,
+    FixedSmallLog,
     /// <summary>beta_t.</summary>
-    [JsonStringEnumMemberName("fixed_large")] FixedLarge,
+    FixedLarge,
     /// <summary>beta_t through its logarithm.</summary>
-    [JsonStringEnumMemberName("fixed_large_log")] FixedLargeLog,
+    FixedLargeLog,
     /// <summary>The network outputs the variance.</summary>
-    [JsonStringEnumMemberName("learned")] Learned,
+    Learned,
     /// <summary>The network interpolates log beta-tilde and log beta (Nichol and Dhariwal 2021, Eq. 15).</summary>
-    [JsonStringEnumMemberName("learned_range")] LearnedRange,
+    LearnedRange,
 }
 
 /// <summary>Where the sampling sigmas end (<c>final_sigmas_type</c>).</summary>
-[JsonConverter(typeof(JsonStringEnumConverter<FinalSigmasKind>))]
 public enum FinalSigmasKind
 {
     /// <summary>At sigma = 0.</summary>
-    [JsonStringEnumMemberName("zero")] Zero,
+    Zero,
     /// <summary>At the training schedule's smallest sigma.</summary>
-    [JsonStringEnumMemberName("sigma_min")] SigmaMin,
+    SigmaMin,
 }
 
 /// <summary>
@@ -150,23 +147,21 @@ public record SigmaSchedulerOptions : SchedulerOptions
 }
 
 /// <summary>How Euler picks inference sigmas (<c>interpolation_type</c>).</summary>
-[JsonConverter(typeof(JsonStringEnumConverter<SigmaInterpolation>))]
 public enum SigmaInterpolation
 {
     /// <summary>Sigma interpolated linearly at the inference timesteps.</summary>
-    [JsonStringEnumMemberName("linear")] Linear,
+    Linear,
     /// <summary>Sigmas evenly spaced in log sigma.</summary>
-    [JsonStringEnumMemberName("log_linear")] LogLinear,
+    LogLinear,
 }
 
 /// <summary>What Euler passes to the model as the timestep (<c>timestep_type</c>).</summary>
-[JsonConverter(typeof(JsonStringEnumConverter<TimestepKind>))]
 public enum TimestepKind
 {
     /// <summary>Training timesteps.</summary>
-    [JsonStringEnumMemberName("discrete")] Discrete,
+    Discrete,
     /// <summary>0.25 log sigma (with v-prediction).</summary>
-    [JsonStringEnumMemberName("continuous")] Continuous,
+    Continuous,
 }
 
 /// <summary>EulerDiscreteScheduler settings.</summary>
@@ -200,7 +195,6 @@ public sealed record HeunOptions : SigmaSchedulerOptions
 }
 
 /// <summary>The DPM-Solver family member (<c>algorithm_type</c>); "deis" runs as dpmsolver++.</summary>
-[JsonConverter(typeof(JsonStringEnumConverter<DpmAlgorithm>))]
 public enum DpmAlgorithm
 {
     /// <summary>DPM-Solver++ on the data prediction (Lu et al. 2022b).</summary>
@@ -212,23 +206,22 @@ public enum DpmAlgorithm
     /// <summary>SDE variant of DPM-Solver.</summary>
     [JsonStringEnumMemberName("sde-dpmsolver")] SdeDpmSolver,
     /// <summary>Accepted for diffusers configs; runs as dpmsolver++.</summary>
-    [JsonStringEnumMemberName("deis")] Deis,
+    Deis,
 }
 
 /// <summary>Second-order update of DPM-Solver (<c>solver_type</c>); logrho, bh1 and bh2 run as midpoint.</summary>
-[JsonConverter(typeof(JsonStringEnumConverter<DpmSolverType>))]
 public enum DpmSolverType
 {
     /// <summary>Midpoint update.</summary>
-    [JsonStringEnumMemberName("midpoint")] Midpoint,
+    Midpoint,
     /// <summary>Heun update.</summary>
-    [JsonStringEnumMemberName("heun")] Heun,
+    Heun,
     /// <summary>Accepted for diffusers configs; runs as midpoint.</summary>
     [JsonStringEnumMemberName("logrho")] LogRho,
     /// <summary>Accepted for diffusers configs; runs as midpoint.</summary>
-    [JsonStringEnumMemberName("bh1")] Bh1,
+    Bh1,
     /// <summary>Accepted for diffusers configs; runs as midpoint.</summary>
-    [JsonStringEnumMemberName("bh2")] Bh2,
+    Bh2,
 }
 
 /// <summary>DPMSolverMultistepScheduler settings.</summary>
@@ -279,13 +272,12 @@ public sealed record DpmSolverOptions : SigmaSchedulerOptions
 }
 
 /// <summary>How EDM sampling sigmas are spaced (<c>sigma_schedule</c>).</summary>
-[JsonConverter(typeof(JsonStringEnumConverter<EdmSigmaSchedule>))]
 public enum EdmSigmaSchedule
 {
     /// <summary>Karras et al. 2022, Eq. 5.</summary>
-    [JsonStringEnumMemberName("karras")] Karras,
+    Karras,
     /// <summary>Evenly spaced in log sigma.</summary>
-    [JsonStringEnumMemberName("exponential")] Exponential,
+    Exponential,
 }
 
 /// <summary>

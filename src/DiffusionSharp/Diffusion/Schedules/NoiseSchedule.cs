@@ -3,17 +3,16 @@ using System.Text.Json.Serialization;
 namespace DiffusionSharp.Diffusion.Schedules;
 
 /// <summary>A named diffusers beta schedule (<c>beta_schedule</c>).</summary>
-[JsonConverter(typeof(JsonStringEnumConverter<BetaScheduleKind>))]
 public enum BetaScheduleKind
 {
     /// <summary>Betas evenly spaced from beta_start to beta_end (Ho et al. 2020, Sec. 4).</summary>
-    [JsonStringEnumMemberName("linear")] Linear,
+    Linear,
     /// <summary>Betas evenly spaced in sqrt(beta) (latent diffusion).</summary>
-    [JsonStringEnumMemberName("scaled_linear")] ScaledLinear,
+    ScaledLinear,
     /// <summary>The cosine schedule of Nichol and Dhariwal 2021, Eq. 17.</summary>
     [JsonStringEnumMemberName("squaredcos_cap_v2")] SquaredCosCapV2,
     /// <summary>sigmoid(linspace(-6, 6)) between beta_start and beta_end (GeoDiff).</summary>
-    [JsonStringEnumMemberName("sigmoid")] Sigmoid,
+    Sigmoid,
 }
 
 /// <summary>

@@ -1,15 +1,18 @@
+using DiffusionSharp.Diffusion.Schedules;
+
 namespace DiffusionSharp.Diffusion.Sde;
 
 /// <summary>
 /// A forward SDE dx = f(x, t) dt + g(t) dw on t in [0, T] whose drift is linear, f(x, t) = a(t) x, so its marginals are
 /// N(m(t) x_0, s(t)^2 I) (Song et al. 2021, Sec. 3.4 and App. B).
 /// </summary>
-public abstract class Sde
+/// <param name="n">Number of discretisation steps used by the discrete predictors.</param>
+public abstract class Sde(int n)
 {
     /// <summary>End time T.</summary>
     public double T { get; protected init; } = 1.0;
     /// <summary>Number of discretisation steps used by the discrete predictors.</summary>
-    public int N { get; protected init; } = 1000;
+    public int N { get; } = n;
 
     /// <summary>Coefficient a(t) of the linear drift f(x, t) = a(t) x.</summary>
     public abstract double DriftCoefficient(double t);
@@ -33,32 +36,36 @@ public abstract class Sde
         return -0.5 * z.Length * Math.Log(2 * Math.PI * s2) - q / (2 * s2);
     }
 
+    /// <summary>Step size factor alpha_i of the Langevin corrector: 1 - beta_i for VP (Song et al. 2021, Algorithm 4), else 1.</summary>
+    public virtual double CorrectorAlpha(double t) => 1;
+
     /// <summary>Index of the discrete step for time t, as score_sde's (t (N-1) / T).long().</summary>
-    protected int StepIndex(double t) => Math.Clamp((int)(t * (N - 1) / T), 0, N - 1);
+    public int StepIndex(double t) => Math.Clamp((int)(t * (N - 1) / T), 0, N - 1);
 }
 
 /// <summary>Variance-preserving SDE dx = -beta(t)/2 x dt + sqrt(beta(t)) dw, beta linear (the continuous DDPM; Song et al. Eq. 11).</summary>
-public sealed class VpSde : Sde
+/// <param name="betaMin">beta(0).</param>
+/// <param name="betaMax">beta(1).</param>
+/// <param name="n">Number of discrete steps.</param>
+public sealed class VpSde(double betaMin = 0.1, double betaMax = 20, int n = 1000) : Sde(n)
 {
     /// <summary>beta(0).</summary>
-    public double BetaMin { get; }
+    public double BetaMin => betaMin;
     /// <summary>beta(1).</summary>
-    public double BetaMax { get; }
-    private readonly double[] _discreteBetas;
-
-    /// <summary>Creates the VP SDE (defaults 0.1, 20, N = 1000).</summary>
-    public VpSde(double betaMin = 0.1, double betaMax = 20, int n = 1000)
-    {
-        BetaMin = betaMin; BetaMax = betaMax; N = n;
-        _discreteBetas = Schedules.BetaSchedules.Linspace(betaMin / n, betaMax / n, n);
-    }
+    public double BetaMax => betaMax;
+    /// <summary>The matching DDPM chain: linear betas from beta_min / N to beta_max / N (Song et al. 2021, App. B).</summary>
+    public NoiseScheduleOptions DiscreteSchedule { get; } = new() { NumTrainTimesteps = n, BetaStart = betaMin / n, BetaEnd = betaMax / n };
 
     /// <summary>beta(t) = beta_min + t (beta_max - beta_min).</summary>
     public double Beta(double t) => BetaMin + t * (BetaMax - BetaMin);
     /// <summary>log m(t) = -t^2 (beta_max - beta_min)/4 - t beta_min/2.</summary>
     public double LogMeanCoefficient(double t) => -0.25 * t * t * (BetaMax - BetaMin) - 0.5 * t * BetaMin;
-    /// <summary>The discrete betas beta_i = beta(i/(N-1))/N of the matching DDPM chain.</summary>
-    public IReadOnlyList<double> DiscreteBetas => _discreteBetas;
+    /// <summary>The discrete betas beta_i = beta(i/(N-1))/N of <see cref="DiscreteSchedule"/>.</summary>
+    public IReadOnlyList<double> DiscreteBetas => _discreteBetas ??= DiscreteSchedule.Betas();
+    private double[]? _discreteBetas;
+
+    /// <inheritdoc/>
+    public override double CorrectorAlpha(double t) => 1 - DiscreteBetas[StepIndex(t)];
 
     /// <inheritdoc/>
     public override double DriftCoefficient(double t) => -0.5 * Beta(t);
@@ -75,18 +82,18 @@ public sealed class VpSde : Sde
     /// <inheritdoc/>
     public override (double DriftScale, double G) Discretize(double t)
     {
-        double beta = _discreteBetas[StepIndex(t)];
+        double beta = DiscreteBetas[StepIndex(t)];
         return (Math.Sqrt(1 - beta) - 1, Math.Sqrt(beta));  // ancestral DDPM step as an SDE discretisation (Song et al. Eq. 47)
     }
 }
 
 /// <summary>Sub-VP SDE: VP drift, g(t)^2 = beta(t) (1 - e^{-2 int_0^t beta}) (Song et al. Eq. 14).</summary>
-public sealed class SubVpSde : Sde
+/// <param name="betaMin">beta(0).</param>
+/// <param name="betaMax">beta(1).</param>
+/// <param name="n">Number of discrete steps.</param>
+public sealed class SubVpSde(double betaMin = 0.1, double betaMax = 20, int n = 1000) : Sde(n)
 {
-    private readonly VpSde _vp;
-
-    /// <summary>Creates the sub-VP SDE (defaults 0.1, 20, N = 1000).</summary>
-    public SubVpSde(double betaMin = 0.1, double betaMax = 20, int n = 1000) { _vp = new VpSde(betaMin, betaMax, n); N = n; }
+    private readonly VpSde _vp = new(betaMin, betaMax, n);
 
     /// <inheritdoc/>
     public override double DriftCoefficient(double t) => _vp.DriftCoefficient(t);
@@ -113,20 +120,18 @@ public sealed class SubVpSde : Sde
 }
 
 /// <summary>Variance-exploding SDE dx = sqrt(d sigma^2/dt) dw, sigma(t) = sigma_min (sigma_max/sigma_min)^t (Song et al. Eq. 9).</summary>
-public sealed class VeSde : Sde
+/// <param name="sigmaMin">sigma(0).</param>
+/// <param name="sigmaMax">sigma(1).</param>
+/// <param name="n">Number of discrete steps.</param>
+public sealed class VeSde(double sigmaMin = 0.01, double sigmaMax = 50, int n = 1000) : Sde(n)
 {
-    /// <summary>sigma(0).</summary>
-    public double SigmaMin { get; }
-    /// <summary>sigma(1).</summary>
-    public double SigmaMax { get; }
-    private readonly double[] _discreteSigmas;
+    // the SMLD noise levels, geometric from sigma_min to sigma_max
+    private readonly double[] _discreteSigmas = BetaSchedules.Linspace(Math.Log(sigmaMin), Math.Log(sigmaMax), n).Select(Math.Exp).ToArray();
 
-    /// <summary>Creates the VE SDE (defaults 0.01, 50, N = 1000).</summary>
-    public VeSde(double sigmaMin = 0.01, double sigmaMax = 50, int n = 1000)
-    {
-        SigmaMin = sigmaMin; SigmaMax = sigmaMax; N = n;
-        _discreteSigmas = Schedules.BetaSchedules.Linspace(Math.Log(sigmaMin), Math.Log(sigmaMax), n).Select(Math.Exp).ToArray();
-    }
+    /// <summary>sigma(0).</summary>
+    public double SigmaMin => sigmaMin;
+    /// <summary>sigma(1).</summary>
+    public double SigmaMax => sigmaMax;
 
     /// <summary>sigma(t).</summary>
     public double Sigma(double t) => SigmaMin * Math.Pow(SigmaMax / SigmaMin, t);
