@@ -46,6 +46,7 @@ public static class OutputGuard
         var tmp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
         try
         {
+            if (File.Exists(tmp) || IsLink(tmp)) File.Delete(tmp);  // a leftover or planted link at the side name is removed, never written through
             write(tmp);
             if (IsLink(full)) File.Delete(full);
             File.Move(tmp, full, overwrite: true);

@@ -12,7 +12,8 @@ public static class Program
     /// <summary>Global option: 3x3 convolution algorithm (also env DIFFUSIONSHARP_CONV).</summary>
     public static readonly Option<string?> ConvOption = new("--conv") { Description = "3x3 convolutions: winograd2 (default, PyTorch-level float32 error), winograd4 (faster, less accurate) or direct (default: DIFFUSIONSHARP_CONV or winograd2)", Recursive = true };
 
-    public static int Main(string[] args)
+    /// <summary>The command tree: every command, sub-command and option of <c>diffusion</c>.</summary>
+    public static RootCommand CreateRootCommand()
     {
         if (Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_SIZE") != null) NoTerminalSetUp();
         var root = new RootCommand("DiffusionSharp: train, sample and evaluate diffusion models in .NET.");
@@ -30,7 +31,12 @@ public static class Program
         root.Subcommands.Add(TrainClassifierCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(ServeCommand.Create());
-        var parse = root.Parse(args);
+        return root;
+    }
+
+    public static int Main(string[] args)
+    {
+        var parse = CreateRootCommand().Parse(args);
         if (parse.Errors.Count > 0)
         {
             // a usage error: one line naming the option, exit code 2, before any file is read

@@ -11,8 +11,8 @@ public static class BenchAllReduce
     public static Command Create()
     {
         var json = new Option<bool>("--json") { Description = "One JSON object per line" };
-        var reps = new Option<int>("--reps") { Description = "Timed all-reduces per size (the same count on every rank)", DefaultValueFactory = _ => 5 };
-        var bucketMb = new Option<double>("--bucket-mb") { Description = "Also time the gradient as buckets of this many MB (0: whole only)", DefaultValueFactory = _ => 8 };
+        var reps = CliOptions.InRange(new Option<int>("--reps") { Description = "Timed all-reduces per size (the same count on every rank)", DefaultValueFactory = _ => 5 }, 1, 100_000);
+        var bucketMb = CliOptions.InRange(new Option<double>("--bucket-mb") { Description = "Also time the gradient as buckets of this many MB (0: whole only)", DefaultValueFactory = _ => 8 }, 0.0, 4096.0);
         var cmd = new Command("allreduce", "Sum float32 gradients of the presets' sizes over the ranks of an MPI job (run under mpirun -np N, N >= 2).");
         cmd.Options.Add(json);
         cmd.Options.Add(reps);
@@ -26,7 +26,7 @@ public static class BenchAllReduce
         var comm = Mpi.Current;
         if (comm.Size < 2)
         {
-            Console.Error.WriteLine("bench allreduce needs an MPI job of at least 2 ranks: mpirun -np 2 diffusion bench allreduce");
+            Console.Error.WriteLine("error: bench allreduce needs an MPI job of at least 2 ranks: mpirun -np 2 diffusion bench allreduce");
             return 2;
         }
         var sizes = new List<(string Name, long Floats)>();

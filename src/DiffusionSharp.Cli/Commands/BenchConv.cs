@@ -31,7 +31,7 @@ public static class BenchConv
     public static Command Create()
     {
         var json = new Option<bool>("--json") { Description = "One JSON object per line" };
-        var batch = new Option<int>("--batch") { Description = "Images per batch", DefaultValueFactory = _ => 64 };
+        var batch = CliOptions.InRange(new Option<int>("--batch") { Description = "Images per batch", DefaultValueFactory = _ => 64 }, 1, 4096);
         var cmd = new Command("conv", "Conv2d forward and backward (input, weight and bias grads) GFLOP/s on the ddpm-small U-Net shapes.");
         cmd.Options.Add(json);
         cmd.Options.Add(batch);

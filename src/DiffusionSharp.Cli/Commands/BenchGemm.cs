@@ -49,7 +49,7 @@ for line in sys.stdin:
     public static Command Create()
     {
         var json = new Option<bool>("--json") { Description = "One JSON object per line" };
-        var rounds = new Option<int>("--rounds") { Description = "Alternating rounds of ours/OpenBLAS per shape (best kept)", DefaultValueFactory = _ => 3 };
+        var rounds = CliOptions.InRange(new Option<int>("--rounds") { Description = "Alternating rounds of ours/OpenBLAS per shape (best kept)", DefaultValueFactory = _ => 3 }, 1, 1000);
         var shape = new Option<string[]>("--shape") { Description = "Measure only these shapes, given as MxNxK (repeatable)", AllowMultipleArgumentsPerToken = true };
         var cmd = new Command("gemm", "SGEMM GFLOP/s on square and U-Net im2col shapes, with OpenBLAS (NumPy) measured in the same run.");
         cmd.Options.Add(json);

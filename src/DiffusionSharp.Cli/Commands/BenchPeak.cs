@@ -12,7 +12,7 @@ public static class BenchPeak
     public static Command Create()
     {
         var json = new Option<bool>("--json") { Description = "One JSON object per line" };
-        var seconds = new Option<double>("--seconds") { Description = "Approximate seconds per measurement", DefaultValueFactory = _ => 0.5 };
+        var seconds = CliOptions.InRange(new Option<double>("--seconds") { Description = "Approximate seconds per measurement", DefaultValueFactory = _ => 0.5 }, 0.001, 3600.0);
         var cmd = new Command("peak", "Peak fp32 FMA GFLOP/s: independent Vector512 (or narrower) FMA chains in registers on every thread.");
         cmd.Options.Add(json);
         cmd.Options.Add(seconds);

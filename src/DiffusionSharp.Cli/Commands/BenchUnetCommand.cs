@@ -22,8 +22,8 @@ public static class BenchUnetCommand
     public static Command Create()
     {
         var preset = new Option<string>("--preset") { Description = "ddpm-small or ddpm-cifar", DefaultValueFactory = _ => "ddpm-small" };
-        var batch = new Option<int>("--batch") { Description = "Images per step", DefaultValueFactory = _ => 64 };
-        var steps = new Option<int>("--steps") { Description = "Timed steps after one warm-up step", DefaultValueFactory = _ => 5 };
+        var batch = CliOptions.InRange(new Option<int>("--batch") { Description = "Images per step", DefaultValueFactory = _ => 64 }, 1, 4096);
+        var steps = CliOptions.InRange(new Option<int>("--steps") { Description = "Timed steps after one warm-up step", DefaultValueFactory = _ => 5 }, 1, 10_000);
         var json = new Option<bool>("--json") { Description = "Print JSON lines (ours, peer, ratios)" };
         var peer = new Option<string?>("--peer-script") { Description = "Path of torch_unet.py (default: ../shared/peer/torch_unet.py from the repository root)" };
         var noPeer = new Option<bool>("--no-peer") { Description = "Measure only DiffusionSharp (no PyTorch, no ONNX Runtime)" };

@@ -29,24 +29,42 @@ public static class InfoCommand
                 Console.WriteLine($"  down [{string.Join(", ", cfg.DownBlockTypes)}]");
                 Console.WriteLine($"  up   [{string.Join(", ", cfg.UpBlockTypes)}]");
                 Console.WriteLine($"  classes {(cfg.NumClassEmbeds?.ToString() ?? "none")}, attention_head_dim {cfg.AttentionHeadDim?.ToString() ?? "none"}, groups {cfg.NormNumGroups}, dropout {cfg.Dropout}");
-                var model = new UNet2DModel(cfg);
-                Console.WriteLine($"  parameters {model.ParameterCount:N0}; forward {model.ForwardFlopsPerImage(cfg.SampleSize ?? 32, cfg.SampleSize ?? 32) / 1e9:F3} GFLOP per image");
+                var w = Path.Combine(unetDir, "diffusion_pytorch_model.safetensors");
+                // the network is built (to count exactly) only when the weights file could hold it, as when loading
+                if (File.Exists(w) && cfg.ApproxConvParameters <= 2.0 * SafeTensors.ReadHeader(w).Tensors.Sum(e => e.ElementCount) + 1e6)
+                {
+                    var model = new UNet2DModel(cfg);
+                    Console.WriteLine($"  parameters {model.ParameterCount:N0}; forward {model.ForwardFlopsPerImage(cfg.SampleSize ?? 32, cfg.SampleSize ?? 32) / 1e9:F3} GFLOP per image");
+                }
+                else Console.WriteLine($"  parameters at least {cfg.ApproxConvParameters:G3} (estimated; {(File.Exists(w) ? "the weights file holds fewer values" : "no weights file")})");
             }
             var weights = Path.Combine(unetDir, "diffusion_pytorch_model.safetensors");
             if (File.Exists(weights)) DescribeSafetensors(weights, listAll);
             var sched = Path.Combine(target, "scheduler", "scheduler_config.json");
-            if (File.Exists(sched)) Console.WriteLine($"scheduler ({sched}): {JsonDocument.Parse(File.ReadAllText(sched)).RootElement}");
+            if (File.Exists(sched)) Console.WriteLine($"scheduler ({sched}): {ReadJson(sched, _ => "")}");
             var info = Path.Combine(target, "model_info.json");
-            if (File.Exists(info)) Console.WriteLine($"model info: {JsonDocument.Parse(File.ReadAllText(info)).RootElement}");
+            if (File.Exists(info)) Console.WriteLine($"model info: {ReadJson(info, _ => "")}");
             var state = Path.Combine(target, "checkpoint", "trainer_state.json");
             if (File.Exists(state))
-            {
-                using var doc = JsonDocument.Parse(File.ReadAllText(state));
-                Console.WriteLine($"training checkpoint: step {doc.RootElement.GetProperty("Step").GetInt64()} of {doc.RootElement.GetProperty("Options").GetProperty("Steps").GetInt64()}");
-            }
+                Console.WriteLine("training checkpoint: " + ReadJson(state, r => $"step {r.GetProperty("Step").GetInt64()} of {r.GetProperty("Options").GetProperty("Steps").GetInt64()}"));
             return 0;
         });
         return cmd;
+    }
+
+    // A JSON file's text (or what describe makes of it), with any fault reported against the file.
+    private static string ReadJson(string path, Func<JsonElement, string> describe)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(path));
+            var text = describe(doc.RootElement);
+            return text.Length > 0 ? text : doc.RootElement.ToString();
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            throw new InvalidDataException($"{path}: {(e is KeyNotFoundException ? "a required key is missing" : e.Message)}", e);
+        }
     }
 
     private static void DescribeSafetensors(string path, bool listAll)

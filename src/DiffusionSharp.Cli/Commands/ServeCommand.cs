@@ -11,7 +11,7 @@ public static class ServeCommand
     {
         var models = new Option<string?>("--models") { Description = "Folder whose sub-folders are model folders to offer (besides the bundled model)" };
         var runs = new Option<string?>("--runs") { Description = "Folder whose sub-folders are training runs to watch (diffusion train -o)" };
-        var port = new Option<int>("--port") { Description = "TCP port (0: any free port)", DefaultValueFactory = _ => 5000 };
+        var port = CliOptions.InRange(new Option<int>("--port") { Description = "TCP port (0: any free port)", DefaultValueFactory = _ => 5000 }, 0, 65_535);
         var host = new Option<string>("--host") { Description = "Address to listen on (0.0.0.0: every interface)", DefaultValueFactory = _ => "127.0.0.1" };
         var cmd = new Command("serve", "Web pages for sampling (the image forming step by step) and for watching training runs.")
         {

@@ -57,12 +57,37 @@ public sealed record ClassifierConfig
     public ClassifierConfig Validate(string source = "classifier config")
     {
         if (Architecture != ArchitectureName) throw new InvalidDataException($"{source}: architecture is '{Architecture}', expected '{ArchitectureName}'.");
-        if (ImageSize < 4) throw new InvalidDataException($"{source}: image_size must be at least 4, got {ImageSize}.");
+        if (ImageSize is < 4 or > MaxImageSize) throw new InvalidDataException($"{source}: image_size must be in 4..{MaxImageSize}, got {ImageSize}.");
         if (InChannels is not (1 or 3)) throw new InvalidDataException($"{source}: in_channels must be 1 or 3, got {InChannels}.");
-        if (Channels is null || Channels.Length == 0 || Channels.Any(c => c < 1)) throw new InvalidDataException($"{source}: channels must be a non-empty list of positive widths.");
-        if (FeatureDim < 1) throw new InvalidDataException($"{source}: feature_dim must be positive, got {FeatureDim}.");
-        if (NumClasses < 2) throw new InvalidDataException($"{source}: num_classes must be at least 2, got {NumClasses}.");
+        if (Channels is null || Channels.Length is 0 or > MaxLayers || Channels.Any(c => c is < 1 or > MaxWidth))
+            throw new InvalidDataException($"{source}: channels must be a list of 1..{MaxLayers} widths in 1..{MaxWidth}.");
+        if (FeatureDim is < 1 or > MaxWidth) throw new InvalidDataException($"{source}: feature_dim must be in 1..{MaxWidth}, got {FeatureDim}.");
+        if (NumClasses is < 2 or > MaxClasses) throw new InvalidDataException($"{source}: num_classes must be in 2..{MaxClasses}, got {NumClasses}.");
         return this;
+    }
+
+    /// <summary>Largest accepted image_size.</summary>
+    public const int MaxImageSize = 4096;
+    /// <summary>Largest accepted convolution width and feature_dim.</summary>
+    public const int MaxWidth = 4096;
+    /// <summary>Largest accepted number of convolution layers.</summary>
+    public const int MaxLayers = 16;
+    /// <summary>Largest accepted num_classes.</summary>
+    public const int MaxClasses = 100_000;
+
+    /// <summary>The network's parameter count, computed without allocating it.</summary>
+    public long ParameterCount
+    {
+        get
+        {
+            long n = 0, c = InChannels;
+            foreach (var o in Channels)
+            {
+                n += c * o * 9 + o + 2L * o;  // 3x3 convolution and bias, GroupNorm scale and shift
+                c = o;
+            }
+            return n + c * FeatureDim + FeatureDim + (long)FeatureDim * NumClasses + NumClasses;
+        }
     }
 }
 
@@ -220,9 +245,14 @@ public sealed class FeatureClassifier : Module
         var weights = Path.Combine(directory, WeightsFile);
         if (!File.Exists(cfgPath)) throw new FileNotFoundException($"{directory} is not a classifier folder: {ConfigFile} is missing (make one with `diffusion train-classifier`).", cfgPath);
         if (!File.Exists(weights)) throw new FileNotFoundException($"{directory}: {WeightsFile} is missing.", weights);
-        var cfg = IO.JsonFile.Read<ClassifierConfig>(cfgPath, "classifier configuration");
-        var model = new FeatureClassifier(cfg.Validate(cfgPath));
-        model.LoadStateDict(SafeTensors.Load(weights));
+        var cfg = IO.JsonFile.Read<ClassifierConfig>(cfgPath, "classifier configuration").Validate(cfgPath);
+        // the sizes must match the weights file before the network is allocated
+        long stored = SafeTensors.ReadHeader(weights).Tensors.Sum(e => e.ElementCount);
+        if (cfg.ParameterCount != stored)
+            throw new InvalidDataException($"{cfgPath} describes a classifier of {cfg.ParameterCount:N0} parameters but {weights} holds {stored:N0} values; they do not belong together.");
+        var model = new FeatureClassifier(cfg);
+        try { model.LoadStateDict(SafeTensors.Load(weights)); }
+        catch (ArgumentException e) { throw new InvalidDataException($"{weights} does not fit {cfgPath}: {e.Message}", e); }
         model.Eval();
         return model;
     }
