@@ -319,6 +319,8 @@ public partial class CliFuzzTests(FuzzFixture fx) : IClassFixture<FuzzFixture>
         ("--seed", "0" or "2147483648" or "9223372036854775808") => true,         // any 64-bit unsigned seed
         ("--guidance", "0" or "-1") => true,                                      // 0: unconditional; negative scales are allowed (|w| <= 100)
         ("--eta", "0") => true,                                                   // DDIM eta 0: deterministic
+        ("--p-mean", "0" or "-1") => true,                                        // train (edm): the mean of ln sigma may be any value in -20..20
+        ("--p-std" or "--dropout", "0") => true,                                  // train: a fixed ln sigma (edm); no resnet dropout
         ("--count", "0") => command == "eval",                                    // eval: 0 = the whole test split (8 images in the fixture)
         ("--timesteps", "0") => true,                                             // eval: 0 = every t of the chain
         ("--warmup" or "--ema" or "--class-dropout" or "--checkpoint-every" or "--sample-every" or "--log-every", "0") => true,  // 0 disables
