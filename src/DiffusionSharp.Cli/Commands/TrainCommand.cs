@@ -30,6 +30,8 @@ public static class TrainCommand
         var pStd = CliOptions.InRange(new Option<double>("--p-std") { Description = "Standard deviation of ln sigma for --objective edm", DefaultValueFactory = _ => 1.2 }, 0.0, 20.0);
         var sigmaData = CliOptions.InRange(new Option<double>("--sigma-data") { Description = "sigma_data of --objective edm (0.5 for data in [-1, 1])", DefaultValueFactory = _ => 0.5 }, 1e-6, 1e6);
         var dropout = CliOptions.InRange(new Option<double?>("--dropout") { Description = "Resnet dropout probability (default: the model config's)" }, 0.0, 0.99);
+        var emaProfile = CliOptions.OneOf(new Option<string>("--ema-profile") { Description = "exponential (--ema decay with warm-up) or power (EDM2 power function, --ema-std)", DefaultValueFactory = _ => "exponential" }, "exponential", "power");
+        var emaStd = CliOptions.InRange(new Option<double>("--ema-std") { Description = "Relative standard deviation sigma_rel of --ema-profile power", DefaultValueFactory = _ => 0.05 }, 0.001, 0.28);
         var lrSchedule = new Option<LrSchedule>("--lr-schedule") { Description = "Learning rate after the warm-up: Constant or Cosine (to 0 at --steps)", DefaultValueFactory = _ => LrSchedule.Constant };
         var resize = new Option<ResizeFilter>("--resize") { Description = "Image-folder resampling: Area or Bicubic", DefaultValueFactory = _ => ResizeFilter.Area };
         var crop = CliOptions.OneOf(new Option<string>("--crop") { Description = "Image-folder fit: center, random (one seeded crop per image) or stretch", DefaultValueFactory = _ => "center" },
@@ -49,7 +51,7 @@ public static class TrainCommand
         var bucketMb = CliOptions.InRange(new Option<double>("--bucket-mb") { Description = "Gradient all-reduce bucket size under mpirun (MB)", DefaultValueFactory = _ => 8 }, 0.001, 4096.0);
         var cmd = new Command("train", "Train a diffusion model.")
         {
-            output, data, preset, config, size, batch, micro, steps, lr, warmup, ema, objective, snrGamma, pMean, pStd, sigmaData, dropout, lrSchedule, vpred, classCond, classDrop, flip, seed,
+            output, data, preset, config, size, batch, micro, steps, lr, warmup, ema, objective, snrGamma, pMean, pStd, sigmaData, dropout, lrSchedule, emaProfile, emaStd, vpred, classCond, classDrop, flip, seed,
             ckptEvery, sampleEvery, logEvery, resume, overwrite, schedule, bucketMb, resize, crop, alpha,
         };
         cmd.SetAction(p =>
@@ -77,7 +79,7 @@ public static class TrainCommand
                 trainer = Trainer.Resume(outDir, dataset, p.GetValue(steps), comm);
                 if (root) Console.Error.WriteLine($"resuming {outDir} at step {trainer.Step} of {trainer.Options.Steps}" +
                     (trainer.StoredOptions is { } so && so.Steps != trainer.Options.Steps ? $" (--steps changes the run's total from {so.Steps})" : ""));
-                if (root) ReportIgnored(p, trainer.Options, new Option[] { preset, config, batch, micro, lr, warmup, ema, objective, snrGamma, pMean, pStd, sigmaData, dropout, lrSchedule, vpred, classCond, classDrop, flip, seed, ckptEvery, sampleEvery, logEvery, schedule });
+                if (root) ReportIgnored(p, trainer.Options, new Option[] { preset, config, batch, micro, lr, warmup, ema, objective, snrGamma, pMean, pStd, sigmaData, dropout, lrSchedule, emaProfile, emaStd, vpred, classCond, classDrop, flip, seed, ckptEvery, sampleEvery, logEvery, schedule });
                 if (root && trainer.Step >= trainer.Options.Steps)
                     Console.Error.WriteLine($"the run already has its {trainer.Options.Steps} steps; pass a larger --steps to train on");
             }
@@ -94,6 +96,7 @@ public static class TrainCommand
                     LogEvery = p.GetValue(logEvery), BetaSchedule = p.GetValue(schedule)!,
                     MinSnrGamma = p.GetValue(snrGamma), EdmPMean = p.GetValue(pMean), EdmPStd = p.GetValue(pStd), EdmSigmaData = p.GetValue(sigmaData),
                     Dropout = p.GetValue(dropout), LrSchedule = p.GetValue(lrSchedule),
+                    EmaStd = p.GetValue(emaProfile) == "power" ? p.GetValue(emaStd) : null,
                 };
                 trainer = Trainer.Create(opts, outDir, dataset, comm);
             }

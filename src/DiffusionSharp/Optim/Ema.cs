@@ -62,9 +62,28 @@ public sealed class Ema
         for (int i = 0; i < parameters.Count; i++) _shadow[i] = TensorScope.OwnLike(parameters[i].Clone(), parameters[i]);
     }
 
+    /// <summary>
+    /// Exponent gamma of the power-function profile (Karras et al. 2024, Sec. 3.1): when set, the decay at step n is
+    /// (1 - 1/n)^(gamma + 1), so the average weighs step i by i^(gamma+1) - (i-1)^(gamma+1), about i^gamma; the bounds and warm-up are unused.
+    /// </summary>
+    public double? PowerGamma { get; init; }
+
+    /// <summary>gamma of the power-function profile whose relative standard deviation is <paramref name="sigmaRel"/>:
+    /// the root gamma > -1 of sigma_rel^2 (gamma + 2)^2 (gamma + 3) = gamma + 1 (Karras et al. 2024, Eq. 3).</summary>
+    public static double GammaFromSigmaRel(double sigmaRel)
+    {
+        if (!(sigmaRel > 0 && sigmaRel < Math.Sqrt(1.0 / 12))) throw new ArgumentOutOfRangeException(nameof(sigmaRel), sigmaRel, "sigma_rel must lie in (0, 0.2887).");
+        double SigmaRel(double g) => Math.Sqrt((g + 1) / ((g + 2) * (g + 2) * (g + 3)));  // falls from 1/sqrt(12) at gamma = 0
+        double lo = 0, hi = 1;
+        while (SigmaRel(hi) > sigmaRel) hi *= 2;
+        for (int i = 0; i < 200; i++) { double mid = 0.5 * (lo + hi); if (SigmaRel(mid) > sigmaRel) lo = mid; else hi = mid; }
+        return 0.5 * (lo + hi);
+    }
+
     /// <summary>The decay applied at 1-based optimisation step <paramref name="optimizationStep"/>.</summary>
     public double DecayAt(long optimizationStep)
     {
+        if (PowerGamma is double gamma) return Math.Pow(1 - 1.0 / Math.Max(1, optimizationStep), gamma + 1);
         long s = Math.Max(0, optimizationStep - UpdateAfterStep - 1);
         if (s <= 0) return 0;
         double d = UseWarmup ? 1 - Math.Pow(1 + s / InvGamma, -Power) : (1.0 + s) / (10.0 + s);

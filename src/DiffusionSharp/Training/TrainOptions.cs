@@ -48,6 +48,8 @@ public sealed record TrainOptions
     public long WarmupSteps { get; init; } = 500;
     /// <summary>Maximum EMA decay (0 disables EMA).</summary>
     public double EmaDecay { get; init; } = 0.999;
+    /// <summary>When set, the EMA follows the power-function profile of this relative standard deviation (Karras et al. 2024) instead of <see cref="EmaDecay"/>.</summary>
+    public double? EmaStd { get; init; }
     /// <summary>Global gradient-norm clip (0 disables).</summary>
     public double GradClip { get; init; } = 1.0;
     /// <summary>Loss.</summary>

@@ -119,7 +119,8 @@ public sealed class Trainer
         Optimizer = new Adam(_params, options.LearningRate);
         _schedule = new LinearWarmup(options.LearningRate, options.WarmupSteps,
             options.LrSchedule == LrSchedule.Cosine ? AfterWarmup.Cosine : AfterWarmup.Constant, Math.Max(options.Steps, options.WarmupSteps));
-        Ema = options.EmaDecay > 0 ? new Ema(_params, options.EmaDecay) : null;
+        Ema = options.EmaStd is double std ? new Ema(_params, 1.0) { PowerGamma = Ema.GammaFromSigmaRel(std) }
+            : options.EmaDecay > 0 ? new Ema(_params, options.EmaDecay) : null;
         Loader = new DataLoader(data, options.BatchSize, seed * 4, shuffle: true, randomFlip: options.RandomFlip);
         foreach (var p in _params) _comm.Broadcast(p.Span);  // every rank starts from rank 0's weights
     }
@@ -267,7 +268,7 @@ public sealed class Trainer
             _dropoutGen.BatchShard = (g0, n, B);
             using var labels = lv == null ? null : Tensor.FromArray(lv.AsSpan(local, n).ToArray(), n);
             var perSample = _edm != null
-                ? _edm.Losses(new Diffusion.Samplers.EdmDenoiser((x, c) => Model.Forward(x, c, labels), _edm.SigmaData), x0, sigmas.AsSpan(local, n), noise)
+                ? _edm.Losses(new Diffusion.Samplers.EdmDenoiser((x, c) => Model.Forward(x, c, labels), _edm.SigmaData), x0, sigmas.AsSpan(local, n).ToArray(), noise)
                 : Diffusion.TrainingLosses((x, ts) => Model.Forward(x, ts, labels), x0, t.AsSpan(local, n).ToArray(), noise).Loss;
             _dropoutGen.BatchShard = null;
             var loss = perSample.SumAll() * (1f / B);

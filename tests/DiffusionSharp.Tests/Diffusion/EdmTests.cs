@@ -137,11 +137,15 @@ public class EdmTests
         var data = FidCommandTests.WriteStripes(tmp, "data", 24, 1);
         var run = tmp.File("run");
         var (code, _, err) = FidCommandTests.Run("train", "-o", run, "--data", data, "--config", TinyConfig(tmp), "--objective", "edm", "--class-conditional",
-            "--batch", "8", "--steps", "30", "--lr", "2e-3", "--warmup", "5", "--ema", "0.9", "--seed", "2", "--checkpoint-every", "0", "--log-every", "1", "--lr-schedule", "cosine", "--dropout", "0");
+            "--batch", "8", "--steps", "30", "--lr", "2e-3", "--warmup", "5", "--ema-profile", "power", "--ema-std", "0.1", "--seed", "2", "--checkpoint-every", "0", "--log-every", "1", "--lr-schedule", "cosine", "--dropout", "0");
         Assert.True(code == 0, err);
         var losses = File.ReadLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement).ToArray();
         Assert.True(losses[^1].GetProperty("lr").GetDouble() < 0.05 * 2e-3, "cosine schedule ends near 0");
         Assert.True(losses.TakeLast(5).Average(l => l.GetProperty("loss").GetDouble()) < losses.Take(5).Average(l => l.GetProperty("loss").GetDouble()), "loss falls");
+        var state = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, Trainer.CheckpointDir, Trainer.StateFile))).RootElement.GetProperty("Options");
+        Assert.Equal("Edm", state.GetProperty("Objective").GetString());
+        Assert.Equal(0.1, state.GetProperty("EmaStd").GetDouble());
+        Assert.Equal("Cosine", state.GetProperty("LrSchedule").GetString());
         var model = tmp.File("export");
         (code, _, err) = FidCommandTests.Run("export", "-m", run, "-o", model, "--half");
         Assert.True(code == 0, err);

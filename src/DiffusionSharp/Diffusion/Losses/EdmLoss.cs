@@ -20,24 +20,12 @@ public sealed record EdmLoss(double PMean = -1.2, double PStd = 1.2, double Sigm
     /// noise <paramref name="noise"/>, written as |F - (y - c_skip x) / c_out|^2: equal to lambda |D - y|^2 since
     /// lambda c_out^2 = 1 (Eq. 8), without the cancellation of D - y at small sigma.
     /// </summary>
-    public Tensor Losses(EdmDenoiser denoiser, Tensor y, ReadOnlySpan<double> sigmas, Tensor noise)
+    public Tensor Losses(EdmDenoiser denoiser, Tensor y, double[] sigmas, Tensor noise)
     {
-        ArgumentNullException.ThrowIfNull(denoiser);
         if (noise.Shape != y.Shape) throw new ArgumentException($"Expected noise of shape {y.Shape}, got {noise.Shape}.");
         if (denoiser.SigmaData != SigmaData) throw new ArgumentException($"The denoiser's sigma_data {denoiser.SigmaData} differs from the loss's {SigmaData}.");
-        int n = sigmas.Length;
-        var s = new double[n];
-        var skip = new double[n];
-        var invOut = new double[n];
-        for (int i = 0; i < n; i++)
-        {
-            s[i] = sigmas[i];
-            skip[i] = EdmDenoiser.CSkip(s[i], SigmaData);
-            invOut[i] = 1 / EdmDenoiser.COut(s[i], SigmaData);
-        }
-        var x = y + noise * Tensor.PerSample(s, y.Shape);
-        var target = (y - x * Tensor.PerSample(skip, y.Shape)) * Tensor.PerSample(invOut, y.Shape);
-        var diff = denoiser.Network(x, s) - target;
+        var x = y + noise * denoiser.Coefficients(sigmas, (s, _) => s, y.Shape);
+        var diff = denoiser.Network(x, sigmas) - (y - x * denoiser.Coefficients(sigmas, EdmDenoiser.CSkip, y.Shape)) * denoiser.Coefficients(sigmas, (s, d) => 1 / EdmDenoiser.COut(s, d), y.Shape);
         return (diff * diff).MeanPerSample();
     }
 }

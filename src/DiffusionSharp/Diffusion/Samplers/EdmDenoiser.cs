@@ -39,31 +39,21 @@ public sealed class EdmDenoiser
     public static double LossWeight(double sigma, double sigmaData) => (sigma * sigma + sigmaData * sigmaData) / (sigma * sigma * sigmaData * sigmaData);
 
     /// <summary>F(c_in x, c_noise) for one sigma per sample (gradients flow through the network).</summary>
-    public Tensor Network(Tensor x, ReadOnlySpan<double> sigmas)
+    public Tensor Network(Tensor x, double[] sigmas)
     {
         if (x.Rank < 1 || sigmas.Length != x.Dim(0)) throw new ArgumentException($"Expected one sigma per sample of {x.Shape}, got {sigmas.Length}.");
-        var cIn = new double[sigmas.Length];
-        var cNoise = new float[sigmas.Length];
-        for (int i = 0; i < sigmas.Length; i++)
-        {
-            if (!(sigmas[i] > 0) || double.IsInfinity(sigmas[i])) throw new ArgumentOutOfRangeException(nameof(sigmas), $"Expected finite sigmas > 0, got {sigmas[i]}.");
-            cIn[i] = CIn(sigmas[i], SigmaData);
-            cNoise[i] = (float)CNoise(sigmas[i]);
-        }
-        var f = _network(x * Tensor.PerSample(cIn, x.Shape), Tensor.FromArray(cNoise, cNoise.Length));
+        foreach (var s in sigmas)
+            if (!(s > 0) || double.IsInfinity(s)) throw new ArgumentOutOfRangeException(nameof(sigmas), $"Expected finite sigmas > 0, got {s}.");
+        var f = _network(x * Coefficients(sigmas, CIn, x.Shape), Tensor.FromArray(sigmas.Select(s => (float)CNoise(s)).ToArray(), sigmas.Length));
         if (f.Shape != x.Shape) throw new InvalidOperationException($"The network returned shape {f.Shape} for input {x.Shape}.");
         return f;
     }
 
     /// <summary>D(x, sigma_i) = c_skip x + c_out F(c_in x, c_noise) per sample.</summary>
-    public Tensor Denoise(Tensor x, ReadOnlySpan<double> sigmas)
-    {
-        var f = Network(x, sigmas);
-        var cSkip = new double[sigmas.Length];
-        var cOut = new double[sigmas.Length];
-        for (int i = 0; i < sigmas.Length; i++) { cSkip[i] = CSkip(sigmas[i], SigmaData); cOut[i] = COut(sigmas[i], SigmaData); }
-        return x * Tensor.PerSample(cSkip, x.Shape) + f * Tensor.PerSample(cOut, x.Shape);
-    }
+    public Tensor Denoise(Tensor x, double[] sigmas) => x * Coefficients(sigmas, CSkip, x.Shape) + Network(x, sigmas) * Coefficients(sigmas, COut, x.Shape);
+
+    /// <summary>c(sigma_i, sigma_data) per sample, broadcastable against <paramref name="like"/>.</summary>
+    public Tensor Coefficients(double[] sigmas, Func<double, double, double> c, Shape like) => Tensor.PerSample(sigmas.Select(s => c(s, SigmaData)).ToArray(), like);
 
     /// <summary>D(x, sigma), one sigma for the batch (the k-diffusion denoiser; sigma = 0 returns a copy of x).</summary>
     public Tensor Denoise(Tensor x, double sigma) => sigma == 0 ? x.Clone() : Denoise(x, Enumerable.Repeat(sigma, x.Dim(0)).ToArray());
@@ -79,15 +69,8 @@ public sealed class EdmDenoiser
         var ts = timesteps.Span;
         if (ts.Length != n && ts.Length != 1) throw new ArgumentException($"Expected 1 or {n} timesteps, got {ts.Length}.");
         var sigmas = new double[n];
-        var up = new double[n];
-        var inv = new double[n];
-        for (int i = 0; i < n; i++)
-        {
-            sigmas[i] = SigmaSchedules.InterpOnIndex(ts[ts.Length == 1 ? 0 : i], vpSigmas);
-            up[i] = Math.Sqrt(1 + sigmas[i] * sigmas[i]);
-            inv[i] = 1 / sigmas[i];
-        }
-        var x = xt * Tensor.PerSample(up, xt.Shape);
-        return (x - Denoise(x, sigmas)) * Tensor.PerSample(inv, xt.Shape);
+        for (int i = 0; i < n; i++) sigmas[i] = SigmaSchedules.InterpOnIndex(ts[ts.Length == 1 ? 0 : i], vpSigmas);
+        var x = xt * Coefficients(sigmas, (s, _) => Math.Sqrt(1 + s * s), xt.Shape);
+        return (x - Denoise(x, sigmas)) * Coefficients(sigmas, (s, _) => 1 / s, xt.Shape);
     }
 }
