@@ -82,27 +82,9 @@ public sealed class DiscreteTimeDenoiser
     /// D = c_skip x + c_out f for a network output f at noise level sigma of x = x0 + sigma n (Karras et al. 2022, Table 1,
     /// with sigma_data = 1): epsilon (1, -sigma), sample (0, 1), v (1 / (sigma^2 + 1), -sigma / sqrt(sigma^2 + 1)).
     /// </summary>
-    public static Tensor Denoised(PredictionType prediction, Tensor f, Tensor x, float sigma)
-    {
-        if (f.Shape != x.Shape) throw new ArgumentException($"Expected a model output of shape {x.Shape}, got {f.Shape}.");
-        var y = Tensor.Empty(x.Shape);
-        ReadOnlySpan<float> fs = f.Span, xs = x.Span;
-        var o = y.Span;
-        switch (prediction)
-        {
-            case PredictionType.Epsilon:
-                for (int i = 0; i < o.Length; i++) o[i] = xs[i] + fs[i] * -sigma;
-                break;
-            case PredictionType.Sample:
-                fs.CopyTo(o);
-                break;
-            default:
-                float cSkip = 1f / (sigma * sigma + 1f), cOut = -sigma / MathF.Sqrt(sigma * sigma + 1f);
-                for (int i = 0; i < o.Length; i++) o[i] = fs[i] * cOut + xs[i] * cSkip;
-                break;
-        }
-        return y;
-    }
+    public static Tensor Denoised(PredictionType prediction, Tensor f, Tensor x, float sigma) => prediction == PredictionType.VPrediction
+        ? prediction.ToX0(f, x, 1f / (sigma * sigma + 1f), sigma / MathF.Sqrt(sigma * sigma + 1f))
+        : prediction.ToX0(f, x, 1f, sigma);  // x = x0 + sigma eps: the VP form with a = 1
 
     /// <summary>This denoiser as the delegate <see cref="KSamplers"/> takes.</summary>
     public Func<Tensor, double, Tensor> AsFunc() => Denoise;

@@ -27,12 +27,17 @@ public static partial class KSamplers
             if (next == 0) return EulerStep(x, denoised, sigmaHat, dt);
             float s2 = trial(sigmaHat, next);
             using var x2 = EulerStep(x, denoised, sigmaHat, s2 - sigmaHat);
-            var denoised2 = CallDenoiser(model, x2, s2);
-            var y = Tensor.Empty(x.Shape);
-            ReadOnlySpan<float> xs = x.Span, d1s = denoised.Span, x2s = x2.Span, d2s = denoised2.Span;
-            var o = y.Span;
-            for (int k = 0; k < o.Length; k++)
-                o[k] = trapezoid ? xs[k] + ((xs[k] - d1s[k]) / sigmaHat + (x2s[k] - d2s[k]) / s2) / 2f * dt : xs[k] + (x2s[k] - d2s[k]) / s2 * dt;
-            return y;
+            return SecondOrderUpdate(x, denoised, sigmaHat, x2, CallDenoiser(model, x2, s2), s2, dt, trapezoid);
         }, churn);
+
+    // x + slope dt, the slope (x2 - D2) / sigma2 or its mean with (x - D) / sigma (Heun's trapezoid, Algorithm 2 line 10)
+    internal static Tensor SecondOrderUpdate(Tensor x, Tensor denoised, float sigma, Tensor x2, Tensor denoised2, float sigma2, float dt, bool trapezoid)
+    {
+        var y = Tensor.Empty(x.Shape);
+        ReadOnlySpan<float> xs = x.Span, d1s = denoised.Span, x2s = x2.Span, d2s = denoised2.Span;
+        var o = y.Span;
+        for (int k = 0; k < o.Length; k++)
+            o[k] = trapezoid ? xs[k] + ((xs[k] - d1s[k]) / sigma + (x2s[k] - d2s[k]) / sigma2) / 2f * dt : xs[k] + (x2s[k] - d2s[k]) / sigma2 * dt;
+        return y;
+    }
 }

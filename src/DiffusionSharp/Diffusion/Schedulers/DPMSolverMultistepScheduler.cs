@@ -184,71 +184,56 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
         return MathF.Log(a) - MathF.Log(s);
     }
 
+    // sum_k c_k t_k elementwise, accumulated left to right in float32 (diffusers' order of operations)
+    private static Tensor Combine(params ReadOnlySpan<(float C, Tensor T)> terms)
+    {
+        var y = Tensor.Empty(terms[0].T.Shape);
+        var o = y.Span;
+        for (int k = 0; k < terms.Length; k++)
+        {
+            float c = terms[k].C;
+            ReadOnlySpan<float> t = terms[k].T.Span;
+            if (k == 0) for (int i = 0; i < o.Length; i++) o[i] = c * t[i];
+            else for (int i = 0; i < o.Length; i++) o[i] += c * t[i];
+        }
+        return y;
+    }
+
     // First-order update = DDIM in lambda time (Eq. 5 of Lu et al. 2022b for ++).
     private Tensor FirstOrder(Tensor m0, Tensor sample, Tensor? noise, int idx)
     {
         Lambdas(idx, out float alphaT, out float sigmaT, out float alphaS, out float sigmaS, out float h);
-        var y = Tensor.Empty(sample.Shape);
-        ReadOnlySpan<float> x = sample.Span, m = m0.Span;
-        var o = y.Span;
-        switch (Settings.Algorithm)
+        return Settings.Algorithm switch
         {
-            case DpmAlgorithm.DpmSolverPlusPlus:
-            {
-                float c1 = sigmaT / sigmaS, c2 = alphaT * (MathF.Exp(-h) - 1f);
-                for (int i = 0; i < o.Length; i++) o[i] = c1 * x[i] - c2 * m[i];
-                break;
-            }
-            case DpmAlgorithm.DpmSolver:
-            {
-                float c1 = alphaT / alphaS, c2 = sigmaT * (MathF.Exp(h) - 1f);
-                for (int i = 0; i < o.Length; i++) o[i] = c1 * x[i] - c2 * m[i];
-                break;
-            }
-            case DpmAlgorithm.SdeDpmSolverPlusPlus:
-            {
-                float c1 = sigmaT / sigmaS * MathF.Exp(-h), c2 = alphaT * (1f - MathF.Exp(-2f * h)), c3 = sigmaT * MathF.Sqrt(1f - MathF.Exp(-2f * h));
-                ReadOnlySpan<float> z = noise!.Span;
-                for (int i = 0; i < o.Length; i++) o[i] = c1 * x[i] + c2 * m[i] + c3 * z[i];
-                break;
-            }
-            default:
-            {
-                float c1 = alphaT / alphaS, c2 = 2f * (sigmaT * (MathF.Exp(h) - 1f)), c3 = sigmaT * MathF.Sqrt(MathF.Exp(2f * h) - 1f);
-                ReadOnlySpan<float> z = noise!.Span;
-                for (int i = 0; i < o.Length; i++) o[i] = c1 * x[i] - c2 * m[i] + c3 * z[i];
-                break;
-            }
-        }
-        return y;
+            DpmAlgorithm.DpmSolverPlusPlus => Combine((sigmaT / sigmaS, sample), (-(alphaT * (MathF.Exp(-h) - 1f)), m0)),
+            DpmAlgorithm.DpmSolver => Combine((alphaT / alphaS, sample), (-(sigmaT * (MathF.Exp(h) - 1f)), m0)),
+            DpmAlgorithm.SdeDpmSolverPlusPlus => Combine((sigmaT / sigmaS * MathF.Exp(-h), sample), (alphaT * (1f - MathF.Exp(-2f * h)), m0),
+                (sigmaT * MathF.Sqrt(1f - MathF.Exp(-2f * h)), noise!)),
+            _ => Combine((alphaT / alphaS, sample), (-(2f * (sigmaT * (MathF.Exp(h) - 1f))), m0), (sigmaT * MathF.Sqrt(MathF.Exp(2f * h) - 1f), noise!)),
+        };
     }
 
     // Multistep second order (Algorithm 2 of Lu et al. 2022b): D1 = (m0 - m1) / r0 estimates the derivative in lambda.
     private Tensor SecondOrder(Tensor sample, Tensor? noise, int idx)
     {
         Lambdas(idx, out float alphaT, out float sigmaT, out float alphaS, out float sigmaS, out float h);
-        float lambdaS0 = LambdaAt(idx), lambdaS1 = LambdaAt(idx - 1);
-        float h0 = lambdaS0 - lambdaS1;
-        float r0 = h0 / h, invR0 = 1f / r0;
+        float r0 = (LambdaAt(idx) - LambdaAt(idx - 1)) / h, invR0 = 1f / r0;
         var m0 = _modelOutputs[Settings.SolverOrder - 1]!;
-        var m1 = _modelOutputs[Settings.SolverOrder - 2]!;
-        ReadOnlySpan<float> x = sample.Span, a = m0.Span, b = m1.Span;
-        var y = Tensor.Empty(sample.Shape);
-        var o = y.Span;
-        float emh = MathF.Exp(-h);
-        float c1, c2, c3, c4 = 0f;
-        bool plus = false;
+        ReadOnlySpan<float> a = m0.Span, b = _modelOutputs[Settings.SolverOrder - 2]!.Span;
+        using var d1 = Tensor.Empty(sample.Shape);
+        var d1s = d1.Span;
+        for (int i = 0; i < d1s.Length; i++) d1s[i] = invR0 * (a[i] - b[i]);
+        float emh = MathF.Exp(-h), eh = MathF.Exp(h), c1, c2, c3, c4 = 0f;
         bool midpoint = Settings.Solver == DpmSolverType.Midpoint;
         switch (Settings.Algorithm)
         {
-            case DpmAlgorithm.DpmSolverPlusPlus:
-                c1 = sigmaT / sigmaS; c2 = alphaT * (emh - 1f);
-                c3 = midpoint ? 0.5f * c2 : -(alphaT * ((emh - 1f) / h + 1f));
-                // x = c1 x - c2 D0 - c3 D1
+            case DpmAlgorithm.DpmSolverPlusPlus:  // x = c1 x + c2 D0 + c3 D1
+                c1 = sigmaT / sigmaS; c2 = -(alphaT * (emh - 1f));
+                c3 = midpoint ? -(0.5f * (alphaT * (emh - 1f))) : alphaT * ((emh - 1f) / h + 1f);
                 break;
             case DpmAlgorithm.DpmSolver:
-                c1 = alphaT / alphaS; c2 = sigmaT * (MathF.Exp(h) - 1f);
-                c3 = midpoint ? 0.5f * c2 : sigmaT * ((MathF.Exp(h) - 1f) / h - 1f);
+                c1 = alphaT / alphaS; c2 = -(sigmaT * (eh - 1f));
+                c3 = -(midpoint ? 0.5f * (sigmaT * (eh - 1f)) : sigmaT * ((eh - 1f) / h - 1f));
                 break;
             case DpmAlgorithm.SdeDpmSolverPlusPlus:
             {
@@ -256,24 +241,15 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
                 c1 = sigmaT / sigmaS * emh; c2 = alphaT * (1f - e2);
                 c3 = midpoint ? 0.5f * c2 : alphaT * ((1f - e2) / (-2f * h) + 1f);
                 c4 = sigmaT * MathF.Sqrt(1f - e2);
-                plus = true;
                 break;
             }
             default:
-                c1 = alphaT / alphaS; c2 = 2f * (sigmaT * (MathF.Exp(h) - 1f));
-                c3 = midpoint ? sigmaT * (MathF.Exp(h) - 1f) : 2f * (sigmaT * ((MathF.Exp(h) - 1f) / h - 1f));
+                c1 = alphaT / alphaS; c2 = -(2f * (sigmaT * (eh - 1f)));
+                c3 = -(midpoint ? sigmaT * (eh - 1f) : 2f * (sigmaT * ((eh - 1f) / h - 1f)));
                 c4 = sigmaT * MathF.Sqrt(MathF.Exp(2f * h) - 1f);
                 break;
         }
-        ReadOnlySpan<float> z = noise != null ? noise.Span : default;
-        for (int i = 0; i < o.Length; i++)
-        {
-            float d1 = invR0 * (a[i] - b[i]);
-            float v = plus ? c1 * x[i] + c2 * a[i] + c3 * d1 : c1 * x[i] - c2 * a[i] - c3 * d1;
-            if (noise != null) v += c4 * z[i];
-            o[i] = v;
-        }
-        return y;
+        return noise == null ? Combine((c1, sample), (c2, m0), (c3, d1)) : Combine((c1, sample), (c2, m0), (c3, d1), (c4, noise));
     }
 
     // Multistep third order (Lu et al. 2022, Sec. 3.3 / Lu et al. 2022b, Appendix).
@@ -281,40 +257,27 @@ public sealed class DPMSolverMultistepScheduler : Scheduler
     {
         Lambdas(idx, out float alphaT, out float sigmaT, out float alphaS, out float sigmaS, out float h);
         float l0 = LambdaAt(idx), l1 = LambdaAt(idx - 1), l2 = LambdaAt(idx - 2);
-        float h0 = l0 - l1, h1 = l1 - l2;
-        float r0 = h0 / h, r1 = h1 / h;
+        float r0 = (l0 - l1) / h, r1 = (l1 - l2) / h;
         float i0 = 1f / r0, i1 = 1f / r1, k = r0 / (r0 + r1), k2 = 1f / (r0 + r1);
         var m0 = _modelOutputs[Settings.SolverOrder - 1]!;
-        var m1 = _modelOutputs[Settings.SolverOrder - 2]!;
-        var m2 = _modelOutputs[Settings.SolverOrder - 3]!;
-        ReadOnlySpan<float> x = sample.Span, a = m0.Span, b = m1.Span, c = m2.Span;
-        var y = Tensor.Empty(sample.Shape);
-        var o = y.Span;
-        float c1, c2, c3, c4;
+        ReadOnlySpan<float> a = m0.Span, b = _modelOutputs[Settings.SolverOrder - 2]!.Span, c = _modelOutputs[Settings.SolverOrder - 3]!.Span;
+        using var d1 = Tensor.Empty(sample.Shape);
+        using var d2 = Tensor.Empty(sample.Shape);
+        Span<float> d1s = d1.Span, d2s = d2.Span;
+        for (int i = 0; i < d1s.Length; i++)
+        {
+            float d10 = i0 * (a[i] - b[i]), d11 = i1 * (b[i] - c[i]);
+            d1s[i] = d10 + k * (d10 - d11);
+            d2s[i] = k2 * (d10 - d11);
+        }
         if (Settings.Algorithm == DpmAlgorithm.DpmSolverPlusPlus)
         {
             float emh = MathF.Exp(-h);
-            c1 = sigmaT / sigmaS; c2 = alphaT * (emh - 1f);
-            c3 = alphaT * ((emh - 1f) / h + 1f); c4 = alphaT * ((emh - 1f + h) / (h * h) - 0.5f);
-            for (int i = 0; i < o.Length; i++)
-            {
-                float d10 = i0 * (a[i] - b[i]), d11 = i1 * (b[i] - c[i]);
-                float d1 = d10 + k * (d10 - d11), d2 = k2 * (d10 - d11);
-                o[i] = c1 * x[i] - c2 * a[i] + c3 * d1 - c4 * d2;
-            }
+            return Combine((sigmaT / sigmaS, sample), (-(alphaT * (emh - 1f)), m0), (alphaT * ((emh - 1f) / h + 1f), d1),
+                (-(alphaT * ((emh - 1f + h) / (h * h) - 0.5f)), d2));
         }
-        else
-        {
-            float eh = MathF.Exp(h);
-            c1 = alphaT / alphaS; c2 = sigmaT * (eh - 1f);
-            c3 = sigmaT * ((eh - 1f) / h - 1f); c4 = sigmaT * ((eh - 1f - h) / (h * h) - 0.5f);
-            for (int i = 0; i < o.Length; i++)
-            {
-                float d10 = i0 * (a[i] - b[i]), d11 = i1 * (b[i] - c[i]);
-                float d1 = d10 + k * (d10 - d11), d2 = k2 * (d10 - d11);
-                o[i] = c1 * x[i] - c2 * a[i] - c3 * d1 - c4 * d2;
-            }
-        }
-        return y;
+        float eh = MathF.Exp(h);
+        return Combine((alphaT / alphaS, sample), (-(sigmaT * (eh - 1f)), m0), (-(sigmaT * ((eh - 1f) / h - 1f)), d1),
+            (-(sigmaT * ((eh - 1f - h) / (h * h) - 0.5f)), d2));
     }
 }

@@ -1,3 +1,4 @@
+using DiffusionSharp.Diffusion.Samplers;
 using DiffusionSharp.Tensors;
 
 namespace DiffusionSharp.Diffusion.Schedulers;
@@ -8,8 +9,7 @@ namespace DiffusionSharp.Diffusion.Schedulers;
 /// </summary>
 public sealed class HeunDiscreteScheduler : SigmaScheduler
 {
-    private Tensor? _prevDerivative, _firstSample;
-    private float _dt;
+    private Tensor? _firstSample, _firstX0;
     private bool _inSecondOrder;
 
     /// <summary>Builds the scheduler from a parsed config (missing keys take diffusers' defaults).</summary>
@@ -46,10 +46,9 @@ public sealed class HeunDiscreteScheduler : SigmaScheduler
 
     private void ClearState()
     {
-        _prevDerivative?.Dispose();
         _firstSample?.Dispose();
-        _prevDerivative = null;
-        _firstSample = null;
+        _firstX0?.Dispose();
+        (_firstSample, _firstX0) = (null, null);
         _inSecondOrder = false;
     }
 
@@ -65,34 +64,16 @@ public sealed class HeunDiscreteScheduler : SigmaScheduler
         var x0 = PredictX0(modelOutput, sample, sigmaInput);
         if (Settings.ClipSample) ClampInPlace(x0.Span, (float)Settings.ClipSampleRange);
 
-        var prev = Tensor.Empty(sample.Shape);
-        ReadOnlySpan<float> s = sample.Span, p = x0.Span;
-        var o = prev.Span;
+        Tensor prev;
         if (first)
         {
-            var d = Tensor.Empty(sample.Shape);
-            var ds = d.Span;
-            float dt = sigmaNext - sigma;
-            for (int i = 0; i < o.Length; i++)
-            {
-                ds[i] = (s[i] - p[i]) / sigma;
-                o[i] = s[i] + ds[i] * dt;  // Euler predictor, Algorithm 1 line 5 of Karras et al. 2022
-            }
+            prev = KSamplers.EulerStep(sample, x0, sigma, sigmaNext - sigma);  // Euler predictor, Algorithm 1 line 5 of Karras et al. 2022
             ClearState();
-            _prevDerivative = d;
-            _firstSample = sample.Clone();
-            _dt = dt;
-            _inSecondOrder = true;
+            (_firstSample, _firstX0, _inSecondOrder) = (sample.Clone(), x0.Clone(), true);
         }
         else
         {
-            ReadOnlySpan<float> d0 = _prevDerivative!.Span, s0 = _firstSample!.Span;
-            for (int i = 0; i < o.Length; i++)
-            {
-                float d1 = (s[i] - p[i]) / sigmaNext;
-                float dm = (d0[i] + d1) / 2f;  // trapezoidal correction, Algorithm 1 line 8
-                o[i] = s0[i] + dm * _dt;
-            }
+            prev = KSamplers.SecondOrderUpdate(_firstSample!, _firstX0!, sigma, sample, x0, sigmaNext, sigmaNext - sigma, trapezoid: true);
             ClearState();
         }
         Advance();
