@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Reflection;
 using System.Text;
 using System.Text.Json;
@@ -61,7 +60,8 @@ public sealed class SchedulerConfig
     public bool Contains(string key) => _values.ContainsKey(key);
 
     /// <summary>The <c>_class_name</c> entry, or null.</summary>
-    public string? ClassName => GetNullableString("_class_name");
+    public string? ClassName => !_values.TryGetValue("_class_name", out var v) || v.ValueKind == JsonValueKind.Null ? null
+        : v.ValueKind == JsonValueKind.String ? v.GetString() : throw new FormatException($"{Source}: key '_class_name': expected a string, found {Describe(v)}.");
 
     /// <summary>
     /// The typed options of one scheduler: null keys are dropped, wrong types give a FormatException and unsupported
@@ -107,27 +107,6 @@ public sealed class SchedulerConfig
     {
         string text = found.GetRawText();
         return $"{found.ValueKind} {(text.Length > 60 ? text[..60] + "..." : text)}";
-    }
-
-    /// <summary>A number (or a string such as "-Infinity"); <paramref name="defaultValue"/> when missing or null.</summary>
-    public double GetDouble(string key, double defaultValue)
-    {
-        if (!_values.TryGetValue(key, out var v) || v.ValueKind == JsonValueKind.Null) return defaultValue;
-        if (v.ValueKind == JsonValueKind.Number) return v.GetDouble();
-        if (v.ValueKind == JsonValueKind.String
-            && double.TryParse(v.GetString(), NumberStyles.Float, CultureInfo.InvariantCulture, out double d)) return d;
-        throw new FormatException($"{Source}: key '{key}': expected a number, found {Describe(v)}.");
-    }
-
-    /// <summary>A string; <paramref name="defaultValue"/> when missing or null.</summary>
-    public string GetString(string key, string defaultValue) => GetNullableString(key) ?? defaultValue;
-
-    /// <summary>A string, or null when missing or null.</summary>
-    public string? GetNullableString(string key)
-    {
-        if (!_values.TryGetValue(key, out var v) || v.ValueKind == JsonValueKind.Null) return null;
-        if (v.ValueKind == JsonValueKind.String) return v.GetString();
-        throw new FormatException($"{Source}: key '{key}': expected a string, found {Describe(v)}.");
     }
 
     /// <summary>Wraps bare NaN / Infinity / -Infinity tokens (outside strings) in quotes so the text is strict JSON.</summary>
