@@ -386,9 +386,12 @@ public sealed class Trainer
 
     /// <summary>
     /// Writes a sampling-ready model folder: <c>unet/</c> (EMA weights when enabled, diffusers layout),
-    /// <c>scheduler/scheduler_config.json</c> and <c>model_info.json</c> (class names, null class).
+    /// <c>scheduler/scheduler_config.json</c> and <c>model_info.json</c> (class names, null class), through
+    /// <see cref="ModelFolderWriter"/> so a crash part-way leaves the previous export loadable.
     /// </summary>
-    public void ExportModel(string directory, bool half = false)
+    public void ExportModel(string directory, bool half = false) => ModelFolderWriter.Write(directory, stage => WriteModelFiles(stage, half));
+
+    private void WriteModelFiles(string directory, bool half)
     {
         Ema?.Store(_params);
         Ema?.CopyTo(_params);
