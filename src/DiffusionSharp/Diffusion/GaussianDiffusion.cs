@@ -161,14 +161,6 @@ public sealed class GaussianDiffusion
         return Tensor.PerSample(v, like);
     }
 
-    /// <summary>Mean and variance of q(x_t | x_0) = N(sqrt(alpha_bar) x_0, (1 - alpha_bar) I) (Ho et al. Eq. 4).</summary>
-    public (Tensor Mean, double[] Variance, double[] LogVariance) QMeanVariance(Tensor x0, int[] t)
-    {
-        CheckT(x0, t);
-        var mean = x0 * Coef(s => Math.Sqrt(AlphasCumprod[s]), t, x0.Shape);
-        return (mean, t.Select(s => 1 - AlphasCumprod[s]).ToArray(), t.Select(s => Math.Log(1 - AlphasCumprod[s])).ToArray());
-    }
-
     /// <summary>x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) noise (Ho et al. Eq. 4), computed in double.</summary>
     public Tensor QSample(Tensor x0, int[] t, Tensor noise)
     {

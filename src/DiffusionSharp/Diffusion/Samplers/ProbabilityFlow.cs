@@ -1,5 +1,11 @@
 namespace DiffusionSharp.Diffusion.Samplers;
 
+/// <summary>A batched score s(x, t) ~ grad_x log p_t(x): x and score hold <paramref name="count"/> samples back to back.</summary>
+public delegate void ScoreFunction(ReadOnlySpan<double> x, int count, double t, Span<double> score);
+
+/// <summary>A score with a vector-Jacobian product: vjp_n = v_n^T (d score / d x)(x_n) for each sample n.</summary>
+public delegate void ScoreVjpFunction(ReadOnlySpan<double> x, int count, double t, ReadOnlySpan<double> v, Span<double> score, Span<double> vjp);
+
 /// <summary>How the likelihood computation gets the divergence of the probability-flow drift.</summary>
 public enum DivergenceMode
 {
@@ -91,7 +97,7 @@ public static class ProbabilityFlow
                 }
             }
             for (int i = 0; i < len; i++) dy[i] = a * x[i] - g2 * s[i];
-            for (int b = 0; b < count; b++) div[b] = a * dim - g2 * div[b];  // div f-tilde = div f - g^2/2 div s
+            for (int b = 0; b < count; b++) div[b] = sde.DriftDivergence(t, dim) - g2 * div[b];  // div f-tilde = div f - g^2/2 div s
         }
         var sol = DormandPrince.Solve(F, eps, sde.T, y0, rtol, atol);
         var logp = new double[count]; var bpd = new double[count]; var prior = new double[count]; var delta = new double[count];
