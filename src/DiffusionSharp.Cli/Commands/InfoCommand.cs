@@ -19,6 +19,21 @@ public static class InfoCommand
             bool listAll = p.GetValue(all);
             if (File.Exists(target)) { DescribeSafetensors(target, listAll); return 0; }
             if (!Directory.Exists(target)) throw new FileNotFoundException($"No such file or folder: {target}");
+            var clsWeights = Path.Combine(target, Evaluation.FeatureClassifier.WeightsFile);
+            if (File.Exists(clsWeights) && !Directory.Exists(Path.Combine(target, "unet")))
+            {
+                // a classifier folder (diffusion train-classifier): its config.json is not a U-Net's
+                var clsPath = Path.Combine(target, Evaluation.FeatureClassifier.ConfigFile);
+                // loading checks the config against the weights, so a folder described here is one that eval --fid accepts
+                var c = Evaluation.FeatureClassifier.Load(target).Config;
+                Console.WriteLine($"feature classifier ({clsPath}): {c.InChannels}x{c.ImageSize}x{c.ImageSize} images, widths [{string.Join(", ", c.Channels)}], " +
+                    $"{c.FeatureDim} features, {c.NumClasses} classes; {c.ParameterCount:N0} parameters; data {c.Dataset}, test accuracy {c.TestAccuracy?.ToString("P2") ?? "not recorded"}");
+                DescribeSafetensors(clsWeights, listAll);
+                return 0;
+            }
+            if (!File.Exists(Path.Combine(target, "config.json")) && !File.Exists(Path.Combine(target, "unet", "config.json")) &&
+                !File.Exists(Path.Combine(target, "checkpoint", "trainer_state.json")))
+                throw new InvalidDataException($"{target} is not a model, run or classifier folder: it has no config.json, unet/config.json or checkpoint/trainer_state.json.");
             var unetDir = Directory.Exists(Path.Combine(target, "unet")) ? Path.Combine(target, "unet") : target;
             var cfgPath = Path.Combine(unetDir, "config.json");
             if (File.Exists(cfgPath))

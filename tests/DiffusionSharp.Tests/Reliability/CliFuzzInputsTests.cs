@@ -170,8 +170,20 @@ public partial class CliFuzzTests
         {
             var cls = CopyWith(fx.Classifier, file, b);
             Run(new[] { file }, cls, FidArgs("test:4", classifier: cls));
+            var (rc, _) = Run(new[] { file }, cls, "info", cls);
+            if (rc == 0) FeatureClassifier.Load(cls);  // info describes only a classifier folder that loads
             Directory.Delete(cls, recursive: true);
         });
+    }
+
+    [Fact]
+    public void InfoDescribesAClassifierFolderAndRefusesAFolderWithoutAModel()
+    {
+        var (rc, _) = Run(Array.Empty<string>(), fx.Classifier, "info", fx.Classifier);
+        Assert.Equal(0, rc);
+        var (rc2, err) = Run(new[] { fx.Data }, fx.Data, "info", fx.Data);
+        Assert.Equal(1, rc2);
+        Assert.Contains("not a model, run or classifier folder", err);
     }
 
     [Fact]
