@@ -63,14 +63,10 @@ public sealed class GaussianDiffusion
     public double[] AlphasCumprodPrev { get; }
     /// <summary>alpha_bar_{t+1}, 0 at t = T-1.</summary>
     public double[] AlphasCumprodNext { get; }
-    /// <summary>beta-tilde_t = beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) (Ho et al. Eq. 7).</summary>
-    public double[] PosteriorVariance { get; }
+    /// <summary>q(x_{t-1} | x_t, x_0) at each step: mean coefficients and beta-tilde_t (Ho et al. Eq. 6-7).</summary>
+    public DdpmPosterior[] Posterior { get; }
     /// <summary>log beta-tilde with the t = 0 entry replaced by t = 1 (beta-tilde_0 = 0).</summary>
     public double[] PosteriorLogVarianceClipped { get; }
-    /// <summary>Coefficient of x_0 in the posterior mean (Ho et al. Eq. 7).</summary>
-    public double[] PosteriorMeanCoef1 { get; }
-    /// <summary>Coefficient of x_t in the posterior mean (Ho et al. Eq. 7).</summary>
-    public double[] PosteriorMeanCoef2 { get; }
     /// <summary>Original timestep of each step (identity unless respaced).</summary>
     public int[] TimestepMap { get; }
     /// <summary>Number of steps T.</summary>
@@ -103,20 +99,17 @@ public sealed class GaussianDiffusion
         int n = betas.Length;
         TimestepMap = timestepMap != null ? (int[])timestepMap.Clone() : Enumerable.Range(0, n).ToArray();
         AlphasCumprod = new double[n]; AlphasCumprodPrev = new double[n]; AlphasCumprodNext = new double[n];
-        PosteriorVariance = new double[n]; PosteriorLogVarianceClipped = new double[n];
-        PosteriorMeanCoef1 = new double[n]; PosteriorMeanCoef2 = new double[n];
+        Posterior = new DdpmPosterior[n]; PosteriorLogVarianceClipped = new double[n];
         double acc = 1;
         for (int i = 0; i < n; i++) { acc *= 1 - betas[i]; AlphasCumprod[i] = acc; }
         for (int i = 0; i < n; i++)
         {
             AlphasCumprodPrev[i] = i == 0 ? 1 : AlphasCumprod[i - 1];
             AlphasCumprodNext[i] = i == n - 1 ? 0 : AlphasCumprod[i + 1];
-            PosteriorVariance[i] = betas[i] * (1 - AlphasCumprodPrev[i]) / (1 - AlphasCumprod[i]);
-            PosteriorMeanCoef1[i] = betas[i] * Math.Sqrt(AlphasCumprodPrev[i]) / (1 - AlphasCumprod[i]);
-            PosteriorMeanCoef2[i] = (1 - AlphasCumprodPrev[i]) * Math.Sqrt(1 - betas[i]) / (1 - AlphasCumprod[i]);
+            Posterior[i] = DdpmPosterior.Between(AlphasCumprod[i], AlphasCumprodPrev[i]);
         }
         for (int i = 0; i < n; i++)
-            PosteriorLogVarianceClipped[i] = Math.Log(n > 1 && i == 0 ? PosteriorVariance[1] : PosteriorVariance[i]);
+            PosteriorLogVarianceClipped[i] = Math.Log(Posterior[n > 1 && i == 0 ? 1 : i].Variance);
         if (n == 1) PosteriorLogVarianceClipped[0] = Math.Log(betas[0]);
     }
 
@@ -182,8 +175,8 @@ public sealed class GaussianDiffusion
     {
         CheckT(xt, t);
         x0.ExpectShape(xt.Shape, "x_0");
-        var mean = Coef(s => PosteriorMeanCoef1[s], t, xt.Shape) * x0 + Coef(s => PosteriorMeanCoef2[s], t, xt.Shape) * xt;
-        return (mean, Coef(s => PosteriorVariance[s], t, xt.Shape).Expand(xt.Shape).Clone(),
+        var mean = Coef(s => Posterior[s].CoefX0, t, xt.Shape) * x0 + Coef(s => Posterior[s].CoefXt, t, xt.Shape) * xt;
+        return (mean, Coef(s => Posterior[s].Variance, t, xt.Shape).Expand(xt.Shape).Clone(),
             Coef(s => PosteriorLogVarianceClipped[s], t, xt.Shape).Expand(xt.Shape).Clone());
     }
 
@@ -270,7 +263,7 @@ public sealed class GaussianDiffusion
                     break;
                 }
             case ModelVarianceType.FixedLarge:
-                logVar = Coef(s => Math.Log(s == 0 && NumTimesteps > 1 ? PosteriorVariance[1] : Betas[s]), t, x.Shape).Expand(x.Shape).Clone();
+                logVar = Coef(s => Math.Log(s == 0 && NumTimesteps > 1 ? Posterior[1].Variance : Betas[s]), t, x.Shape).Expand(x.Shape).Clone();
                 break;
             default:
                 logVar = Coef(s => PosteriorLogVarianceClipped[s], t, x.Shape).Expand(x.Shape).Clone();
@@ -341,7 +334,7 @@ public sealed class GaussianDiffusion
         using (GradMode.NoGrad()) p = PMeanVariance(model, x, t, clipDenoised);
         if (guide != null) p = guide(p, x, t);
         Tensor? z = eta > 0 ? (noise ?? throw new ArgumentException("eta > 0 needs a noise source.")).Randn(x.Shape) : null;
-        var sigma = t.Select(s => Ddim.Sigma((float)AlphasCumprod[s], (float)AlphasCumprodPrev[s], eta)).ToArray();
+        var sigma = t.Select(s => Ddim.Sigma(AlphasCumprod[s], AlphasCumprodPrev[s], eta)).ToArray();
         return Ddim.Step(p.PredXStart, p.PredEpsilon, t.Select(s => (float)AlphasCumprodPrev[s]).ToArray(), sigma, z);
     }
 

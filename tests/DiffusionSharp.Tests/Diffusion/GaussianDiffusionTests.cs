@@ -87,7 +87,7 @@ public class GaussianDiffusionTests
                 Assert.Equal(m, mean.Span[b * 3 + j], 4);
             }
         }
-        Assert.Equal(Math.Log(d.PosteriorVariance[1]), logVar.Span[0], 4);  // clipped at t = 0
+        Assert.Equal(Math.Log(d.Posterior[1].Variance), logVar.Span[0], 4);  // clipped at t = 0
     }
 
     [Fact]

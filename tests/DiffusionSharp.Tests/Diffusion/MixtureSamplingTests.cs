@@ -56,8 +56,8 @@ public class MixtureSamplingTests(ITestOutputHelper output)
             var (m0, m1, v0, v1) = mix.PosteriorX0(x.Span[2 * i], x.Span[2 * i + 1], a, s);
             y.Span[4 * i] = (float)((x.Span[2 * i] - a * m0) / s);
             y.Span[4 * i + 1] = (float)((x.Span[2 * i + 1] - a * m1) / s);
-            double lo = process.PosteriorLogVarianceClipped[k], hi = Math.Log(process.Betas[k]), c1 = process.PosteriorMeanCoef1[k];
-            double V(double vx0) => Math.Clamp(2 * (Math.Log(process.PosteriorVariance[k] + c1 * c1 * vx0) - lo) / (hi - lo) - 1, -1, 1);
+            double lo = process.PosteriorLogVarianceClipped[k], hi = Math.Log(process.Betas[k]), c1 = process.Posterior[k].CoefX0;
+            double V(double vx0) => Math.Clamp(2 * (Math.Log(process.Posterior[k].Variance + c1 * c1 * vx0) - lo) / (hi - lo) - 1, -1, 1);
             y.Span[4 * i + 2] = (float)V(v0);
             y.Span[4 * i + 3] = (float)V(v1);
         }

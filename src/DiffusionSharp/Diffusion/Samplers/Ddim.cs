@@ -5,11 +5,8 @@ namespace DiffusionSharp.Diffusion.Samplers;
 /// <summary>The DDIM update (Song et al. 2021, Eq. 12) in the VP parameterisation: the one DDIMScheduler and GaussianDiffusion run.</summary>
 public static class Ddim
 {
-    /// <summary>sigma_t^2 / eta^2 of Eq. 16 of Song et al. 2021: (1 - abar_prev) / (1 - abar) (1 - abar / abar_prev).</summary>
-    public static float Variance(float alphaBar, float alphaBarPrev) => (1f - alphaBarPrev) / (1f - alphaBar) * (1f - alphaBar / alphaBarPrev);
-
-    /// <summary>sigma_t of Eq. 16 of Song et al. 2021 for noise weight <paramref name="eta"/>.</summary>
-    public static float Sigma(float alphaBar, float alphaBarPrev, double eta) => (float)eta * MathF.Sqrt(Variance(alphaBar, alphaBarPrev));
+    /// <summary>sigma_t of Eq. 16 of Song et al. 2021 for noise weight <paramref name="eta"/>: eta times the DDPM posterior std.</summary>
+    public static float Sigma(double alphaBar, double alphaBarPrev, double eta) => (float)(eta * Math.Sqrt(DdpmPosterior.Between(alphaBar, alphaBarPrev).Variance));
 
     /// <summary>
     /// x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev - sigma^2) eps + sigma z, with one (abar_prev, sigma) per batch element

@@ -48,7 +48,7 @@ public sealed class DDIMScheduler : Scheduler
     public double GetVariance(int t, int prevT)
     {
         var (apt, aptp) = AlphaBars(t, prevT);
-        return Ddim.Variance(apt, aptp);
+        return DdpmPosterior.Between(apt, aptp).Variance;
     }
 
     private (float AlphaBar, float AlphaBarPrev) AlphaBars(int t, int prevT) =>

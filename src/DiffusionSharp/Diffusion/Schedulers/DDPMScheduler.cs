@@ -1,3 +1,4 @@
+using DiffusionSharp.Diffusion.Samplers;
 using DiffusionSharp.Diffusion.Schedules;
 using DiffusionSharp.Tensors;
 
@@ -66,29 +67,29 @@ public sealed class DDPMScheduler : Scheduler
     }
 
     /// <summary>
-    /// Posterior variance at t: beta~_t = (1 - abar_{t-1}) / (1 - abar_t) beta_t (Ho et al. 2020, Eq. 7) clamped at 1e-20,
+    /// Posterior variance at t: beta~_t of <see cref="DdpmPosterior"/> (Ho et al. 2020, Eq. 7) clamped at 1e-20,
     /// transformed per <see cref="DdpmOptions.VarianceType"/> (log forms return the log-variance, fixed_small_log the std).
     /// </summary>
-    public double GetVariance(int t)
+    public double GetVariance(int t) => Variance(Posterior(t));
+
+    private double Variance(DdpmPosterior q)
     {
-        GetAlphas(t, out float apt, out float aptp);
-        float currentBeta = 1f - apt / aptp;
-        float variance = MathF.Max((1f - aptp) / (1f - apt) * currentBeta, 1e-20f);
+        float variance = MathF.Max((float)q.Variance, 1e-20f), beta = (float)q.Beta;
         return Settings.VarianceType switch
         {
             VarianceKind.FixedSmall => variance,
             VarianceKind.FixedSmallLog => MathF.Exp(0.5f * MathF.Log(variance)),
-            VarianceKind.FixedLarge => currentBeta,
-            VarianceKind.FixedLargeLog => MathF.Log(currentBeta),
+            VarianceKind.FixedLarge => beta,
+            VarianceKind.FixedLargeLog => MathF.Log(beta),
             _ => throw new InvalidOperationException($"variance_type '{ConfigNames.Name(Settings.VarianceType)}' needs the model's predicted variance."),
         };
     }
 
-    private void GetAlphas(int t, out float apt, out float aptp)
+    // q(x_prev | x_t, x_0) from t to the step after it, over the float32 table diffusers holds
+    private DdpmPosterior Posterior(int t)
     {
-        apt = (float)AlphasCumprodF[CheckTrainT(t)];
         int prev = PreviousTimestep(t);
-        aptp = prev >= 0 ? (float)AlphasCumprodF[prev] : 1f;
+        return DdpmPosterior.Between(AlphasCumprodF[CheckTrainT(t)], prev >= 0 ? AlphasCumprodF[prev] : 1);
     }
 
     /// <inheritdoc/>
@@ -108,16 +109,12 @@ public sealed class DDPMScheduler : Scheduler
         if (learned && predictedVariance == null && t > 0)
             throw new ArgumentException($"variance_type '{ConfigNames.Name(Settings.VarianceType)}' needs a model output with 2x the sample's channels: sample {sample.Shape}, model output {modelOutput.Shape}.");
 
-        GetAlphas(t, out float apt, out float aptp);
-        float bpt = 1f - apt, bptp = 1f - aptp;
-        float currentAlpha = apt / aptp, currentBeta = 1f - currentAlpha;
-
-        var x0 = PredictionType.ToX0(eps, sample, MathF.Sqrt(apt), MathF.Sqrt(bpt));  // Eq. 15 of Ho et al. 2020 for epsilon
+        var q = Posterior(t);
+        float apt = (float)AlphasCumprodF[t];
+        var x0 = PredictionType.ToX0(eps, sample, MathF.Sqrt(apt), MathF.Sqrt(1f - apt));  // Eq. 15 of Ho et al. 2020 for epsilon
         ProcessX0(x0, Settings.ClipSample, Settings.ClipSampleRange);
 
-        // posterior mean coefficients, Eq. 7 of Ho et al. 2020
-        float cx0 = MathF.Sqrt(aptp) * currentBeta / bpt;
-        float cxt = MathF.Sqrt(currentAlpha) * bptp / bpt;
+        float cx0 = (float)q.CoefX0, cxt = (float)q.CoefXt;  // posterior mean, Eq. 7 of Ho et al. 2020
         var prev = Tensor.Empty(sample.Shape);
         var o = prev.Span;
         ReadOnlySpan<float> p = x0.Span, s = sample.Span;
@@ -131,17 +128,16 @@ public sealed class DDPMScheduler : Scheduler
             {
                 float std = Settings.VarianceType switch
                 {
-                    VarianceKind.FixedSmallLog => (float)GetVariance(t),
-                    VarianceKind.FixedLargeLog => MathF.Exp(0.5f * (float)GetVariance(t)),
-                    _ => MathF.Sqrt((float)GetVariance(t)),
+                    VarianceKind.FixedSmallLog => (float)Variance(q),
+                    VarianceKind.FixedLargeLog => MathF.Exp(0.5f * (float)Variance(q)),
+                    _ => MathF.Sqrt((float)Variance(q)),
                 };
                 for (int i = 0; i < o.Length; i++) o[i] += std * zs[i];
             }
             else
             {
                 ReadOnlySpan<float> v = predictedVariance!.Span;
-                float variance = MathF.Max((1f - aptp) / (1f - apt) * currentBeta, 1e-20f);
-                float minLog = MathF.Log(variance), maxLog = MathF.Log(currentBeta);
+                float minLog = MathF.Log(MathF.Max((float)q.Variance, 1e-20f)), maxLog = MathF.Log((float)q.Beta);
                 for (int i = 0; i < o.Length; i++)
                 {
                     float std;
