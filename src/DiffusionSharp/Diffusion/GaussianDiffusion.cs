@@ -180,39 +180,16 @@ public sealed class GaussianDiffusion
             Coef(s => PosteriorLogVarianceClipped[s], t, xt.Shape).Expand(xt.Shape).Clone());
     }
 
-    /// <summary>x_0 = sqrt(1/alpha_bar) x_t - sqrt(1/alpha_bar - 1) eps.</summary>
-    public Tensor PredictXStartFromEps(Tensor xt, int[] t, Tensor eps)
-    {
-        CheckT(xt, t);
-        return Coef(s => Math.Sqrt(1 / AlphasCumprod[s]), t, xt.Shape) * xt - Coef(s => Math.Sqrt(1 / AlphasCumprod[s] - 1), t, xt.Shape) * eps;
-    }
-
-    /// <summary>eps = (sqrt(1/alpha_bar) x_t - x_0) / sqrt(1/alpha_bar - 1).</summary>
-    public Tensor PredictEpsFromXStart(Tensor xt, int[] t, Tensor x0)
-    {
-        CheckT(xt, t);
-        return (Coef(s => Math.Sqrt(1 / AlphasCumprod[s]), t, xt.Shape) * xt - x0) * Coef(s => 1 / Math.Sqrt(1 / AlphasCumprod[s] - 1), t, xt.Shape);
-    }
-
-    /// <summary>x_0 = sqrt(alpha_bar) x_t - sqrt(1 - alpha_bar) v (Salimans and Ho 2022, Sec. 4).</summary>
-    public Tensor PredictXStartFromV(Tensor xt, int[] t, Tensor v)
-    {
-        CheckT(xt, t);
-        return Coef(s => Math.Sqrt(AlphasCumprod[s]), t, xt.Shape) * xt - Coef(s => Math.Sqrt(1 - AlphasCumprod[s]), t, xt.Shape) * v;
-    }
-
-    /// <summary>eps = sqrt(1 - alpha_bar) x_t + sqrt(alpha_bar) v.</summary>
-    public Tensor PredictEpsFromV(Tensor xt, int[] t, Tensor v)
-    {
-        CheckT(xt, t);
-        return Coef(s => Math.Sqrt(1 - AlphasCumprod[s]), t, xt.Shape) * xt + Coef(s => Math.Sqrt(AlphasCumprod[s]), t, xt.Shape) * v;
-    }
+    /// <summary>sqrt(alpha_bar_t) and sqrt(1 - alpha_bar_t) per sample, broadcastable against <paramref name="like"/>: the a, s of x_t = a x_0 + s eps.</summary>
+    public (Tensor Signal, Tensor Noise) Scales(int[] t, Shape like) =>
+        (Coef(s => Math.Sqrt(AlphasCumprod[s]), t, like), Coef(s => Math.Sqrt(1 - AlphasCumprod[s]), t, like));
 
     /// <summary>v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x_0.</summary>
     public Tensor VelocityFrom(Tensor x0, Tensor eps, int[] t)
     {
         CheckT(x0, t);
-        return Coef(s => Math.Sqrt(AlphasCumprod[s]), t, x0.Shape) * eps - Coef(s => Math.Sqrt(1 - AlphasCumprod[s]), t, x0.Shape) * x0;
+        var (a, s) = Scales(t, x0.Shape);
+        return a * eps - s * x0;
     }
 
     /// <summary>Timesteps on the original scale as a float tensor, for the network.</summary>
@@ -274,13 +251,10 @@ public sealed class GaussianDiffusion
             if (denoisedFn != null) x0 = denoisedFn(x0);
             return clipDenoised ? x0.Clamp(-1f, 1f) : x0;
         }
-        Tensor predX0 = MeanType switch
-        {
-            PredictionType.Epsilon => Process(PredictXStartFromEps(x, t, meanOut)),
-            PredictionType.VPrediction => Process(PredictXStartFromV(x, t, meanOut)),
-            _ => Process(meanOut),
-        };
-        var eps = PredictEpsFromXStart(x, t, predX0);
+        CheckT(x, t);
+        var (a, sd) = Scales(t, x.Shape);
+        var predX0 = Process(MeanType.ToX0(meanOut, x, a, sd));
+        var eps = PredictionType.Sample.ToEps(predX0, x, a, sd);
         var (mean, _, _) = QPosteriorMeanVariance(predX0, x, t);
         return new PMeanVariance(mean, logVar, predX0, eps);
     }

@@ -32,6 +32,22 @@ public static class PredictionConversions
         _ => (mi, xi) => a * mi + s * xi,
     });
 
+    /// <summary><see cref="ToX0(PredictionType, Tensor, Tensor, float, float)"/> with per-sample a, s broadcast against x, as differentiable tensor operations.</summary>
+    public static Tensor ToX0(this PredictionType prediction, Tensor m, Tensor x, Tensor a, Tensor s) => prediction switch
+    {
+        PredictionType.Epsilon => (x - s * m) / a,
+        PredictionType.Sample => m,
+        _ => a * x - s * m,
+    };
+
+    /// <summary><see cref="ToEps(PredictionType, Tensor, Tensor, float, float)"/> with per-sample a, s broadcast against x, as differentiable tensor operations.</summary>
+    public static Tensor ToEps(this PredictionType prediction, Tensor m, Tensor x, Tensor a, Tensor s) => prediction switch
+    {
+        PredictionType.Epsilon => m,
+        PredictionType.Sample => (x - a * m) / s,
+        _ => a * m + s * x,
+    };
+
     private static Tensor Map(Tensor m, Tensor x, Func<float, float, float> f)
     {
         if (m.Shape != x.Shape) throw new ArgumentException($"Expected a model output of shape {x.Shape} (the sample's), got {m.Shape}.");

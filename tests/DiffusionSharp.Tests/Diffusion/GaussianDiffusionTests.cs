@@ -98,11 +98,12 @@ public class GaussianDiffusionTests
         var T4 = new[] { 0, 1, 500, 900 };  // at t = 999 of the cosine table 1/sqrt(alpha_bar) ~ 1e4 amplifies float32 rounding of x_t
         var x0 = Tensor.Randn(g, 4, 5); var eps = Tensor.Randn(g, 4, 5);
         var xt = d.QSample(x0, T4, eps);
-        GradCheck.AssertClose(d.PredictXStartFromEps(xt, T4, eps).Span, x0.Span, 2e-3, 1e-3, "x0 from eps");
-        GradCheck.AssertClose(d.PredictEpsFromXStart(xt, T4, d.PredictXStartFromEps(xt, T4, eps)).Span, eps.Span, 2e-3, 1e-3, "eps round trip");
+        var (a, s) = d.Scales(T4, xt.Shape);
+        GradCheck.AssertClose(PredictionType.Epsilon.ToX0(eps, xt, a, s).Span, x0.Span, 2e-3, 1e-3, "x0 from eps");
+        GradCheck.AssertClose(PredictionType.Sample.ToEps(PredictionType.Epsilon.ToX0(eps, xt, a, s), xt, a, s).Span, eps.Span, 2e-3, 1e-3, "eps round trip");
         var v = d.VelocityFrom(x0, eps, T4);
-        GradCheck.AssertClose(d.PredictXStartFromV(xt, T4, v).Span, x0.Span, 1e-5, 1e-5, "x0 from v");
-        GradCheck.AssertClose(d.PredictEpsFromV(xt, T4, v).Span, eps.Span, 1e-5, 1e-5, "eps from v");
+        GradCheck.AssertClose(PredictionType.VPrediction.ToX0(v, xt, a, s).Span, x0.Span, 1e-5, 1e-5, "x0 from v");
+        GradCheck.AssertClose(PredictionType.VPrediction.ToEps(v, xt, a, s).Span, eps.Span, 1e-5, 1e-5, "eps from v");
         // v by its definition in double
         for (int b = 0; b < 4; b++)
             for (int j = 0; j < 5; j++)

@@ -133,7 +133,7 @@ public class MixtureSamplingTests(ITestOutputHelper output)
         var x = new double[2 * N];
         new NoiseSource(g).Normal(x);
         for (int i = 0; i < x.Length; i++) x[i] *= 2;
-        var sigmas = AnnealedLangevin.GeometricSigmas(2, 0.01, 20);
+        var sigmas = SigmaSchedules.Exponential(20, 0.01, 2, appendZero: false);
         AnnealedLangevin.Sample((xs, c, sigma, sc) => Mix.Score(xs, c, 1, sigma, sc), x, N, sigmas, 100, 1e-5, g);
         double z = Mix.AssertMatches(x, N, 5, "annealed Langevin");
         output.WriteLine($"Annealed Langevin: worst {z:F2} SE ({Mix.WorstLabel})");

@@ -59,7 +59,8 @@ public sealed class ClassifierGuidance(GaussianDiffusion diffusion, NoisyClassif
             double c = Math.Sqrt(1 - diffusion.AlphasCumprod[t[b]]);
             for (int j = b * per; j < (b + 1) * per; j++) o[j] = (float)(e[j] - c * gs[j]);
         }
-        var x0 = diffusion.PredictXStartFromEps(x, t, eps);
+        var (a, s) = diffusion.Scales(t, x.Shape);
+        var x0 = PredictionType.Epsilon.ToX0(eps, x, a, s);
         var (mean, _, _) = diffusion.QPosteriorMeanVariance(x0, x, t);
         return p with { Mean = mean, PredXStart = x0, PredEpsilon = eps };
     }

@@ -2,20 +2,10 @@ namespace DiffusionSharp.Diffusion.Samplers;
 
 /// <summary>
 /// Annealed Langevin dynamics (Song and Ermon 2019, Alg. 1) for a noise-conditional score s(x, sigma):
-/// for each sigma_i, alpha_i = eps sigma_i^2 / sigma_L^2 and T steps x += alpha_i/2 s(x, sigma_i) + sqrt(alpha_i) z.
+/// for each sigma_i (geometric: <see cref="Schedules.SigmaSchedules.Exponential"/>), alpha_i = eps sigma_i^2 / sigma_L^2 and T steps x += alpha_i/2 s(x, sigma_i) + sqrt(alpha_i) z.
 /// </summary>
 public static class AnnealedLangevin
 {
-    /// <summary>Geometric noise levels from <paramref name="sigmaMax"/> down to <paramref name="sigmaMin"/>.</summary>
-    public static double[] GeometricSigmas(double sigmaMax, double sigmaMin, int levels)
-    {
-        if (levels < 1 || !(sigmaMax >= sigmaMin) || sigmaMin <= 0)
-            throw new ArgumentException($"Expected levels >= 1 and sigmaMax >= sigmaMin > 0, got {levels}, {sigmaMax}, {sigmaMin}.");
-        var s = new double[levels];
-        for (int i = 0; i < levels; i++) s[i] = Math.Exp(Math.Log(sigmaMax) + (Math.Log(sigmaMin) - Math.Log(sigmaMax)) * (levels == 1 ? 0 : (double)i / (levels - 1)));
-        return s;
-    }
-
     /// <summary>
     /// Runs Alg. 1 in place on <paramref name="x"/> (count samples of dimension x.Length / count). The score is called with
     /// t = sigma_i. With <paramref name="denoiseLast"/> the result gets the final Tweedie step x + sigma_L^2 s(x, sigma_L).

@@ -1,3 +1,4 @@
+using DiffusionSharp.Diffusion.Sde;
 using DiffusionSharp.Tensors;
 
 namespace DiffusionSharp.Diffusion.Samplers;
@@ -5,8 +6,6 @@ namespace DiffusionSharp.Diffusion.Samplers;
 /// <summary>DPM-Solver++(2M) and its SDE variant (Lu et al. 2022b, Algorithm 2; k-diffusion sample_dpmpp_2m, sample_dpmpp_2m_sde).</summary>
 public static partial class KSamplers
 {
-    private static float ExpM1(float v) => (float)(Math.Abs(v) < 1e-5 ? v + 0.5 * (double)v * v : Math.Exp(v) - 1.0);
-
     /// <summary>DPM-Solver++(2M) (Lu et al. 2022b, Algorithm 2) in k-diffusion's sigma form; first order on the first and last steps.</summary>
     public static Tensor DpmPP2M(Func<Tensor, double, Tensor> model, Tensor x, IReadOnlyList<double> sigmas, SamplerCallback? callback = null)
     {
@@ -15,7 +14,7 @@ public static partial class KSamplers
         {
             float t = -MathF.Log(sigma), tNext = -MathF.Log(next);
             float h = tNext - t;
-            float ratio = MathF.Exp(-tNext) / MathF.Exp(-t), em1 = ExpM1(-h);
+            float ratio = MathF.Exp(-tNext) / MathF.Exp(-t), em1 = (float)Math.ExpM1Safe(-h);
             var y = Tensor.Empty(x.Shape);
             ReadOnlySpan<float> xs = x.Span, dn = denoised.Span;
             var o = y.Span;
@@ -56,7 +55,7 @@ public static partial class KSamplers
             }
             float t = -MathF.Log(sigma), s = -MathF.Log(next);
             float h = s - t, etaH = (float)eta * h;
-            float c1 = next / sigma * MathF.Exp(-etaH), c2 = -ExpM1(-h - etaH);
+            float c1 = next / sigma * MathF.Exp(-etaH), c2 = -(float)Math.ExpM1Safe(-h - etaH);
             var y = Tensor.Empty(x.Shape);
             ReadOnlySpan<float> xs = x.Span, dn = denoised.Span;
             var o = y.Span;
@@ -71,7 +70,7 @@ public static partial class KSamplers
             if (eta != 0)
             {
                 noise ??= Noise(noiseSampler, generator, x);
-                AddNoise(y, noise(sigma, next), (float)sNoise, next * MathF.Sqrt(-ExpM1(-2f * etaH)));
+                AddNoise(y, noise(sigma, next), (float)sNoise, next * MathF.Sqrt(-(float)Math.ExpM1Safe(-2f * etaH)));
             }
             oldDenoised = denoised;
             hLast = h;
