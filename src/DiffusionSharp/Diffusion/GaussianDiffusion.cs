@@ -154,20 +154,13 @@ public sealed class GaussianDiffusion
         return Tensor.PerSample(v, like);
     }
 
-    /// <summary>x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) noise (Ho et al. Eq. 4), computed in double.</summary>
+    /// <summary>x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) noise (Ho et al. Eq. 4).</summary>
     public Tensor QSample(Tensor x0, int[] t, Tensor noise)
     {
         CheckT(x0, t);
         noise.ExpectShape(x0.Shape, "noise");
-        var y = Tensor.Empty(x0.Shape);
-        int per = x0.Size / t.Length;
-        var xs = x0.Span; var ns = noise.Span; var o = y.Span;
-        for (int b = 0; b < t.Length; b++)
-        {
-            double a = Math.Sqrt(AlphasCumprod[t[b]]), s = Math.Sqrt(1 - AlphasCumprod[t[b]]);
-            for (int j = b * per; j < (b + 1) * per; j++) o[j] = (float)(a * xs[j] + s * ns[j]);
-        }
-        return y;
+        var (a, s) = Scales(t, x0.Shape);
+        return a * x0 + s * noise;
     }
 
     /// <summary>Mean, variance and clipped log-variance of q(x_{t-1} | x_t, x_0) (Ho et al. Eq. 6-7). The mean is differentiable.</summary>
@@ -266,14 +259,9 @@ public sealed class GaussianDiffusion
         PMeanVariance p;
         using (GradMode.NoGrad()) p = PMeanVariance(model, x, t, clipDenoised);
         if (guide != null) p = guide(p, x, t);  // guidance may differentiate a classifier, so it runs with grad mode on
-        var z = noise.Randn(x.Shape);
-        var y = Tensor.Empty(x.Shape);
-        int per = x.Size / t.Length;
-        var m = p.Mean.Span; var lv = p.LogVariance.Span; var zs = z.Span; var o = y.Span;
-        for (int b = 0; b < t.Length; b++)
-            for (int j = b * per; j < (b + 1) * per; j++)
-                o[j] = t[b] == 0 ? m[j] : (float)(m[j] + Math.Exp(0.5 * lv[j]) * zs[j]);
-        return y;
+        using var _ = GradMode.NoGrad();
+        var noiseMask = Coef(s => s == 0 ? 0 : 1, t, x.Shape);  // no noise at t = 0
+        return p.Mean + noiseMask * (p.LogVariance * 0.5f).Exp() * noise.Randn(x.Shape);
     }
 
     /// <summary>Ancestral sampling from x_T ~ N(0, I) (or <paramref name="xT"/>) down to x_0 (Ho et al. Alg. 2).</summary>
@@ -329,11 +317,8 @@ public sealed class GaussianDiffusion
         var (trueMean, _, trueLogVar) = QPosteriorMeanVariance(x0, xt, t);
         var kl = GaussianLosses.NormalKl(trueMean, trueLogVar, p.Mean, p.LogVariance).MeanPerSample() * (float)(1 / Math.Log(2));
         var nll = GaussianLosses.DiscretizedGaussianLogLikelihood(x0, p.Mean, p.LogVariance * 0.5f).MeanPerSample() * (float)(-1 / Math.Log(2));
-        var isZero = new double[t.Length];
-        for (int i = 0; i < t.Length; i++) isZero[i] = t[i] == 0 ? 1 : 0;
-        var mask = Tensor.FromArray(isZero.Select(v => (float)v).ToArray(), t.Length);
-        var notMask = Tensor.FromArray(isZero.Select(v => (float)(1 - v)).ToArray(), t.Length);
-        return nll * mask + kl * notMask;
+        var isZero = Tensor.FromArray(t.Select(s => s == 0 ? 1f : 0f).ToArray(), t.Length);
+        return nll * isZero + kl * (1f - isZero);
     }
 
     /// <summary>Weight of the MSE per sample for min-SNR-gamma (Hang et al. 2023): min(SNR, g) divided by SNR, 1 or SNR + 1 for eps, x_0, v targets.</summary>
