@@ -137,9 +137,6 @@ public sealed class GaussianDiffusion
         };
     }
 
-    /// <summary>Signal-to-noise ratio alpha_bar_t / (1 - alpha_bar_t).</summary>
-    public double Snr(int t) => AlphasCumprod[t] / (1 - AlphasCumprod[t]);
-
     private void CheckT(Tensor x, int[] t)
     {
         if (x.Rank < 1 || x.Dim(0) != t.Length) throw new ArgumentException($"Expected {t.Length} samples (one per timestep), got x of shape {x.Shape}.");
@@ -324,7 +321,7 @@ public sealed class GaussianDiffusion
     /// <summary>Weight of the MSE per sample for min-SNR-gamma (Hang et al. 2023): min(SNR, g) divided by SNR, 1 or SNR + 1 for eps, x_0, v targets.</summary>
     public double MinSnrWeight(int t, double gamma)
     {
-        double snr = Snr(t), w = Math.Min(snr, gamma);
+        double snr = AlphasCumprod[t] / (1 - AlphasCumprod[t]), w = Math.Min(snr, gamma);  // SNR = alpha_bar / (1 - alpha_bar)
         return MeanType switch
         {
             PredictionType.Epsilon => w / snr,

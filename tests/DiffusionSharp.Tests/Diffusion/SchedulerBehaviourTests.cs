@@ -302,7 +302,7 @@ public class SchedulerBehaviourTests
         var xVe = unit.Clone();
         for (int i = 0; i < xVe.Size; i++) xVe.Span[i] *= (float)Math.Sqrt(s0 * s0 + 1);
         int k = 0;
-        var viaK = KSamplers.DpmPP2MSde(denoiser.AsFunc(), xVe, s.Sigmas, eta: 1, noiseSampler: (_, _) => bank[k++]);
+        var viaK = KSamplers.DpmPP2MSde(denoiser.Denoise, xVe, s.Sigmas, eta: 1, noiseSampler: (_, _) => bank[k++]);
         Assert.Equal(9, k);  // no noise on the final step to sigma = 0
         TraceAssert.Close(viaK, x, 1e-4, "sde-dpmsolver++ vs k-diffusion dpmpp_2m_sde");
     }

@@ -31,35 +31,20 @@ public sealed class ClassifierGuidance(GaussianDiffusion diffusion, NoisyClassif
             select.Span[i * k + labels[i]] = 1;
         }
         (logp * select).SumAll().Backward();
-        var g = xin.Grad ?? Tensor.Zeros(x.Shape);
-        var o = g.Span;
-        for (int i = 0; i < o.Length; i++) o[i] = (float)(scale * o[i]);
-        return g;
+        return (xin.Grad ?? Tensor.Zeros(x.Shape)) * (float)scale;
     }
 
     /// <summary>Alg. 1: mu + Sigma s grad log p(y | x_t).</summary>
     public PMeanVariance ConditionMean(PMeanVariance p, Tensor x, int[] t)
     {
-        var g = Gradient(x, t);
-        var mean = Tensor.Empty(x.Shape);
-        var m = p.Mean.Span; var lv = p.LogVariance.Span; var gs = g.Span; var o = mean.Span;
-        for (int i = 0; i < o.Length; i++) o[i] = (float)(m[i] + Math.Exp(lv[i]) * gs[i]);
-        return p with { Mean = mean };
+        return p with { Mean = p.Mean + p.Variance() * Gradient(x, t) };
     }
 
     /// <summary>Alg. 2: eps-hat = eps - sqrt(1 - alpha_bar) s grad log p(y | x_t), then x_0 and the mean from eps-hat.</summary>
     public PMeanVariance ConditionScore(PMeanVariance p, Tensor x, int[] t)
     {
-        var g = Gradient(x, t);
-        var eps = Tensor.Empty(x.Shape);
-        int per = x.Size / t.Length;
-        var e = p.PredEpsilon.Span; var gs = g.Span; var o = eps.Span;
-        for (int b = 0; b < t.Length; b++)
-        {
-            double c = Math.Sqrt(1 - diffusion.AlphasCumprod[t[b]]);
-            for (int j = b * per; j < (b + 1) * per; j++) o[j] = (float)(e[j] - c * gs[j]);
-        }
         var (a, s) = diffusion.Scales(t, x.Shape);
+        var eps = p.PredEpsilon - s * Gradient(x, t);
         var x0 = PredictionType.Epsilon.ToX0(eps, x, a, s);
         var (mean, _, _) = diffusion.QPosteriorMeanVariance(x0, x, t);
         return p with { Mean = mean, PredXStart = x0, PredEpsilon = eps };

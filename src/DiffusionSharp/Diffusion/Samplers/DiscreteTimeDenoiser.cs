@@ -85,7 +85,4 @@ public sealed class DiscreteTimeDenoiser
     public static Tensor Denoised(PredictionType prediction, Tensor f, Tensor x, float sigma) => prediction == PredictionType.VPrediction
         ? prediction.ToX0(f, x, 1f / (sigma * sigma + 1f), sigma / MathF.Sqrt(sigma * sigma + 1f))
         : prediction.ToX0(f, x, 1f, sigma);  // x = x0 + sigma eps: the VP form with a = 1
-
-    /// <summary>This denoiser as the delegate <see cref="KSamplers"/> takes.</summary>
-    public Func<Tensor, double, Tensor> AsFunc() => Denoise;
 }
