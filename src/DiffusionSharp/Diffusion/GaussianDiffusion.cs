@@ -261,22 +261,22 @@ public sealed class GaussianDiffusion
         return p.Mean + noiseMask * (p.LogVariance * 0.5f).Exp() * noise.Randn(x.Shape);
     }
 
-    /// <summary>Ancestral sampling from x_T ~ N(0, I) (or <paramref name="xT"/>) down to x_0 (Ho et al. Alg. 2).</summary>
+    /// <summary>Ancestral sampling from x_T ~ N(0, I) (or <paramref name="xT"/> at step <paramref name="fromStep"/>, default T-1) down to x_0 (Ho et al. Alg. 2).</summary>
     public Tensor PSampleLoop(DenoiserModel model, Shape shape, NoiseSource noise, bool clipDenoised = false, Tensor? xT = null,
-        Func<PMeanVariance, Tensor, int[], PMeanVariance>? guide = null) =>
-        SampleLoop(shape, noise, xT, (x, t) => PSample(model, x, t, noise, clipDenoised, guide));
+        Func<PMeanVariance, Tensor, int[], PMeanVariance>? guide = null, int? fromStep = null) =>
+        SampleLoop(shape, noise, xT, (x, t) => PSample(model, x, t, noise, clipDenoised, guide), fromStep);
 
     /// <summary>DDIM sampling loop (Song et al. 2021; deterministic unless <paramref name="eta"/> &gt; 0).</summary>
     public Tensor DdimSampleLoop(DenoiserModel model, Shape shape, NoiseSource noise, double eta = 0, bool clipDenoised = false, Tensor? xT = null,
         Func<PMeanVariance, Tensor, int[], PMeanVariance>? guide = null) =>
         SampleLoop(shape, noise, xT, (x, t) => DdimSample(model, x, t, eta, noise, clipDenoised, guide));
 
-    // x_T (given or drawn), then one step per timestep T-1, ..., 0
-    private Tensor SampleLoop(Shape shape, NoiseSource noise, Tensor? xT, Func<Tensor, int[], Tensor> step)
+    // x_T (given or drawn), then one step per timestep fromStep (T-1 unless given), ..., 0
+    private Tensor SampleLoop(Shape shape, NoiseSource noise, Tensor? xT, Func<Tensor, int[], Tensor> step, int? fromStep = null)
     {
         var x = xT?.Clone() ?? noise.Randn(shape);
         x.ExpectShape(shape, "x_T");
-        for (int i = NumTimesteps - 1; i >= 0; i--)
+        for (int i = fromStep ?? NumTimesteps - 1; i >= 0; i--)
         {
             var next = step(x, Enumerable.Repeat(i, shape[0]).ToArray());
             x.Dispose();

@@ -13,14 +13,8 @@ public static class ImageEditing
     {
         if (!(strength > 0 && strength <= 1)) throw new ArgumentOutOfRangeException(nameof(strength), $"Expected strength in (0, 1], got {strength}.");
         int t0 = Math.Max(0, (int)Math.Round(strength * diffusion.NumTimesteps) - 1), b = guide.Dim(0);
-        var x = diffusion.QSample(guide, Enumerable.Repeat(t0, b).ToArray(), noise.Randn(guide.Shape));
-        for (int i = t0; i >= 0; i--)
-        {
-            var next = diffusion.PSample(model, x, Enumerable.Repeat(i, b).ToArray(), noise, clipDenoised);
-            x.Dispose();
-            x = next;
-        }
-        return x;
+        using var xt0 = diffusion.QSample(guide, Enumerable.Repeat(t0, b).ToArray(), noise.Randn(guide.Shape));
+        return diffusion.PSampleLoop(model, guide.Shape, noise, clipDenoised, xt0, fromStep: t0);
     }
 
     /// <summary>DDIM inversion: the deterministic (eta = 0) DDIM map run forward from x_0 to x_{T-1}'s successor, giving a latent that <see cref="GaussianDiffusion.DdimSampleLoop"/> maps back.</summary>
