@@ -252,7 +252,7 @@ public sealed class FeatureClassifier : Module
             throw new InvalidDataException($"{cfgPath} describes a classifier of {cfg.ParameterCount:N0} parameters but {weights} holds {stored:N0} values; they do not belong together.");
         var model = new FeatureClassifier(cfg);
         try { model.LoadStateDict(SafeTensors.Load(weights)); }
-        catch (ArgumentException e) { throw new InvalidDataException($"{weights} does not fit {cfgPath}: {e.Message}", e); }
+        catch (Exception e) when (e is ArgumentException or InvalidDataException) { throw new InvalidDataException($"{weights} does not fit {cfgPath}: {e.Message}", e); }
         model.Eval();
         return model;
     }
