@@ -18,7 +18,7 @@ public static class TrainCommand
         var config = new Option<string?>("--config") { Description = "A diffusers UNet2DModel config.json (overrides --preset; stored in the checkpoint)" };
         var size = CliOptions.InRange(new Option<int?>("--resolution", "--size") { Description = "Resize images to this square size (default: the data set's)" }, 1, Nn.UNet.UNet2DConfig.MaxSampleSize);
         var batch = CliOptions.Batch("Batch size", 64);
-        var micro = CliOptions.InRange(new Option<int>("--micro-batch") { Description = "Images per gradient micro-batch: gradients are summed per micro-batch in a fixed order, so the result does not depend on threads or MPI ranks", DefaultValueFactory = _ => 8 }, 1, 65_536);
+        var micro = CliOptions.InRange(new Option<int?>("--micro-batch") { Description = "Images per gradient micro-batch: gradients are summed per micro-batch in a fixed order, so the result does not depend on threads or MPI ranks (default: half the batch, at most 32)" }, 1, 65_536);
         var steps = CliOptions.InRange(new Option<long?>("--steps") { Description = $"Total optimizer steps (default {DefaultSteps}; with --resume: the run's stored total)" }, 1L, MaxSteps);
         var lr = CliOptions.InRange(new Option<double>("--lr") { Description = "Peak learning rate", DefaultValueFactory = _ => 2e-4 }, 1e-12, 10.0);
         var warmup = CliOptions.InRange(new Option<long>("--warmup") { Description = "Linear warm-up steps", DefaultValueFactory = _ => 500 }, 0L, MaxSteps);
@@ -89,7 +89,7 @@ public static class TrainCommand
                 var opts = new TrainOptions
                 {
                     Preset = p.GetValue(preset)!, ModelConfigPath = p.GetValue(config) is string c ? Path.GetFullPath(c) : null, Data = p.GetValue(data)!,
-                    BatchSize = p.GetValue(batch), MicroBatch = p.GetValue(micro), Steps = p.GetValue(steps) ?? DefaultSteps, LearningRate = p.GetValue(lr), WarmupSteps = p.GetValue(warmup),
+                    BatchSize = p.GetValue(batch), MicroBatch = p.GetValue(micro) ?? TrainOptions.DefaultMicroBatch(p.GetValue(batch)), Steps = p.GetValue(steps) ?? DefaultSteps, LearningRate = p.GetValue(lr), WarmupSteps = p.GetValue(warmup),
                     EmaDecay = p.GetValue(ema), Objective = ParseObjective(p.GetValue(objective)!), VPrediction = p.GetValue(vpred),
                     ClassConditional = p.GetValue(classCond), ClassDropout = p.GetValue(classDrop), RandomFlip = p.GetValue(flip),
                     Seed = p.GetValue(seed), CheckpointEvery = p.GetValue(ckptEvery), SampleEvery = p.GetValue(sampleEvery),

@@ -39,7 +39,13 @@ public sealed record TrainOptions
     /// Images per gradient micro-batch: the step's gradient is the sum of the micro-batches' gradients in a fixed tree, so
     /// it does not depend on how the batch is split over ranks or threads.
     /// </summary>
-    public int MicroBatch { get; init; } = 8;
+    public int MicroBatch { get; init; } = DefaultMicroBatch(64);
+
+    /// <summary>
+    /// Half the batch, at most 32 images: smaller micro-batches cost throughput (8 images ran 15-25% slower than 32 on a
+    /// 2-core machine at batch 64), and two micro-batches still let two ranks split every batch.
+    /// </summary>
+    public static int DefaultMicroBatch(int batchSize) => Math.Clamp(batchSize / 2, 1, 32);
     /// <summary>Optimizer steps to run in total.</summary>
     public long Steps { get; init; } = 10_000;
     /// <summary>Peak learning rate.</summary>
