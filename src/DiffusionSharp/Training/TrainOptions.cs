@@ -42,7 +42,7 @@ public sealed record TrainOptions
     public int MicroBatch { get; init; } = DefaultMicroBatch(64);
 
     /// <summary>
-    /// Half the batch, at most 32 images: smaller micro-batches cost throughput (8 images ran 15-25% slower than 32 on a
+    /// Half the batch, at most 32 images: smaller micro-batches cost throughput (8 images ran 10-30% slower than 32 on a
     /// 2-core machine at batch 64), and two micro-batches still let two ranks split every batch.
     /// </summary>
     public static int DefaultMicroBatch(int batchSize) => Math.Clamp(batchSize / 2, 1, 32);
