@@ -153,8 +153,8 @@ public class FidCommandTests
         Assert.Contains("no-such-thing", err);
     }
 
-    // A tiny 8x8 gray model folder made by the trainer (1 step).
-    private static string TinyModel(TempDir tmp)
+    // A tiny 8x8 gray model folder made by the trainer (1 step unless told otherwise).
+    internal static string TinyModel(TempDir tmp, int steps = 1, bool classConditional = false)
     {
         var cfg = tmp.File("unet.json");
         File.WriteAllText(cfg, """
@@ -163,7 +163,7 @@ public class FidCommandTests
          "layers_per_block": 1, "norm_num_groups": 4}
         """);
         var dir = tmp.File("model");
-        var t = Trainer.Create(new TrainOptions { ModelConfigPath = cfg, BatchSize = 4, Steps = 1, CheckpointEvery = 0 }, dir, FeatureClassifierTests.Stripes(8, 3));
+        var t = Trainer.Create(new TrainOptions { ModelConfigPath = cfg, BatchSize = 4, Steps = steps, CheckpointEvery = 0, ClassConditional = classConditional }, dir, FeatureClassifierTests.Stripes(8, 3));
         t.Run(CancellationToken.None);
         return dir;
     }

@@ -12,15 +12,7 @@ public class SweepCommandTests
     // A tiny class-conditional 8x8 model (trained 2 steps), a classifier and a stripes folder whose test split is itself.
     private static (string Model, string Classifier, string Data) Fixture(TempDir tmp)
     {
-        var cfg = tmp.File("unet.json");
-        File.WriteAllText(cfg, """
-        {"sample_size": 8, "in_channels": 1, "out_channels": 1, "block_out_channels": [8, 16],
-         "down_block_types": ["DownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "UpBlock2D"],
-         "layers_per_block": 1, "norm_num_groups": 4}
-        """);
-        var model = tmp.File("model");
-        Trainer.Create(new TrainOptions { ModelConfigPath = cfg, BatchSize = 4, Steps = 2, CheckpointEvery = 0, ClassConditional = true }, model,
-            FeatureClassifierTests.Stripes(8, 3)).Run(CancellationToken.None);
+        var model = FidCommandTests.TinyModel(tmp, steps: 2, classConditional: true);
         var cls = tmp.File("cls");
         new DiffusionSharp.Evaluation.FeatureClassifier(FeatureClassifierTests.TinyConfig(), new DiffusionSharp.Tensors.Generator(2)).Save(cls);
         return (model, cls, FidCommandTests.WriteStripes(tmp, "data", 12, 1));
