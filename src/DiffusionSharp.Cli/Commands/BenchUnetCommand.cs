@@ -28,15 +28,16 @@ public static class BenchUnetCommand
         var peer = new Option<string?>("--peer-script") { Description = "Path of torch_unet.py (default: ../shared/peer/torch_unet.py from the repository root)" };
         var noPeer = new Option<bool>("--no-peer") { Description = "Measure only DiffusionSharp (no PyTorch, no ONNX Runtime)" };
         var noOnnx = new Option<bool>("--no-onnx") { Description = "Skip the ONNX Runtime peer" };
+        var microBatch = CliOptions.InRange(new Option<int?>("--micro-batch") { Description = "Training images per forward/backward pass, gradients summed over the batch (default: as diffusion train, half the batch and at most 32)" }, 1, 4096);
         var evalBatches = new Option<string>("--eval-batches") { Description = "Extra eval batch sizes for latency, comma-separated (--batch is always measured)", DefaultValueFactory = _ => "1,4" };
         var cmd = new Command("unet", "U-Net train/eval images per second and GFLOP/s on a preset, against the PyTorch peer and ONNX Runtime.");
-        foreach (var o in new Option[] { preset, batch, steps, json, peer, noPeer, noOnnx, evalBatches }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { preset, batch, steps, json, peer, noPeer, noOnnx, evalBatches, microBatch }) cmd.Options.Add(o);
         cmd.SetAction(p => Run(p.GetValue(preset)!, p.GetValue(batch), p.GetValue(steps), p.GetValue(json), p.GetValue(peer), p.GetValue(noPeer),
-            p.GetValue(noOnnx), p.GetValue(evalBatches)!));
+            p.GetValue(noOnnx), p.GetValue(evalBatches)!, p.GetValue(microBatch)));
         return cmd;
     }
 
-    private static int Run(string preset, int batch, int steps, bool json, string? peerScript, bool noPeer, bool noOnnx, string evalBatchList)
+    private static int Run(string preset, int batch, int steps, bool json, string? peerScript, bool noPeer, bool noOnnx, string evalBatchList, int? microBatch)
     {
         var batches = new SortedSet<int> { batch };
         foreach (var part in evalBatchList.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
@@ -59,14 +60,15 @@ public static class BenchUnetCommand
             return 2;
         }
         int threads = Threading.Threads;
-        var (ours, net) = MeasureOurs(preset, batch, steps);
+        int micro = Math.Min(batch, microBatch ?? DiffusionSharp.Training.TrainOptions.DefaultMicroBatch(batch));
+        var (ours, net) = MeasureOurs(preset, batch, steps, micro);
         double peak = BenchPeak.Measure(threads, 0.5).AllThreads;
         double evalGflops = ours.GflopPerImage * batch / ours.EvalS, trainGflops = 3 * ours.GflopPerImage * batch / ours.TrainStepS;
         double evalExec = ours.ExecutedGflopPerImage * batch / ours.EvalS, trainExec = ours.ExecutedTrainGflopPerImage * batch / ours.TrainStepS;
         var oursFields = new (string, object?)[]
         {
             ("impl", "DiffusionSharp"), ("preset", preset), ("threads", threads), ("params", ours.Params),
-            ("forward_gflop_per_image", ours.GflopPerImage), ("batch", batch), ("train_step_s", ours.TrainStepS),
+            ("forward_gflop_per_image", ours.GflopPerImage), ("batch", batch), ("micro_batch", micro), ("train_step_s", ours.TrainStepS),
             ("train_images_per_s", batch / ours.TrainStepS), ("eval_s", ours.EvalS), ("eval_images_per_s", batch / ours.EvalS),
             ("eval_gflop_per_s", evalGflops), ("train_gflop_per_s", trainGflops), ("peak_gflop_per_s", peak),
             ("eval_peak_fraction", evalGflops / peak), ("train_peak_fraction", trainGflops / peak), ("optimizer", "adam"),
@@ -81,7 +83,7 @@ public static class BenchUnetCommand
         {
             Console.WriteLine($"DiffusionSharp  preset {preset}, batch {batch}, threads {threads}, {ours.Params:N0} params, {ours.GflopPerImage:F3} forward GFLOP/image");
             Console.WriteLine($"  3x3 convolutions: {Convolution.Algorithm}; executed {ours.ExecutedGflopPerImage:F3} forward GFLOP/image ({ours.ExecutedTrainGflopPerImage:F3} per training image) vs {ours.GflopPerImage:F3} ({3 * ours.GflopPerImage:F3}) counted as direct convolution");
-            Console.WriteLine($"  train (fwd + MSE + bwd + Adam): {ours.TrainStepS:F3} s/step, {batch / ours.TrainStepS:F2} images/s, ~{trainGflops:F1} GFLOP/s (3x forward, direct count), {100 * trainGflops / peak:F0}% of peak; executed {trainExec:F1} GFLOP/s, {100 * trainExec / peak:F0}%");
+            Console.WriteLine($"  train (fwd + MSE + bwd + Adam, micro-batches of {micro}): {ours.TrainStepS:F3} s/step, {batch / ours.TrainStepS:F2} images/s, ~{trainGflops:F1} GFLOP/s (3x forward, direct count), {100 * trainGflops / peak:F0}% of peak; executed {trainExec:F1} GFLOP/s, {100 * trainExec / peak:F0}%");
             Console.WriteLine($"  eval (forward, no grad):        {ours.EvalS:F3} s/batch, {batch / ours.EvalS:F2} images/s, {evalGflops:F1} GFLOP/s (direct count), {100 * evalGflops / peak:F0}% of peak; executed {evalExec:F1} GFLOP/s, {100 * evalExec / peak:F0}%");
             Console.WriteLine($"  measured peak (bench peak, {threads} threads): {peak:F1} GFLOP/s");
             Console.WriteLine($"  peak resident memory (train then eval): {ours.PeakRssMb:F0} MiB");
@@ -222,7 +224,7 @@ public static class BenchUnetCommand
         return v.Count % 2 == 1 ? v[v.Count / 2] : (v[v.Count / 2 - 1] + v[v.Count / 2]) / 2;
     }
 
-    private static (Measured, UNet2DModel) MeasureOurs(string preset, int batch, int steps)
+    private static (Measured, UNet2DModel) MeasureOurs(string preset, int batch, int steps, int micro)
     {
         var cfg = UNet2DModel.PresetConfig(preset);
         var net = new UNet2DModel(cfg, new Generator(0));
@@ -252,9 +254,15 @@ public static class BenchUnetCommand
                 float a = (float)Math.Sqrt(abar[ti]), s = (float)Math.Sqrt(1 - abar[ti]);
                 for (int i = b * per; i < (b + 1) * per; i++) xs[i] = a * x0s[i] + s * es[i];   // Eq. 4 of Ho et al. 2020
             }
-            var loss = Tensor.MseLoss(net.Forward(xt, Tensor.FromArray(t, batch)), eps);
             opt.ZeroGrad();
-            loss.Backward(releaseIntermediates: true);
+            // As `diffusion train` does: gradients of the batch's mean loss summed over micro-batches (each loss scaled by n / batch).
+            for (int m0 = 0; m0 < batch; m0 += micro)
+            {
+                using var microScope = TensorScope.Begin();
+                int n = Math.Min(micro, batch - m0);
+                var loss = Tensor.MseLoss(net.Forward(xt.Narrow(0, m0, n), Tensor.FromArray(t.AsSpan(m0, n).ToArray(), n)), eps.Narrow(0, m0, n)) * ((float)n / batch);
+                loss.Backward(releaseIntermediates: true);
+            }
             opt.Step();
         }
 
@@ -268,6 +276,7 @@ public static class BenchUnetCommand
         double trainExec = 3 * gflop - (Convolution.DirectFlops - direct0 - (Convolution.ExecutedFlops - exec0)) / ((double)batch * steps) / 1e9;
 
         net.Eval();
+        TensorPool.Trim();  // the training step's pooled arrays have the micro-batch's sizes, not the eval batch's
         var tt = Tensor.Full(new Shape(batch), 500f);
         double evalS;
         using (GradMode.NoGrad())

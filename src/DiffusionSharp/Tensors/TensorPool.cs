@@ -87,6 +87,16 @@ public static class TensorPool
         Classes[c].Add(array);
     }
 
+    /// <summary>
+    /// Drops every pooled array and has the GC return their memory to the operating system, so a phase with other tensor
+    /// sizes (evaluation after training, another batch size) does not stack its arrays on top of the previous phase's.
+    /// </summary>
+    public static void Trim()
+    {
+        Clear();
+        GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+    }
+
     /// <summary>Drops every pooled array.</summary>
     public static void Clear()
     {

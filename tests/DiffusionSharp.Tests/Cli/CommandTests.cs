@@ -50,10 +50,11 @@ public class CommandTests : IDisposable
         var outw = Console.Out;
         var sw = new StringWriter();
         Console.SetOut(sw);
-        try { Assert.Equal(0, Run("bench", "unet", "--preset", "ddpm-small", "--batch", "1", "--steps", "1", "--json", "--no-peer")); }
+        try { Assert.Equal(0, Run("bench", "unet", "--preset", "ddpm-small", "--batch", "2", "--steps", "1", "--json", "--no-peer", "--eval-batches", "2")); }
         finally { Console.SetOut(outw); }
         using var doc = System.Text.Json.JsonDocument.Parse(sw.ToString().Trim().Split('\n')[0]);
         var r = doc.RootElement;
+        Assert.Equal(1, r.GetProperty("micro_batch").GetInt32());  // as diffusion train: half the batch
         double peak = r.GetProperty("peak_gflop_per_s").GetDouble(), eval = r.GetProperty("eval_gflop_per_s").GetDouble();
         Assert.True(peak > 0 && eval > 0, $"peak {peak}, eval {eval}");
         double fraction = r.GetProperty("eval_peak_fraction").GetDouble();
