@@ -57,4 +57,30 @@ public unsafe class ConvDeterminismTests
         }
         Assert.Contains(one.Gw, v => v != 0);
     }
+
+    // A single image splits its output channels over the threads (one fork per product): each output's sum keeps its order.
+    [Theory]
+    [InlineData(ConvAlgorithm.Direct, 3, 1, 1)]
+    [InlineData(ConvAlgorithm.Direct, 1, 1, 0)]
+    [InlineData(ConvAlgorithm.Direct, 3, 2, 1)]
+    [InlineData(ConvAlgorithm.Winograd2, 3, 1, 1)]
+    public void SingleImageForwardDoesNotDependOnTheThreadCount(ConvAlgorithm algorithm, int k, int stride, int pad)
+    {
+        var s = new ConvShape(1, 40, 13, 15, 70, k, k, stride, pad);
+        var x = Rand(1, s.Cin * s.H * s.W);
+        var w = Rand(2, s.Cout * s.K);
+        var b = Rand(3, s.Cout);
+        float[] Forward(int threads)
+        {
+            var y = new float[s.Cout * s.P];
+            int saved = Threading.Threads;
+            Threading.Threads = threads;
+            try { fixed (float* px = x, pw = w, pb = b, py = y) Convolution.Forward(s, px, pw, pb, py, algorithm); }
+            finally { Threading.Threads = saved; }
+            return y;
+        }
+        var one = Forward(1);
+        Assert.Contains(one, v => v != 0);
+        foreach (int threads in new[] { 2, 3, 8 }) Assert.Equal(one, Forward(threads));
+    }
 }

@@ -152,3 +152,59 @@ public sealed class WinogradTheoryAttribute : TheoryAttribute
         if (!System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated) Skip = "the Winograd kernels need 256-bit vectors (AVX2); this CPU has none";
     }
 }
+
+/// <summary>The F(2x2) transforms on 512-bit vectors give the same bits as on 256-bit ones, and a batch-1 forward the same bits on any thread count.</summary>
+public unsafe class WinogradWidthTests
+{
+    private static float[] Rand(int seed, int n)
+    {
+        var a = new float[n];
+        new Generator((ulong)seed).Normal(a);
+        return a;
+    }
+
+    private static (float[] Y, float[] Gx, float[] Gw) Run(ConvShape s, bool wide, int threads, int chunkTiles)
+    {
+        var x = Rand(1, s.N * s.Cin * s.H * s.W);
+        var w = Rand(2, s.Cout * s.K);
+        var b = Rand(3, s.Cout);
+        var gy = Rand(4, s.N * s.Cout * s.P);
+        var y = new float[gy.Length]; var gx = new float[x.Length]; var gw = new float[w.Length];
+        bool savedWide = Winograd.Wide;
+        int savedThreads = DiffusionSharp.Runtime.Threading.Threads;
+        Winograd.Wide = wide;
+        DiffusionSharp.Runtime.Threading.Threads = threads;
+        try
+        {
+            fixed (float* px = x, pw = w, pb = b, pgy = gy, py = y, pgx = gx, pgw = gw)
+            {
+                Winograd.Forward(s, 2, px, pw, pb, py, chunkTiles);
+                Winograd.BackwardData(s, 2, pw, pgy, pgx, chunkTiles);
+                Winograd.BackwardWeight(s, 2, px, pgy, pgw, chunkTiles);
+            }
+        }
+        finally { Winograd.Wide = savedWide; DiffusionSharp.Runtime.Threading.Threads = savedThreads; }
+        return (y, gx, gw);
+    }
+
+    [WinogradTheory]
+    [InlineData(1, 16, 16, 8, 8, 1)]     // one 512-bit vector of channels
+    [InlineData(2, 24, 40, 7, 9, 1)]     // 512-bit vectors plus a 256-bit tail, odd sizes (partial tiles)
+    [InlineData(1, 33, 17, 5, 6, 0)]     // a padded tail lane inside the last 256-bit vector
+    [InlineData(3, 64, 48, 10, 11, 2)]
+    public void WidthsAndThreadCountsGiveTheSameBits(int n, int cin, int cout, int h, int w, int pad)
+    {
+        var s = new ConvShape(n, cin, h, w, cout, 3, 3, 1, pad);
+        var narrow = Run(s, wide: false, threads: 1, chunkTiles: 96);
+        Assert.Contains(narrow.Y, v => v != 0);
+        // The forward and data gradient do not depend on the chunking either; the weight gradient's partial sums do (by design).
+        foreach (var (wide, threads, chunk) in new[] { (true, 1, 96), (true, 2, 96), (false, 3, 96), (true, 8, 96), (true, 1, 12), (false, 2, 6) })
+        {
+            if (wide && !System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated) continue;
+            var other = Run(s, wide, threads, chunk);
+            Assert.True(narrow.Y.AsSpan().SequenceEqual(other.Y), $"y differs: wide {wide}, {threads} threads, chunk {chunk}");
+            Assert.True(narrow.Gx.AsSpan().SequenceEqual(other.Gx), $"gx differs: wide {wide}, {threads} threads, chunk {chunk}");
+            if (chunk == 96) Assert.True(narrow.Gw.AsSpan().SequenceEqual(other.Gw), $"gw differs: wide {wide}, {threads} threads");
+        }
+    }
+}

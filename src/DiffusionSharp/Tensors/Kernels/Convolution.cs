@@ -154,12 +154,12 @@ public static unsafe class Convolution
                             for (int co = 0; co < Cout; co++) new Span<float>(yn + (nint)co * P, P).Fill(((float*)pb)[co]);
                             beta = 1f;
                         }
-                        if (s.IsPointwise) { Mm(batch, false, false, Cout, P, K, (float*)pw, K, xn, P, beta, yn, P); continue; }
+                        if (s.IsPointwise) { MmForward(batch, Cout, P, K, (float*)pw, xn, P, beta, yn, P); continue; }
                         for (int oh0 = 0; oh0 < s.Ho; oh0 += rows)
                         {
                             int oh1 = Math.Min(s.Ho, oh0 + rows), L = (oh1 - oh0) * Wo;
                             Im2Col(s, xn, col, oh0, oh1);
-                            Mm(batch, false, false, Cout, L, K, (float*)pw, K, col, L, beta, yn + oh0 * Wo, P);
+                            MmForward(batch, Cout, L, K, (float*)pw, col, L, beta, yn + oh0 * Wo, P);
                         }
                     }
                 }
@@ -306,6 +306,24 @@ public static unsafe class Convolution
                 for (int i = i0; i < i1; i++)
                     for (int j = j0; j < j1; j++) dst[(nint)j * rows + i] = src[(nint)i * cols + j];
             }
+    }
+
+    // C [m x n] = W [m x k] B [k x n] + beta C. Inside a batch-parallel worker it runs serially; otherwise the output rows
+    // are split over the threads once, each running every k block (one fork per product instead of one per k block). Each
+    // element's sum runs in the same order either way, so the result does not depend on the thread count.
+    private static void MmForward(bool serial, int m, int n, int k, float* w, float* b, int ldb, float beta, float* c, int ldc)
+    {
+        int units = (m + 5) / 6, chunks = Math.Min(Threading.Threads, units);
+        if (serial || chunks <= 1 || (double)m * n * k < 1 << 17) { Mm(true, false, false, m, n, k, w, k, b, ldb, beta, c, ldc); return; }
+        nint pw = (nint)w, pb = (nint)b, pc = (nint)c;
+        Threading.For(chunks, 1, (t0, t1) =>
+        {
+            for (int t = t0; t < t1; t++)
+            {
+                int r0 = 6 * (int)((long)units * t / chunks), r1 = Math.Min(m, 6 * (int)((long)units * (t + 1) / chunks));
+                if (r1 > r0) Mm(true, false, false, r1 - r0, n, k, (float*)pw + (nint)r0 * k, k, (float*)pb, ldb, beta, (float*)pc + (nint)r0 * ldc, ldc);
+            }
+        });
     }
 
     /// <summary>Long sums (over Cin*kh*kw, Cout or pixels) run in blocks of this many terms, each summed in registers and then added to C.</summary>

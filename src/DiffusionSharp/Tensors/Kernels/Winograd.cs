@@ -15,6 +15,10 @@ internal static unsafe class Winograd
 {
     private const int Lanes = 8;
 
+    /// <summary>Whether the F(2x2) transforms use 512-bit vectors where the CPU has them (16 channels per vector); the
+    /// results are the same bit for bit, since each lane runs the same operations. Settable so tests cover both widths.</summary>
+    internal static bool Wide = V512.Accelerated;
+
     /// <summary>Channel (or tile) sums run in blocks of this many terms, each summed in registers and then added to the total.</summary>
     internal const int SumBlock = 16;
 
@@ -66,12 +70,13 @@ internal static unsafe class Winograd
         }
     }
 
-    // Tiles per chunk: a multiple of the GEMM row tile, and small enough that every thread gets work.
-    private static int ChunkSize(int total, int chunkTiles)
+    // Tiles per chunk: a multiple of the GEMM row tile, at most chunkTiles, and as many chunks as a multiple of the thread
+    // count so that every thread gets the same share (3 chunks on 2 threads would take as long as 4).
+    internal static int ChunkSize(int total, int chunkTiles)
     {
-        int tc = Math.Max(6, chunkTiles / 6 * 6);
-        int perThread = RoundUp((total + Threading.Threads - 1) / Threading.Threads, 6);
-        return Math.Max(6, Math.Min(tc, perThread));
+        int tc = Math.Max(6, chunkTiles / 6 * 6), threads = Threading.Threads;
+        int chunks = RoundUp((total + tc - 1) / tc, threads);
+        return Math.Max(6, Math.Min(tc, RoundUp((total + chunks - 1) / chunks, 6)));
     }
 
     /// <summary>y = conv(x, w) + bias for a 3x3 stride-1 layer (<see cref="Supports"/> must hold) with output tiles m x m.</summary>
@@ -504,24 +509,15 @@ internal static unsafe class Winograd
             int gt = t0 + t, n = gt / per, ty = gt % per / grid.Tw, tx = gt % per % grid.Tw;
             float* src = xp + (((nint)n * hp + ty * m) * wp + tx * m) * cinP;
             float* dst = v + (nint)t * cinP;
+            if (m == 2)
+            {
+                int c2 = 0;
+                if (Wide) for (; c2 + 16 <= cinP; c2 += 16) InputTile2<V512>(src + c2, cinP, row, dst + c2, plane);
+                for (; c2 < cinP; c2 += Lanes) InputTile2<V256>(src + c2, cinP, row, dst + c2, plane);
+                continue;
+            }
             for (int c = 0; c < cinP; c += Lanes)
             {
-                if (m == 2)
-                {
-                    for (int j = 0; j < 4; j++)
-                    {
-                        float* p = src + (nint)j * cinP + c;
-                        InRow2(Vector256.Load(p), Vector256.Load(p + row), Vector256.Load(p + 2 * row), Vector256.Load(p + 3 * row), d + j, 4);
-                    }
-                    for (int r = 0; r < 4; r++)
-                    {
-                        var q = d + r * 4;
-                        InRow2(q[0], q[1], q[2], q[3], q, 1);
-                        float* o = dst + c + (nint)r * 4 * plane;
-                        q[0].Store(o); q[1].Store(o + plane); q[2].Store(o + 2 * plane); q[3].Store(o + 3 * plane);
-                    }
-                    continue;
-                }
                 // Columns: d[r][j] <- (B^T d)[r][j].
                 for (int j = 0; j < a; j++)
                 {
@@ -540,6 +536,32 @@ internal static unsafe class Winograd
                 }
             }
         }
+    }
+
+    // One 4x4 window of one channel vector: V = B^T d B, columns first (as InRow2 over the columns, then over the rows), the
+    // 16 values held in registers; the 16 results go to planes o, o + plane, ... (F(2,3) B^T as in InRow2).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void InputTile2<T>(float* p, nint cs, nint row, float* o, nint plane) where T : struct, IVec<T>
+    {
+        Column2<T>(p, row, out var a0, out var b0, out var c0, out var d0);
+        Column2<T>(p + cs, row, out var a1, out var b1, out var c1, out var d1);
+        Column2<T>(p + 2 * cs, row, out var a2, out var b2, out var c2, out var d2);
+        Column2<T>(p + 3 * cs, row, out var a3, out var b3, out var c3, out var d3);
+        (a0 - a2).Store(o); (a1 + a2).Store(o + plane); (a2 - a1).Store(o + 2 * plane); (a1 - a3).Store(o + 3 * plane);
+        o += 4 * plane;
+        (b0 - b2).Store(o); (b1 + b2).Store(o + plane); (b2 - b1).Store(o + 2 * plane); (b1 - b3).Store(o + 3 * plane);
+        o += 4 * plane;
+        (c0 - c2).Store(o); (c1 + c2).Store(o + plane); (c2 - c1).Store(o + 2 * plane); (c1 - c3).Store(o + 3 * plane);
+        o += 4 * plane;
+        (d0 - d2).Store(o); (d1 + d2).Store(o + plane); (d2 - d1).Store(o + 2 * plane); (d1 - d3).Store(o + 3 * plane);
+    }
+
+    // B^T applied down one column of a 4x4 window (rows `row` apart).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Column2<T>(float* p, nint row, out T r0, out T r1, out T r2, out T r3) where T : struct, IVec<T>
+    {
+        var x0 = T.Load(p); var x1 = T.Load(p + row); var x2 = T.Load(p + 2 * row); var x3 = T.Load(p + 3 * row);
+        r0 = x0 - x2; r1 = x1 + x2; r2 = x2 - x1; r3 = x1 - x3;
     }
 
     // B^T x for x of length 4 (F(2,3): B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]), written with stride `st`.
@@ -631,7 +653,6 @@ internal static unsafe class Winograd
     {
         int per = grid.PerImage, Ho = s.Ho, Wo = s.Wo, P = Ho * Wo, Cout = s.Cout;
         nint plane = (nint)tc * coutP;
-        var q = stackalloc Vector256<float>[8];
         float* tile = stackalloc float[4 * Lanes + 8];
         tile = (float*)(((nint)tile + 31) & ~(nint)31);
         for (int t = 0; t < count; t++)
@@ -640,40 +661,64 @@ internal static unsafe class Winograd
             int oh0 = ty * 2, ow0 = tx * 2, rows = Math.Min(2, Ho - oh0), cols = Math.Min(2, Wo - ow0);
             float* src = m + (nint)t * coutP;
             float* yn = y + (nint)n * Cout * P + (nint)oh0 * Wo + ow0;
-            for (int c = 0; c < coutP; c += Lanes)
+            int c = 0;
+            if (Wide)
+                for (; c + 16 <= coutP; c += 16)
+                {
+                    OutputTile2(src + c, plane, V512.Load(bias + c), out var w0, out var w1, out var w2, out var w3);
+                    Scatter2(w0.V.GetLower(), w1.V.GetLower(), w2.V.GetLower(), w3.V.GetLower(), Cout - c, rows, cols, yn + (nint)c * P, P, Wo, tile);
+                    Scatter2(w0.V.GetUpper(), w1.V.GetUpper(), w2.V.GetUpper(), w3.V.GetUpper(), Cout - c - 8, rows, cols, yn + (nint)(c + 8) * P, P, Wo, tile);
+                }
+            for (; c < coutP; c += Lanes)
             {
-                // Columns: q[i][j] = (A^T m)[i][j] for i < 2.
-                for (int j = 0; j < 4; j++)
-                {
-                    float* p = src + c + (nint)j * plane;
-                    var x0 = Vector256.Load(p); var x1 = Vector256.Load(p + 4 * plane);
-                    var x2 = Vector256.Load(p + 8 * plane); var x3 = Vector256.Load(p + 12 * plane);
-                    q[j] = x0 + x1 + x2;
-                    q[4 + j] = x1 - x2 - x3;
-                }
-                var bv = Vector256.Load(bias + c);
-                var v0 = q[0] + q[1] + q[2] + bv; var v1 = q[1] - q[2] - q[3] + bv;
-                var v2 = q[4] + q[5] + q[6] + bv; var v3 = q[5] - q[6] - q[7] + bv;
-                int lanes = Math.Min(Lanes, Cout - c);
-                if (lanes == Lanes && rows == 2 && cols == 2)
-                {
-                    // One 8x8 transpose (four rows used) gives each channel its (y00 y01 y10 y11) in the low half.
-                    var z = Vector256<float>.Zero;
-                    Vector256<float> v4 = z, v5 = z, v6 = z, v7 = z;
-                    Transpose8x8(ref v0, ref v1, ref v2, ref v3, ref v4, ref v5, ref v6, ref v7);
-                    float* yr = yn + (nint)c * P;
-                    Store2x2(v0, yr, Wo); Store2x2(v1, yr + P, Wo); Store2x2(v2, yr + 2 * P, Wo); Store2x2(v3, yr + 3 * P, Wo);
-                    Store2x2(v4, yr + 4 * P, Wo); Store2x2(v5, yr + 5 * P, Wo); Store2x2(v6, yr + 6 * P, Wo); Store2x2(v7, yr + 7 * P, Wo);
-                    continue;
-                }
-                v0.Store(tile); v1.Store(tile + Lanes); v2.Store(tile + 2 * Lanes); v3.Store(tile + 3 * Lanes);
-                for (int l = 0; l < lanes; l++)
-                {
-                    float* yc = yn + (nint)(c + l) * P;
-                    for (int i = 0; i < rows; i++)
-                        for (int j = 0; j < cols; j++) yc[i * Wo + j] = tile[(i * 2 + j) * Lanes + l];
-                }
+                OutputTile2(src + c, plane, V256.Load(bias + c), out var v0, out var v1, out var v2, out var v3);
+                Scatter2(v0.V, v1.V, v2.V, v3.V, Cout - c, rows, cols, yn + (nint)c * P, P, Wo, tile);
             }
+        }
+    }
+
+    // (y00, y01, y10, y11) = A^T M A + bias of one tile's channel vector, M's 16 entries `plane` apart (columns first: q = A^T M).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void OutputTile2<T>(float* p, nint plane, T bias, out T v0, out T v1, out T v2, out T v3) where T : struct, IVec<T>
+    {
+        OutColumn2<T>(p, plane, out var q0, out var q4);
+        OutColumn2<T>(p + plane, plane, out var q1, out var q5);
+        OutColumn2<T>(p + 2 * plane, plane, out var q2, out var q6);
+        OutColumn2<T>(p + 3 * plane, plane, out var q3, out var q7);
+        v0 = q0 + q1 + q2 + bias; v1 = q1 - q2 - q3 + bias;
+        v2 = q4 + q5 + q6 + bias; v3 = q5 - q6 - q7 + bias;
+    }
+
+    // A^T down column j of M: rows 0..3 of the column are 4 planes apart.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void OutColumn2<T>(float* p, nint plane, out T top, out T bottom) where T : struct, IVec<T>
+    {
+        var x0 = T.Load(p); var x1 = T.Load(p + 4 * plane); var x2 = T.Load(p + 8 * plane); var x3 = T.Load(p + 12 * plane);
+        top = x0 + x1 + x2;
+        bottom = x1 - x2 - x3;
+    }
+
+    // Writes the 2x2 outputs of 8 channels (at most `lanes` of them, clipped to rows x cols) from pixel-major vectors to NCHW at y.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Scatter2(Vector256<float> v0, Vector256<float> v1, Vector256<float> v2, Vector256<float> v3, int lanes, int rows, int cols,
+        float* y, int P, int Wo, float* tile)
+    {
+        if (lanes >= Lanes && rows == 2 && cols == 2)
+        {
+            // One 8x8 transpose (four rows used) gives each channel its (y00 y01 y10 y11) in the low half.
+            var z = Vector256<float>.Zero;
+            Vector256<float> v4 = z, v5 = z, v6 = z, v7 = z;
+            Transpose8x8(ref v0, ref v1, ref v2, ref v3, ref v4, ref v5, ref v6, ref v7);
+            Store2x2(v0, y, Wo); Store2x2(v1, y + P, Wo); Store2x2(v2, y + 2 * P, Wo); Store2x2(v3, y + 3 * P, Wo);
+            Store2x2(v4, y + 4 * P, Wo); Store2x2(v5, y + 5 * P, Wo); Store2x2(v6, y + 6 * P, Wo); Store2x2(v7, y + 7 * P, Wo);
+            return;
+        }
+        v0.Store(tile); v1.Store(tile + Lanes); v2.Store(tile + 2 * Lanes); v3.Store(tile + 3 * Lanes);
+        for (int l = 0; l < Math.Min(lanes, Lanes); l++)
+        {
+            float* yc = y + (nint)l * P;
+            for (int i = 0; i < rows; i++)
+                for (int j = 0; j < cols; j++) yc[i * Wo + j] = tile[(i * 2 + j) * Lanes + l];
         }
     }
 

@@ -1,0 +1,52 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace DiffusionSharp.Tensors.Kernels;
+
+/// <summary>A float vector of one width, so that one generic kernel body serves 256- and 512-bit vectors (the JIT
+/// specialises each width).</summary>
+internal unsafe interface IVec<T> where T : struct, IVec<T>
+{
+    /// <summary>Floats per vector.</summary>
+    static abstract int Count { get; }
+    /// <summary>Unaligned load.</summary>
+    static abstract T Load(float* p);
+    /// <summary>Every lane set to <paramref name="v"/>.</summary>
+    static abstract T Broadcast(float v);
+    /// <summary>Unaligned store.</summary>
+    void Store(float* p);
+    /// <summary>Lane-wise sum.</summary>
+    static abstract T operator +(T a, T b);
+    /// <summary>Lane-wise difference.</summary>
+    static abstract T operator -(T a, T b);
+    /// <summary>Lane-wise product.</summary>
+    static abstract T operator *(T a, T b);
+}
+
+/// <summary>256-bit float vector (8 lanes).</summary>
+internal readonly unsafe struct V256(Vector256<float> v) : IVec<V256>
+{
+    public readonly Vector256<float> V = v;
+    public static int Count => 8;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 Load(float* p) => new(Vector256.Load(p));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 Broadcast(float v) => new(Vector256.Create(v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public void Store(float* p) => V.Store(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 operator +(V256 a, V256 b) => new(a.V + b.V);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 operator -(V256 a, V256 b) => new(a.V - b.V);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 operator *(V256 a, V256 b) => new(a.V * b.V);
+}
+
+/// <summary>512-bit float vector (16 lanes).</summary>
+internal readonly unsafe struct V512(Vector512<float> v) : IVec<V512>
+{
+    /// <summary>True where 512-bit vectors run in hardware (AVX-512).</summary>
+    public static bool Accelerated => Vector512.IsHardwareAccelerated;
+    public readonly Vector512<float> V = v;
+    public static int Count => 16;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 Load(float* p) => new(Vector512.Load(p));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 Broadcast(float v) => new(Vector512.Create(v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public void Store(float* p) => V.Store(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 operator +(V512 a, V512 b) => new(a.V + b.V);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 operator -(V512 a, V512 b) => new(a.V - b.V);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 operator *(V512 a, V512 b) => new(a.V * b.V);
+}
