@@ -55,8 +55,9 @@ public static class Program
             if (parse.GetValue(ConvOption) is string conv)
                 DiffusionSharp.Tensors.Kernels.Convolution.Algorithm = DiffusionSharp.Tensors.Kernels.Convolution.ParseAlgorithm(conv, "--conv");
             else _ = DiffusionSharp.Tensors.Kernels.Convolution.Algorithm;   // a bad DIFFUSIONSHARP_CONV fails here, named
+            _ = DiffusionSharp.Tensors.Kernels.Gemm.Kernel;   // and a bad or unsupported DIFFUSIONSHARP_GEMM
         }
-        catch (ArgumentException e) { Console.Error.WriteLine($"error: {e.Message}"); return 2; }
+        catch (Exception e) when (e is ArgumentException or PlatformNotSupportedException) { Console.Error.WriteLine($"error: {e.Message}"); return 2; }
         try
         {
             return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });

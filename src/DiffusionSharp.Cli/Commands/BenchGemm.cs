@@ -51,15 +51,36 @@ for line in sys.stdin:
         var json = new Option<bool>("--json") { Description = "One JSON object per line" };
         var rounds = CliOptions.InRange(new Option<int>("--rounds") { Description = "Alternating rounds of ours/OpenBLAS per shape (best kept)", DefaultValueFactory = _ => 3 }, 1, 1000);
         var shape = new Option<string[]>("--shape") { Description = "Measure only these shapes, given as MxNxK (repeatable)", AllowMultipleArgumentsPerToken = true };
+        var kernel = new Option<string?>("--kernel") { Description = $"Our micro-kernel: avx512, avx2, vector128 or scalar (default: {Gemm.KernelVariable} or the widest this machine runs)" };
+        var core = new Option<string>("--openblas-coretype") { Description = "OPENBLAS_CORETYPE for the reference: match (Haswell for our avx2 kernel, SkylakeX for avx512, so both use the same vector width), auto (OpenBLAS chooses) or a core name", DefaultValueFactory = _ => "match" };
         var cmd = new Command("gemm", "SGEMM GFLOP/s on square and U-Net im2col shapes, with OpenBLAS (NumPy) measured in the same run.");
         cmd.Options.Add(json);
         cmd.Options.Add(rounds);
         cmd.Options.Add(shape);
-        cmd.SetAction(parse => Run(parse.GetValue(json), Math.Max(1, parse.GetValue(rounds)), parse.GetValue(shape)));
+        cmd.Options.Add(kernel);
+        cmd.Options.Add(core);
+        cmd.SetAction(parse =>
+        {
+            if (parse.GetValue(kernel) is string k)
+            {
+                var kind = Gemm.ParseKernel(k, "--kernel");
+                if (!Gemm.IsSupported(kind)) { Console.Error.WriteLine($"error: --kernel {k}: not accelerated on this machine (best: {Gemm.Best()})."); return 2; }
+                Gemm.Kernel = kind;
+            }
+            return Run(parse.GetValue(json), Math.Max(1, parse.GetValue(rounds)), parse.GetValue(shape), CoreType(parse.GetValue(core)!));
+        });
         return cmd;
     }
 
-    private static int Run(bool json, int rounds, string[]? only)
+    // The OpenBLAS kernel family of the same vector width as ours; null lets OpenBLAS pick for the CPU.
+    private static string? CoreType(string option) => option.Trim().ToLowerInvariant() switch
+    {
+        "auto" or "" => null,
+        "match" => Gemm.Kernel switch { GemmKernel.Vector512 => "SkylakeX", GemmKernel.Vector256 => "Haswell", _ => null },
+        _ => option.Trim(),
+    };
+
+    private static int Run(bool json, int rounds, string[]? only, string? coreType)
     {
         var shapes = Shapes;
         if (only is { Length: > 0 })
@@ -78,10 +99,10 @@ for line in sys.stdin:
             shapes = list.ToArray();
         }
         int threads = Threading.Threads;
-        using var np = NumpyProcess.TryStart(NumpyScript, threads, out string? note);
+        using var np = NumpyProcess.TryStart(NumpyScript, threads, out string? note, coreType);
         if (note != null) Console.Error.WriteLine(note);
         if (!json)
-            Console.WriteLine($"kernel {Gemm.Kernel}, threads {threads}" + (np != null ? $", reference {np.Info}" : ", no reference"));
+            Console.WriteLine($"kernel {Gemm.Kernel}, threads {threads}" + (np != null ? $", reference {np.Info}" + (coreType != null ? $" (OPENBLAS_CORETYPE={coreType})" : "") : ", no reference"));
         foreach (var (m, n, k, label) in shapes)
         {
             var a = new float[(long)m * k];
@@ -112,7 +133,7 @@ for line in sys.stdin:
             if (json)
                 Console.WriteLine(BenchTiming.Json(("m", m), ("n", n), ("k", k), ("shape", label), ("gflops", gf), ("openblas_gflops", ogf), ("ratio", ogf is double o ? gf / o : null),
                     ("gflops_cpu", gfCpu), ("openblas_gflops_cpu", ogfCpu), ("ratio_cpu", ogfCpu is double oc ? gfCpu / oc : null),
-                    ("threads", threads), ("openblas_threads", np?.Threads), ("kernel", Gemm.Kernel.ToString())));
+                    ("threads", threads), ("openblas_threads", np?.Threads), ("kernel", Gemm.Kernel.ToString()), ("openblas_coretype", coreType)));
             else
                 Console.WriteLine($"{label,-22} m={m,-6} n={n,-5} k={k,-5} ours {gf,7:F1} GFLOP/s" + (ogf is double o2 ? $"   OpenBLAS {o2,7:F1}   ratio {gf / o2:F2}" : "")
                     + $"   | per CPU-second: ours {gfCpu,7:F1}" + (ogfCpu is double oc2 ? $"   OpenBLAS {oc2,7:F1}   ratio {gfCpu / oc2:F2}" : ""));
@@ -130,7 +151,10 @@ internal sealed class NumpyProcess : IDisposable
 
     private NumpyProcess(Process p, string info, int? threads) { _p = p; Info = info; Threads = threads; }
 
-    public static NumpyProcess? TryStart(string script, int threads, out string? note)
+    // Debian's OpenBLAS builds: NumPy links libblas.so.3, which the alternatives system may point at the reference BLAS.
+    private static readonly string[] OpenBlasDirs = { "/usr/lib/x86_64-linux-gnu/openblas-pthread", "/usr/lib/aarch64-linux-gnu/openblas-pthread" };
+
+    public static NumpyProcess? TryStart(string script, int threads, out string? note, string? coreType = null)
     {
         note = null;
         const string python = "/usr/bin/python3";
@@ -139,9 +163,12 @@ internal sealed class NumpyProcess : IDisposable
         {
             RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
         };
-        // These pin old OpenBLAS builds to a safe but slower kernel; the reference should run its best kernel.
-        psi.Environment.Remove("OPENBLAS_CORETYPE");
+        // OPENBLAS_CORETYPE pins the kernel family (Haswell: AVX2, SkylakeX: AVX-512); unset, OpenBLAS picks for the CPU.
+        if (coreType != null) psi.Environment["OPENBLAS_CORETYPE"] = coreType;
+        else psi.Environment.Remove("OPENBLAS_CORETYPE");
         psi.Environment.Remove("OPENBLAS_L2_SIZE");
+        if (OpenBlasDirs.FirstOrDefault(d => File.Exists(Path.Combine(d, "libblas.so.3"))) is string dir)
+            psi.Environment["LD_LIBRARY_PATH"] = dir + (psi.Environment.TryGetValue("LD_LIBRARY_PATH", out var old) && !string.IsNullOrEmpty(old) ? ":" + old : "");
         string t = threads.ToString(CultureInfo.InvariantCulture);
         psi.Environment["OPENBLAS_NUM_THREADS"] = t;
         psi.Environment["OMP_NUM_THREADS"] = t;
@@ -163,7 +190,7 @@ internal sealed class NumpyProcess : IDisposable
             using var doc = JsonDocument.Parse(first);
             if (doc.RootElement.TryGetProperty("num_threads", out var v) && v.ValueKind == JsonValueKind.Number) nt = v.GetInt32();
             if (doc.RootElement.TryGetProperty("internal_api", out var api) && api.GetString() != "openblas")
-                note = $"note: NumPy's BLAS is {api.GetString()}, not OpenBLAS ({first}).";
+                note = $"note: NumPy's BLAS is {api.GetString()}, not OpenBLAS ({first}); apt-get install libopenblas0-pthread.";
             else if (!doc.RootElement.TryGetProperty("internal_api", out _))
                 note = $"note: could not identify NumPy's BLAS ({first}); install python3-threadpoolctl to report it.";
         }

@@ -123,6 +123,19 @@ public class GemmTests
     }
 
     [Fact]
+    public void KernelVariableNamesEveryFamilyAndRejectsOthersByName()
+    {
+        Assert.Equal(GemmKernel.Vector256, Gemm.ParseKernel("AVX2", Gemm.KernelVariable));
+        Assert.Equal(GemmKernel.Vector512, Gemm.ParseKernel("avx512", Gemm.KernelVariable));
+        Assert.Equal(GemmKernel.Vector128, Gemm.ParseKernel(" vector128 ", Gemm.KernelVariable));
+        Assert.Equal(GemmKernel.Scalar, Gemm.ParseKernel("scalar", Gemm.KernelVariable));
+        Assert.Equal(Gemm.Best(), Gemm.ParseKernel(null, Gemm.KernelVariable));
+        var ex = Assert.Throws<ArgumentException>(() => Gemm.ParseKernel("avx3", Gemm.KernelVariable));
+        Assert.Contains("DIFFUSIONSHARP_GEMM", ex.Message);
+        Assert.Contains("'avx3'", ex.Message);
+    }
+
+    [Fact]
     public void ZeroKScalesByBeta()
     {
         var c = new float[] { 1, 2, 3, 4 };

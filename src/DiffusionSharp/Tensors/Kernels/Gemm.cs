@@ -36,7 +36,34 @@ public static unsafe class Gemm
         }
     }
 
-    private static volatile Config _cfg = ConfigFor(Best());
+    /// <summary>
+    /// Environment variable that sets the initial <see cref="Kernel"/>: avx512, avx2, vector128 or scalar (e.g. avx2 to measure
+    /// the AVX2 kernel on an AVX-512 machine). Unset or empty: <see cref="Best"/>.
+    /// </summary>
+    public const string KernelVariable = "DIFFUSIONSHARP_GEMM";
+
+    private static volatile Config? _cfg;
+
+    // Read on first use, so a bad variable is reported as an error naming it rather than a type initialiser failure.
+    private static Config Current => _cfg ??= ConfigFor(Initial());
+
+    private static GemmKernel Initial()
+    {
+        var kind = ParseKernel(Environment.GetEnvironmentVariable(KernelVariable), KernelVariable);
+        if (!IsSupported(kind)) throw new PlatformNotSupportedException($"{KernelVariable}={Environment.GetEnvironmentVariable(KernelVariable)}: the {kind} GEMM kernel is not accelerated on this machine (best: {Best()}).");
+        return kind;
+    }
+
+    /// <summary>Parses avx512 | avx2 | vector128 | scalar (case-insensitive; null or empty: <see cref="Best"/>); <paramref name="source"/> names the setting in errors.</summary>
+    public static GemmKernel ParseKernel(string? value, string source) => value?.Trim().ToLowerInvariant() switch
+    {
+        null or "" => Best(),
+        "avx512" or "vector512" => GemmKernel.Vector512,
+        "avx2" or "vector256" => GemmKernel.Vector256,
+        "vector128" or "sse" or "neon" => GemmKernel.Vector128,
+        "scalar" => GemmKernel.Scalar,
+        _ => throw new ArgumentException($"{source} must be avx512, avx2, vector128 or scalar, got '{value}'."),
+    };
 
     /// <summary>The best micro-kernel this machine accelerates.</summary>
     public static GemmKernel Best()
@@ -56,10 +83,10 @@ public static unsafe class Gemm
         _ => true,
     };
 
-    /// <summary>The micro-kernel in use; settable (to a supported one) to compare or test the fallbacks.</summary>
+    /// <summary>The micro-kernel in use (initially from <see cref="KernelVariable"/>, else <see cref="Best"/>); settable (to a supported one) to compare or test the fallbacks.</summary>
     public static GemmKernel Kernel
     {
-        get => _cfg.Kind;
+        get => Current.Kind;
         set
         {
             if (!IsSupported(value)) throw new PlatformNotSupportedException($"GEMM kernel {value} is not accelerated on this machine.");
@@ -116,7 +143,7 @@ public static unsafe class Gemm
     // A 64-wide tile would be mostly padding for narrow C; the 16-wide AVX2 tile wastes less.
     private static Config ForShape(int n)
     {
-        var cfg = _cfg;
+        var cfg = Current;
         return n <= 24 && cfg.Kind == GemmKernel.Vector512 && Narrow != null ? Narrow : cfg;
     }
 
