@@ -127,11 +127,13 @@ public static unsafe class Convolution
         return rows;
     }
 
-    internal static void Forward(ConvShape s, float* x, float* w, float* bias, float* y, ConvAlgorithm algorithm)
+    // thin: false keeps few-channel layers on im2col too (tests compare the two direct paths).
+    internal static void Forward(ConvShape s, float* x, float* w, float* bias, float* y, ConvAlgorithm algorithm, bool thin = true)
     {
         int tile = WinogradTile(s, algorithm);
         if (tile > 0) { Count(Winograd.GemmFlops(s, tile), s.ForwardFlops); Winograd.Forward(s, tile, x, w, bias, y); return; }
         Count(s.ForwardFlops, s.ForwardFlops);
+        if (thin && ThinConvolution.Applies(s)) { ThinConvolution.Forward(s, x, w, bias, y); return; }
         int K = s.K, P = s.P, Cout = s.Cout, Wo = s.Wo;
         int rows = ChunkRows(s);
         nint px = (nint)x, pw = (nint)w, pb = (nint)bias, py = (nint)y;
@@ -183,7 +185,7 @@ public static unsafe class Convolution
             Backward(s, px, pw, pgy, gx.IsEmpty ? null : pgx, gw.IsEmpty ? null : pgw, gb.IsEmpty ? null : pgb, Algorithm);
     }
 
-    internal static void Backward(ConvShape s, float* x, float* w, float* gy, float* gx, float* gw, float* gb, ConvAlgorithm algorithm)
+    internal static void Backward(ConvShape s, float* x, float* w, float* gy, float* gx, float* gw, float* gb, ConvAlgorithm algorithm, bool thin = true)
     {
         int K = s.K, P = s.P, Cout = s.Cout, inSize = s.Cin * s.H * s.W;
         if (gb != null)
@@ -206,6 +208,12 @@ public static unsafe class Convolution
         }
         double passes = (gx != null ? 1 : 0) + (gw != null ? 1 : 0);
         Count(passes * s.ForwardFlops, passes * s.ForwardFlops);
+        if (thin && ThinConvolution.Applies(s))
+        {
+            if (gx != null) ThinConvolution.BackwardData(s, w, gy, gx);
+            if (gw != null) ThinConvolution.BackwardWeight(s, x, gy, gw);
+            return;
+        }
         // the images are summed in a fixed number of partials (not one per thread), so dW's float32 rounding does not depend on the thread count
         int chunks = Math.Min(s.N, WeightPartials);
         bool batch = chunks >= Threading.Threads && Threading.Threads > 1;
