@@ -20,7 +20,8 @@ public sealed partial class Tensor
         if (s.H + 2 * padding < s.Kh || s.W + 2 * padding < s.Kw)
             throw new ArgumentException($"Conv2d kernel {s.Kh}x{s.Kw} is larger than the padded input {x.Shape} (padding {padding}).");
         var y = Empty(s.N, s.Cout, s.Ho, s.Wo);
-        if (y.Size > 0) Convolution.Forward(s, x.Span, w.Span, b == null ? default : b.Span, y.Span);
+        // Without a graph (inference) the same filters are expected again: Winograd layers keep their transformed filters.
+        if (y.Size > 0) Convolution.Forward(s, x.Span, w.Span, b == null ? default : b.Span, y.Span, reuseFilters: !Autograd.GradMode.Enabled);
         Tensor[] inputs = b == null ? [x, w] : [x, w, b];
         y.Track(g =>
         {

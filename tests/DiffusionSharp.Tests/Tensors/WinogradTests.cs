@@ -208,3 +208,34 @@ public unsafe class WinogradWidthTests
         }
     }
 }
+
+/// <summary>Inference keeps transformed filters: the same bits as transforming on every call, and a changed filter is seen.</summary>
+public unsafe class WinogradFilterCacheTests
+{
+    [WinogradFact]
+    public void ReusedFiltersGiveTheSameBitsAndFollowInPlaceChanges()
+    {
+        var s = new ConvShape(1, 24, 9, 7, 40, 3, 3, 1, 1);
+        var g = new Generator(7);
+        var x = new float[s.Cin * s.H * s.W]; g.Normal(x);
+        var w = new float[s.Cout * s.K]; g.Normal(w);
+        var b = new float[s.Cout]; g.Normal(b);
+        float[] Forward(bool reuse)
+        {
+            var y = new float[s.Cout * s.P];
+            fixed (float* px = x, pw = w, pb = b, py = y) Winograd.Forward(s, 2, px, pw, pb, py, reuseFilters: reuse);
+            return y;
+        }
+        var fresh = Forward(false);
+        Assert.Equal(fresh, Forward(true));   // transformed and stored
+        Assert.Equal(fresh, Forward(true));   // taken from the store
+        foreach (int i in new[] { 0, w.Length / 2, w.Length - 1 })
+        {
+            w[i] += 0.5f;                     // an in-place change, as loading weights into the same tensor makes
+            var changed = Forward(false);
+            Assert.NotEqual(fresh, changed);
+            Assert.Equal(changed, Forward(true));
+            fresh = changed;
+        }
+    }
+}

@@ -92,12 +92,17 @@ public static unsafe class Convolution
     internal const int MinTiles2 = 32;
 
     /// <summary>y[N, Cout, Ho, Wo] = conv(x, w) + bias.</summary>
-    public static void Forward(in ConvShape s, ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> bias, Span<float> y)
+    public static void Forward(in ConvShape s, ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> bias, Span<float> y) =>
+        Forward(s, x, w, bias, y, reuseFilters: false);
+
+    /// <summary>As <see cref="Forward(in ConvShape, ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, Span{float})"/>;
+    /// with <paramref name="reuseFilters"/> (inference) Winograd layers keep their transformed filters for later calls with the same filters.</summary>
+    internal static void Forward(in ConvShape s, ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> bias, Span<float> y, bool reuseFilters)
     {
         Check(s, x.Length, w.Length, y.Length, "y");
         if (!bias.IsEmpty && bias.Length != s.Cout) throw new ArgumentException($"Conv bias must have {s.Cout} elements, got {bias.Length}.");
         fixed (float* px = x, pw = w, pb = bias, py = y)
-            Forward(s, px, pw, bias.IsEmpty ? null : pb, py, Algorithm);
+            Forward(s, px, pw, bias.IsEmpty ? null : pb, py, Algorithm, reuseFilters: reuseFilters);
     }
 
     private static void Check(in ConvShape s, int xLen, int wLen, int yLen, string yName)
@@ -128,10 +133,10 @@ public static unsafe class Convolution
     }
 
     // thin: false keeps few-channel layers on im2col too (tests compare the two direct paths).
-    internal static void Forward(ConvShape s, float* x, float* w, float* bias, float* y, ConvAlgorithm algorithm, bool thin = true)
+    internal static void Forward(ConvShape s, float* x, float* w, float* bias, float* y, ConvAlgorithm algorithm, bool thin = true, bool reuseFilters = false)
     {
         int tile = WinogradTile(s, algorithm);
-        if (tile > 0) { Count(Winograd.GemmFlops(s, tile), s.ForwardFlops); Winograd.Forward(s, tile, x, w, bias, y); return; }
+        if (tile > 0) { Count(Winograd.GemmFlops(s, tile), s.ForwardFlops); Winograd.Forward(s, tile, x, w, bias, y, reuseFilters: reuseFilters); return; }
         Count(s.ForwardFlops, s.ForwardFlops);
         if (thin && ThinConvolution.Applies(s)) { ThinConvolution.Forward(s, x, w, bias, y); return; }
         int K = s.K, P = s.P, Cout = s.Cout, Wo = s.Wo;

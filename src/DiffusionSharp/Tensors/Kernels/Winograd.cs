@@ -80,20 +80,22 @@ internal static unsafe class Winograd
     }
 
     /// <summary>y = conv(x, w) + bias for a 3x3 stride-1 layer (<see cref="Supports"/> must hold) with output tiles m x m.</summary>
-    internal static void Forward(ConvShape s, int m, float* x, float* w, float* bias, float* y, int chunkTiles = DefaultChunkTiles) =>
-        Convolve(s, m, x, w, s.Cout, s.Cin, flip: false, bias, y, chunkTiles);
+    /// <remarks>With <paramref name="reuseFilters"/> the transformed filters are kept for later calls with the same filters (inference).</remarks>
+    internal static void Forward(ConvShape s, int m, float* x, float* w, float* bias, float* y, int chunkTiles = DefaultChunkTiles, bool reuseFilters = false) =>
+        Convolve(s, m, x, w, s.Cout, s.Cin, flip: false, bias, y, chunkTiles, reuseFilters);
 
     /// <summary>gx = conv^T(gy, w) for a 3x3 stride-1 layer: a Winograd convolution of gy with the flipped, transposed filters.</summary>
     internal static void BackwardData(ConvShape s, int m, float* w, float* gy, float* gx, int chunkTiles = DefaultChunkTiles) =>
-        Convolve(new ConvShape(s.N, s.Cout, s.Ho, s.Wo, s.Cin, 3, 3, 1, 2 - s.Pad), m, gy, w, s.Cout, s.Cin, flip: true, null, gx, chunkTiles);
+        Convolve(new ConvShape(s.N, s.Cout, s.Ho, s.Wo, s.Cin, 3, 3, 1, 2 - s.Pad), m, gy, w, s.Cout, s.Cin, flip: true, null, gx, chunkTiles, reuse: false);
 
     // One Winograd convolution of x (layout t) with the [wOut, wIn, 3, 3] filters w, flipped and transposed when flip.
-    private static void Convolve(ConvShape t, int m, float* x, float* w, int wOut, int wIn, bool flip, float* bias, float* y, int chunkTiles)
+    private static void Convolve(ConvShape t, int m, float* x, float* w, int wOut, int wIn, bool flip, float* bias, float* y, int chunkTiles, bool reuse)
     {
         CheckTile(m);
         int cinP = RoundUp(t.Cin, Lanes), coutP = RoundUp(t.Cout, Lanes);
         var grid = GridOf(t, m);
-        var u = TensorPool.Rent(grid.Xi * t.Cin * t.Cout, clear: false);
+        var cached = reuse && !flip ? CachedFilters(w, wOut, wIn, m, grid.Xi * t.Cin * t.Cout) : null;
+        var u = cached ?? TensorPool.Rent(grid.Xi * t.Cin * t.Cout, clear: false);
         var xp = TensorPool.Rent(PaddedInputLength(t, grid, cinP), clear: false);
         var bp = new float[coutP];
         if (bias != null) new ReadOnlySpan<float>(bias, t.Cout).CopyTo(bp);
@@ -101,12 +103,50 @@ internal static unsafe class Winograd
         {
             fixed (float* pu = u, pxp = xp, pbp = bp)
             {
-                TransformWeights(w, wOut, wIn, flip, m, pu);
+                if (cached == null) TransformWeights(w, wOut, wIn, flip, m, pu);
                 StageInput(t, grid, x, cinP, pxp);
                 Run(t, grid, pxp, cinP, pu, pbp, y, coutP, chunkTiles);
             }
         }
-        finally { TensorPool.Return(u); TensorPool.Return(xp); }
+        finally
+        {
+            if (cached == null) TensorPool.Return(u);
+            TensorPool.Return(xp);
+        }
+    }
+
+    // Transformed filters of inference passes, reused while a layer's filters are unchanged (sampling runs the same weights
+    // through every step). Each use compares the filters element by element with the copy they were transformed from (the
+    // cost of one copy, a fraction of the transform), so in-place changes (a loaded checkpoint, swapped-in EMA weights) are seen.
+    private sealed class FilterEntry(float[] raw, float[] u)
+    {
+        public readonly float[] Raw = raw, U = u;
+    }
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(nint, int, int, int), FilterEntry> s_filters = new();
+    private static long s_filterFloats;
+
+    /// <summary>Most floats the transformed-filter cache holds (raw copies included) before it starts over.</summary>
+    internal const long MaxCachedFilterFloats = 48L << 20;
+
+    // u for the [cout, cin, 3, 3] filters at w (forward orientation), from the cache when they are unchanged.
+    private static float[] CachedFilters(float* w, int cout, int cin, int m, int length)
+    {
+        var key = ((nint)w, cout, cin, m);
+        var raw = new ReadOnlySpan<float>(w, cout * cin * 9);
+        if (s_filters.TryGetValue(key, out var hit) && raw.SequenceEqual(hit.Raw)) return hit.U;
+        var u = GC.AllocateUninitializedArray<float>(length);
+        fixed (float* pu = u) TransformWeights(w, cout, cin, false, m, pu);
+        var entry = new FilterEntry(raw.ToArray(), u);
+        long size = entry.Raw.Length + (long)u.Length;
+        if (Interlocked.Add(ref s_filterFloats, size) > MaxCachedFilterFloats)
+        {
+            s_filters.Clear();
+            Interlocked.Exchange(ref s_filterFloats, size);
+        }
+        if (hit != null) Interlocked.Add(ref s_filterFloats, -(hit.Raw.Length + (long)hit.U.Length));
+        s_filters[key] = entry;
+        return u;
     }
 
     private static int PaddedInputLength(in ConvShape s, Grid g, int cinP) => s.N * (g.Th * g.M + 2) * (g.Tw * g.M + 2) * cinP;
