@@ -48,7 +48,9 @@ internal static unsafe class ThinConvolution
                         int n = t / s.Cout, co = t % s.Cout;
                         if (n != padded_n) { pad.Copy((float*)px + (nint)n * s.Cin * s.H * s.W, padded); padded_n = n; }
                         float* dst = (float*)py + (nint)t * outPlane;
-                        new Span<float>(dst, outPlane).Fill(pb != 0 ? ((float*)pb)[co] : 0f);
+                        float b0 = pb != 0 ? ((float*)pb)[co] : 0f;
+                        if (s.Cin <= block) { CorrelateAdd(dst, s.Ho, s.Wo, padded, pad.Plane, pad.Pitch, (float*)pw + (nint)co * s.Cin * taps, s.Kh, s.Kw, s.Cin, b0); continue; }
+                        new Span<float>(dst, outPlane).Fill(b0);
                         SumCorrelations(dst, sc, s.Ho, s.Wo, padded, pad, (float*)pw + (nint)co * s.Cin * taps, s.Kh, s.Kw, s.Cin, block);
                     }
                 }
@@ -189,8 +191,13 @@ internal static unsafe class ThinConvolution
     /// every element, at every vector width, and then one addition to dst.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void CorrelateAdd(float* dst, int ho, int wo, float* src, int plane, int pitch, float* k, int kh, int kw, int channels)
+    internal static void CorrelateAdd(float* dst, int ho, int wo, float* src, int plane, int pitch, float* k, int kh, int kw, int channels, float? start = null)
     {
+        // start: dst's old values are ignored and start + partial is written (the same rounding as dst filled with start)
+        bool fresh = start.HasValue;
+        float st = start.GetValueOrDefault();
+        var st8 = Vector256.Create(st);
+        var st4 = Vector128.Create(st);
         int taps = kh * kw;
         bool three = kh == 3 && kw == 3 && channels == 1 && Vector256.IsHardwareAccelerated;
         Vector256<float> k0 = default, k1 = default, k2 = default, k3 = default, k4 = default, k5 = default, k6 = default, k7 = default, k8 = default;
@@ -219,7 +226,7 @@ internal static unsafe class ThinConvolution
                     acc = Vector256.FusedMultiplyAdd(k6, Vector256.Load(r2), acc);
                     acc = Vector256.FusedMultiplyAdd(k7, Vector256.Load(r2 + 1), acc);
                     acc = Vector256.FusedMultiplyAdd(k8, Vector256.Load(r2 + 2), acc);
-                    (Vector256.Load(d + ow) + acc).Store(d + ow);
+                    ((fresh ? st8 : Vector256.Load(d + ow)) + acc).Store(d + ow);
                 }
             if (Vector256.IsHardwareAccelerated)
                 for (; ow + 8 <= wo; ow += 8)
@@ -233,7 +240,7 @@ internal static unsafe class ThinConvolution
                             for (int kj = 0; kj < kw; kj++)
                                 acc = Vector256.FusedMultiplyAdd(Vector256.Create(kr[kj]), Vector256.Load(row + kj), acc);
                         }
-                    (Vector256.Load(d + ow) + acc).Store(d + ow);
+                    ((fresh ? st8 : Vector256.Load(d + ow)) + acc).Store(d + ow);
                 }
             if (Vector128.IsHardwareAccelerated)
                 for (; ow + 4 <= wo; ow += 4)
@@ -247,7 +254,7 @@ internal static unsafe class ThinConvolution
                             for (int kj = 0; kj < kw; kj++)
                                 acc = Vector128.FusedMultiplyAdd(Vector128.Create(kr[kj]), Vector128.Load(row + kj), acc);
                         }
-                    (Vector128.Load(d + ow) + acc).Store(d + ow);
+                    ((fresh ? st4 : Vector128.Load(d + ow)) + acc).Store(d + ow);
                 }
             for (; ow < wo; ow++)
             {
@@ -256,7 +263,7 @@ internal static unsafe class ThinConvolution
                     for (int ki = 0; ki < kh; ki++)
                         for (int kj = 0; kj < kw; kj++)
                             acc = MathF.FusedMultiplyAdd(k[c * taps + ki * kw + kj], s0[(nint)c * plane + ki * pitch + ow + kj], acc);
-                d[ow] += acc;
+                d[ow] = (fresh ? st : d[ow]) + acc;
             }
         }
     }
