@@ -5,7 +5,9 @@ namespace DiffusionSharp.Tensors;
 
 /// <summary>
 /// Pool of float arrays in size classes of a quarter power of two (2^p, 1.25 * 2^p, 1.5 * 2^p, 1.75 * 2^p), so a steady
-/// training step reuses storage instead of churning the GC and a pooled array is at most 25% longer than requested.
+/// training step reuses storage instead of churning the GC and a fresh array is at most 25% longer than requested. A
+/// request whose class is empty takes an idle array of up to <see cref="SpareClasses"/> larger classes first (at most about
+/// 1.9x the request), so the sizes a step leaves idle at that moment serve it instead of new memory.
 /// The pool holds at most <see cref="MaxPooledBytes"/>; arrays returned beyond that are left to the GC.
 /// </summary>
 public static class TensorPool
@@ -64,7 +66,7 @@ public static class TensorPool
     {
         int c = ClassOf(length);
         if (!Enabled || c < 0) return new float[length];
-        if (Classes[c].TryTake(out var arr))
+        if (TryTakeFrom(c, out var arr))
         {
             Interlocked.Add(ref _pooledBytes, -4L * arr.Length);
             if (clear) Array.Clear(arr, 0, length);
@@ -73,6 +75,18 @@ public static class TensorPool
         var fresh = GC.AllocateUninitializedArray<float>(LengthOfClass(c));
         if (clear) Array.Clear(fresh, 0, length);  // uninitialised memory may hold garbage
         return fresh;
+    }
+
+    /// <summary>Larger classes a request may take an idle array from (at most 1.5x its class length) before allocating.</summary>
+    internal const int SpareClasses = 2;
+
+    // Its own class first, then up to SpareClasses larger ones: a step's arrays of sizes idle at that moment serve the others.
+    private static bool TryTakeFrom(int c, out float[] arr)
+    {
+        for (int d = 0; d <= SpareClasses && c + d < Classes.Length; d++)
+            if (Classes[c + d].TryTake(out arr!)) return true;
+        arr = null!;
+        return false;
     }
 
     /// <summary>Returns an array obtained from <see cref="Rent"/>; arrays of other lengths are ignored.</summary>
