@@ -11,19 +11,11 @@ namespace DiffusionSharp.Tests.Tensors;
 /// </summary>
 public unsafe class ConvDeterminismTests
 {
-    private static float[] Rand(int seed, int n)
-    {
-        var g = new DiffusionSharp.Tensors.Generator((ulong)seed);
-        var a = new float[n];
-        g.Normal(a);
-        return a;
-    }
-
     private static (float[] Gx, float[] Gw, float[] Gb) Backward(ConvShape s, ConvAlgorithm algorithm, int threads)
     {
-        var x = Rand(1, s.N * s.Cin * s.H * s.W);
-        var w = Rand(2, s.Cout * s.K);
-        var gy = Rand(3, s.N * s.Cout * s.P);
+        var x = TestArrays.Normal(1, s.N * s.Cin * s.H * s.W);
+        var w = TestArrays.Normal(2, s.Cout * s.K);
+        var gy = TestArrays.Normal(3, s.N * s.Cout * s.P);
         var gx = new float[x.Length];
         var gw = new float[w.Length];
         var gb = new float[s.Cout];
@@ -67,9 +59,9 @@ public unsafe class ConvDeterminismTests
     public void SingleImageForwardDoesNotDependOnTheThreadCount(ConvAlgorithm algorithm, int k, int stride, int pad)
     {
         var s = new ConvShape(1, 40, 13, 15, 70, k, k, stride, pad);
-        var x = Rand(1, s.Cin * s.H * s.W);
-        var w = Rand(2, s.Cout * s.K);
-        var b = Rand(3, s.Cout);
+        var x = TestArrays.Normal(1, s.Cin * s.H * s.W);
+        var w = TestArrays.Normal(2, s.Cout * s.K);
+        var b = TestArrays.Normal(3, s.Cout);
         float[] Forward(int threads)
         {
             var y = new float[s.Cout * s.P];

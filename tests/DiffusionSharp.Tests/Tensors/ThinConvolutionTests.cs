@@ -11,14 +11,6 @@ namespace DiffusionSharp.Tests.Tensors;
 /// </summary>
 public unsafe class ThinConvolutionTests
 {
-    private static float[] Rand(int seed, int n)
-    {
-        var g = new DiffusionSharp.Tensors.Generator((ulong)seed);
-        var a = new float[n];
-        g.Normal(a);
-        return a;
-    }
-
     // y, gx, gw of cross-correlation in double, from the definition.
     private static (double[] Y, double[] Gx, double[] Gw) Reference(ConvShape s, float[] x, float[] w, float[] b, float[] gy)
     {
@@ -92,10 +84,10 @@ public unsafe class ThinConvolutionTests
             if (s.Ho < 1 || s.Wo < 1) continue;
             Assert.Equal(!s.IsPointwise, ThinConvolution.Applies(s));
             int seed = 10 * width + cin;
-            var x = Rand(seed, s.N * s.Cin * s.H * s.W);
-            var w = Rand(seed + 1, s.Cout * s.K);
-            var b = Rand(seed + 2, s.Cout);
-            var gy = Rand(seed + 3, s.N * s.Cout * s.P);
+            var x = TestArrays.Normal(seed, s.N * s.Cin * s.H * s.W);
+            var w = TestArrays.Normal(seed + 1, s.Cout * s.K);
+            var b = TestArrays.Normal(seed + 2, s.Cout);
+            var gy = TestArrays.Normal(seed + 3, s.N * s.Cout * s.P);
             var thin = Run(s, x, w, b, gy, thin: true, threads: 2);
             var im2col = Run(s, x, w, b, gy, thin: false, threads: 2);
             var r = Reference(s, x, w, b, gy);
@@ -115,10 +107,10 @@ public unsafe class ThinConvolutionTests
     {
         foreach (var s in new[] { new ConvShape(5, 1, 11, 21, 16, 3, 3, 1, 1), new ConvShape(3, 24, 9, 17, 1, 3, 3, 1, 1) })
         {
-            var x = Rand(1, s.N * s.Cin * s.H * s.W);
-            var w = Rand(2, s.Cout * s.K);
-            var b = Rand(3, s.Cout);
-            var gy = Rand(4, s.N * s.Cout * s.P);
+            var x = TestArrays.Normal(1, s.N * s.Cin * s.H * s.W);
+            var w = TestArrays.Normal(2, s.Cout * s.K);
+            var b = TestArrays.Normal(3, s.Cout);
+            var gy = TestArrays.Normal(4, s.N * s.Cout * s.P);
             var one = Run(s, x, w, b, gy, thin: true, threads: 1);
             Assert.Contains(one.Gw, v => v != 0);
             foreach (int threads in new[] { 2, 3, 8 })

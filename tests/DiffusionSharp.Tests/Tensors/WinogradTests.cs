@@ -12,13 +12,6 @@ public unsafe class WinogradTests(ITestOutputHelper output)
     // transform entry or tile offset gives errors of order one in these units.
     private const double Tol = 5e-5;
 
-    private static float[] Rand(int seed, int n)
-    {
-        var a = new float[n];
-        new Generator((ulong)seed).Normal(a);
-        return a;
-    }
-
     // Direct references in double: y = conv(x, w) + b, gx = conv^T(gy, w), gw = corr(x, gy); each with the sum of |terms| as its scale.
     private static (double[] Y, double[] YAbs, double[] Gx, double[] GxAbs, double[] Gw, double[] GwAbs) Reference(ConvShape s, float[] x, float[] w, float[] b, float[] gy)
     {
@@ -67,10 +60,10 @@ public unsafe class WinogradTests(ITestOutputHelper output)
     {
         var s = new ConvShape(n, cin, h, w, cout, 3, 3, 1, pad);
         Assert.True(Winograd.Supports(s), $"Winograd does not support {s}");
-        var x = Rand(seed, n * cin * h * w);
-        var wt = Rand(seed + 1, cout * cin * 9);
-        var b = Rand(seed + 2, cout);
-        var gy = Rand(seed + 3, n * cout * s.Ho * s.Wo);
+        var x = TestArrays.Normal(seed, n * cin * h * w);
+        var wt = TestArrays.Normal(seed + 1, cout * cin * 9);
+        var b = TestArrays.Normal(seed + 2, cout);
+        var gy = TestArrays.Normal(seed + 3, n * cout * s.Ho * s.Wo);
         var r = Reference(s, x, wt, b, gy);
         // NaN-filled outputs: every element must be written.
         var y = new float[r.Y.Length]; Array.Fill(y, float.NaN);
@@ -156,19 +149,12 @@ public sealed class WinogradTheoryAttribute : TheoryAttribute
 /// <summary>The F(2x2) transforms on 512-bit vectors give the same bits as on 256-bit ones, and a batch-1 forward the same bits on any thread count.</summary>
 public unsafe class WinogradWidthTests
 {
-    private static float[] Rand(int seed, int n)
-    {
-        var a = new float[n];
-        new Generator((ulong)seed).Normal(a);
-        return a;
-    }
-
     private static (float[] Y, float[] Gx, float[] Gw) Run(ConvShape s, bool wide, int threads, int chunkTiles)
     {
-        var x = Rand(1, s.N * s.Cin * s.H * s.W);
-        var w = Rand(2, s.Cout * s.K);
-        var b = Rand(3, s.Cout);
-        var gy = Rand(4, s.N * s.Cout * s.P);
+        var x = TestArrays.Normal(1, s.N * s.Cin * s.H * s.W);
+        var w = TestArrays.Normal(2, s.Cout * s.K);
+        var b = TestArrays.Normal(3, s.Cout);
+        var gy = TestArrays.Normal(4, s.N * s.Cout * s.P);
         var y = new float[gy.Length]; var gx = new float[x.Length]; var gw = new float[w.Length];
         bool savedWide = Winograd.Wide;
         int savedThreads = DiffusionSharp.Runtime.Threading.Threads;
