@@ -139,12 +139,13 @@ internal static unsafe class Winograd
         fixed (float* pu = u) TransformWeights(w, cout, cin, false, m, pu);
         var entry = new FilterEntry(raw.ToArray(), u);
         long size = entry.Raw.Length + (long)u.Length;
-        if (Interlocked.Add(ref s_filterFloats, size) > MaxCachedFilterFloats)
+        // a replaced entry frees its own floats; counted before the bound check so a clear does not subtract them again
+        long replaced = hit == null ? 0 : hit.Raw.Length + (long)hit.U.Length;
+        if (Interlocked.Add(ref s_filterFloats, size - replaced) > MaxCachedFilterFloats)
         {
             s_filters.Clear();
             Interlocked.Exchange(ref s_filterFloats, size);
         }
-        if (hit != null) Interlocked.Add(ref s_filterFloats, -(hit.Raw.Length + (long)hit.U.Length));
         s_filters[key] = entry;
         return u;
     }
