@@ -202,10 +202,9 @@ public unsafe class WinogradFilterCacheTests
     public void ReusedFiltersGiveTheSameBitsAndFollowInPlaceChanges()
     {
         var s = new ConvShape(1, 24, 9, 7, 40, 3, 3, 1, 1);
-        var g = new Generator(7);
-        var x = new float[s.Cin * s.H * s.W]; g.Normal(x);
-        var w = new float[s.Cout * s.K]; g.Normal(w);
-        var b = new float[s.Cout]; g.Normal(b);
+        var x = TestArrays.Normal(7, s.Cin * s.H * s.W);
+        var w = TestArrays.Normal(8, s.Cout * s.K);
+        var b = TestArrays.Normal(9, s.Cout);
         float[] Forward(bool reuse)
         {
             var y = new float[s.Cout * s.P];
