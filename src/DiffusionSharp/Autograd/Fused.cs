@@ -80,4 +80,47 @@ public sealed partial class Tensor
 
     /// <summary>Mean over every axis but the first: [B, ...] to [B].</summary>
     public Tensor MeanPerSample() => Rank < 2 ? Mul(1f) : Mean(Enumerable.Range(1, Rank - 1).ToArray());
+
+    /// <summary>
+    /// Multi-head self-attention over the H*W positions of <paramref name="normed"/> [N, C, H, W] for inference (no graph is
+    /// recorded, so it is refused while gradients are recorded): the diffusers spatial attention with to_q/to_k/to_v weights
+    /// [inner, C] (biases optional, all or none), to_out [C, inner], the query scaled by <paramref name="scale"/>, plus
+    /// <paramref name="residual"/> when given, divided by <paramref name="rescale"/>.
+    /// </summary>
+    internal static unsafe Tensor SpatialAttentionInference(Tensor normed, Tensor? residual, Tensor wq, Tensor? bq, Tensor wk, Tensor? bk,
+        Tensor wv, Tensor? bv, Tensor wo, Tensor? bo, int heads, int dimHead, float scale, float rescale)
+    {
+        if (Autograd.GradMode.Enabled) throw new InvalidOperationException("SpatialAttentionInference records no graph; call it inside GradMode.NoGrad().");
+        if (normed.Rank != 4) throw new ArgumentException($"Spatial attention expects [N, C, H, W], got {normed.Shape}.");
+        int n = normed.Dim(0), c = normed.Dim(1), l = normed.Dim(2) * normed.Dim(3), inner = heads * dimHead;
+        foreach (var w in new[] { wq, wk, wv }) w.ExpectShape(new Shape(inner, c), "attention projection weight");
+        wo.ExpectShape(new Shape(c, inner), "attention output weight");
+        residual?.ExpectShape(normed.Shape, "attention residual");
+        bool biased = bq != null;
+        if ((bk != null) != biased || (bv != null) != biased) throw new ArgumentException("Attention q/k/v projections must all have a bias or none.");
+        var wqkv = TensorPool.Rent(3 * inner * c, clear: false);
+        var bqkv = biased ? TensorPool.Rent(3 * inner, clear: false) : null;
+        var y = Empty(normed.Shape);
+        try
+        {
+            wq.Span.CopyTo(wqkv.AsSpan(0, inner * c));
+            wk.Span.CopyTo(wqkv.AsSpan(inner * c, inner * c));
+            wv.Span.CopyTo(wqkv.AsSpan(2 * inner * c, inner * c));
+            if (bqkv != null)
+            {
+                bq!.Span.CopyTo(bqkv.AsSpan(0, inner));
+                bk!.Span.CopyTo(bqkv.AsSpan(inner, inner));
+                bv!.Span.CopyTo(bqkv.AsSpan(2 * inner, inner));
+            }
+            if (bo != null) bo.ExpectShape(new Shape(c), "attention output bias");
+            fixed (float* px = normed.Storage, pw = wqkv, pb = bqkv, pwo = wo.Storage, pbo = bo?.Storage, pr = residual?.Storage, py = y.Storage)
+                SpatialAttention.Forward(n, c, l, heads, dimHead, scale, px, pw, pb, pwo, pbo, pr, rescale, py);
+        }
+        finally
+        {
+            TensorPool.Return(wqkv);
+            if (bqkv != null) TensorPool.Return(bqkv);
+        }
+        return y;
+    }
 }

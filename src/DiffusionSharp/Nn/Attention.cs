@@ -60,6 +60,14 @@ public sealed class Attention : Module
         int n = x.Dim(0), c = QueryDim, hh = x.Dim(2), ww = x.Dim(3), l = hh * ww, inner = Heads * DimHead;
         if (FlopCounter.Active) FlopCounter.Add(2.0 * 2.0 * n * Heads * l * l * DimHead);  // q k^T and p v
         var normed = GroupNorm != null ? GroupNorm.Forward(x) : x;
+        if (!Autograd.GradMode.Enabled && !(OutDropout.Training && OutDropout.P > 0f))
+        {
+            // Inference: channel-major kernel with one fused q/k/v projection and no permute copies.
+            var fused = Tensor.SpatialAttentionInference(normed, ResidualConnection ? x : null, ToQ.Weight, ToQ.Bias, ToK.Weight, ToK.Bias,
+                ToV.Weight, ToV.Bias, ToOut.Weight, ToOut.Bias, Heads, DimHead, 1f / MathF.Sqrt(DimHead), RescaleOutputFactor);
+            if (!ReferenceEquals(normed, x)) NnOps.Free(normed);
+            return fused;
+        }
         var flat = normed.Reshape(n, c, l);
         var h = flat.Transpose(1, 2);                                   // [N, L, C]
         // Below, values that no backward function reads (outputs feeding only copies, sums and dropout) go back to the pool.
