@@ -152,4 +152,54 @@ public class GemmTests
         Assert.Contains("A (3 x 3, ld 3)", ex.Message);
         Assert.Throws<ArgumentException>(() => Gemm.Sgemm(false, false, 3, 3, 3, 1f, new float[9], 2, new float[9], 3, 0f, new float[9], 3));
     }
+    [Theory]
+    [MemberData(nameof(Kernels))]
+    public unsafe void BlockedPackedSumsEachBlockInRegistersThenAddsItToC(GemmKernel kernel)
+    {
+        // Blocked definition: each block of `block` terms is a chain of multiply-adds from zero (fused on the SIMD kernels, as
+        // Vector512/256.FusedMultiplyAdd; the scalar kernel rounds products and sums separately), then added to C.
+        const int block = 16;
+        foreach (var (m, n, k, accumulate) in new[] { (13, 70, 37, false), (6, 64, 32, true), (25, 20, 16, true), (1, 17, 5, false), (40, 130, 48, true) })
+        {
+            int lda = k + 3, ldc = n + 5;
+            var a = TestArrays.Normal(m * 1000 + k, m * lda);
+            var b = TestArrays.Normal(n * 1000 + k, k * n);
+            var c0 = TestArrays.Normal(m * n, m * ldc);
+            var c = (float[])c0.Clone();
+            var packed = new float[Gemm.PackedLength(kernel, k, n) + 16];
+            fixed (float* pa = a, pb = b, pc = c, pk0 = packed)
+            {
+                float* pk = (float*)(((nint)pk0 + 63) & ~(nint)63);
+                Gemm.PackPanels(kernel, pb, n, k, n, pk);
+                Gemm.BlockedPacked(kernel, m, n, k, block, pa, lda, pk, accumulate, pc, ldc);
+            }
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++)
+                {
+                    float Expected(bool fused)
+                    {
+                        float total = accumulate ? c0[i * ldc + j] : 0f;
+                        for (int p = 0; p < k; p += block)
+                        {
+                            float acc = 0f;
+                            for (int q = p; q < Math.Min(k, p + block); q++)
+                                acc = fused ? MathF.FusedMultiplyAdd(a[i * lda + q], b[q * n + j], acc) : acc + a[i * lda + q] * b[q * n + j];
+                            total = accumulate || p > 0 ? acc + total : acc;
+                        }
+                        return total;
+                    }
+                    float got = c[i * ldc + j];
+                    bool ok = kernel switch
+                    {
+                        GemmKernel.Scalar => got == Expected(false),
+                        GemmKernel.Vector128 => got == Expected(true) || got == Expected(false),  // MultiplyAddEstimate: fused where the CPU has FMA
+                        _ => got == Expected(true),
+                    };
+                    Assert.True(ok, $"{kernel} {m}x{n}x{k} [{i},{j}]: {got} vs {Expected(kernel != GemmKernel.Scalar)}");
+                }
+            // columns beyond n in each row of C are left alone
+            for (int i = 0; i < m; i++)
+                for (int j = n; j < ldc && i * ldc + j < c.Length; j++) Assert.Equal(c0[i * ldc + j], c[i * ldc + j]);
+        }
+    }
 }

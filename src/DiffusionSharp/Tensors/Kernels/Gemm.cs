@@ -319,6 +319,74 @@ public static unsafe class Gemm
         }
     }
 
+    private static readonly Config?[] s_configs = new Config?[4];
+
+    private static Config ConfigOf(GemmKernel kind) => s_configs[(int)kind] ??= ConfigFor(kind);
+
+    /// <summary>The micro-kernel family <see cref="SgemmSerial"/> uses for a product <paramref name="n"/> columns wide.</summary>
+    internal static GemmKernel KernelFor(int n) => ForShape(n).Kind;
+
+    /// <summary>Floats that <see cref="PackPanels"/> writes for a k x n matrix and the <paramref name="kind"/> micro-kernel.</summary>
+    internal static int PackedLength(GemmKernel kind, int k, int n)
+    {
+        int nr = ConfigOf(kind).NR;
+        return (n + nr - 1) / nr * nr * k;
+    }
+
+    /// <summary>Packs B [k x n] (row stride ldb) once into the <paramref name="kind"/> micro-kernel's column panels (each k x NR,
+    /// k-major, zero-padded), for <see cref="BlockedPacked"/> to read any number of times.</summary>
+    internal static void PackPanels(GemmKernel kind, float* b, int ldb, int k, int n, float* dst) =>
+        PackB(false, b, ldb, 0, 0, k, n, ConfigOf(kind).NR, dst);
+
+    /// <summary>
+    /// C [m x n] (+)= A [m x k] (row stride lda) times B packed by <see cref="PackPanels"/>, summed over k in blocks of
+    /// <paramref name="block"/> terms (each block in registers, then added to C): the operations
+    /// <see cref="SgemmSerial"/> performs for each block, without packing B again. Single-threaded.
+    /// </summary>
+    internal static void BlockedPacked(GemmKernel kind, int m, int n, int k, int block, float* a, int lda, float* packedB, bool accumulate, float* c, int ldc)
+    {
+        if (m <= 0 || n <= 0 || k <= 0) return;
+        var cfg = ConfigOf(kind);
+        int MR = cfg.MR, NR = cfg.NR;
+        float* packA = Buffer(ref t_packA, MR * block);
+        float* tile = stackalloc float[MR * NR + 16];
+        float* tileA = (float*)(((nint)tile + 63) & ~(nint)63);
+        var kernel = cfg.Kernel;
+        // C tile by C tile, all k blocks in turn: the tile stays in L1 while the A rows and the B panel stream past it.
+        for (int jr = 0; jr < n; jr += NR)
+        {
+            int nr = Math.Min(NR, n - jr);
+            float* panel = packedB + (nint)jr * k;
+            for (int ir = 0; ir < m; ir += MR)
+            {
+                int mr = Math.Min(MR, m - ir);
+                float* crow = c + (nint)ir * ldc + jr;
+                for (int p = 0; p < k; p += block)
+                {
+                    int kb = Math.Min(block, k - p);
+                    float bet = accumulate || p > 0 ? 1f : 0f;
+                    float* ap; nint rs, cs;
+                    if (mr == MR) { ap = a + (nint)ir * lda + p; rs = lda; cs = 1; }
+                    else { PackA(false, a, lda, ir, p, mr, kb, MR, packA); ap = packA; rs = 1; cs = MR; }
+                    float* bp = panel + (nint)p * NR;
+                    if (mr == MR && nr == NR)
+                        kernel(kb, ap, rs, cs, bp, crow, ldc, 1f, bet);
+                    else
+                    {
+                        kernel(kb, ap, rs, cs, bp, tileA, NR, 1f, 0f);
+                        for (int i = 0; i < mr; i++)
+                        {
+                            float* cr = crow + (nint)i * ldc;
+                            float* tr = tileA + i * NR;
+                            if (bet == 0f) for (int j = 0; j < nr; j++) cr[j] = tr[j];
+                            else for (int j = 0; j < nr; j++) cr[j] = tr[j] + bet * cr[j];
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     // Packs one MR-row panel of op(A)[i0:i0+mr, pc:pc+kc] as kc x MR (k-major), zero-padded to MR rows.
     private static void PackA(bool transA, float* a, int lda, int i0, int pc, int mr, int kc, int MR, float* d)
     {

@@ -94,61 +94,89 @@ internal static unsafe class Winograd
         CheckTile(m);
         int cinP = RoundUp(t.Cin, Lanes), coutP = RoundUp(t.Cout, Lanes);
         var grid = GridOf(t, m);
-        var cached = reuse && !flip ? CachedFilters(w, wOut, wIn, m, grid.Xi * t.Cin * t.Cout) : null;
-        var u = cached ?? TensorPool.Rent(grid.Xi * t.Cin * t.Cout, clear: false);
+        var kind = Gemm.KernelFor(t.Cout);
+        int panel = Gemm.PackedLength(kind, t.Cin, t.Cout);
+        // 16 spare floats: the micro-kernels load the packed panels from 64-byte aligned addresses
+        var cached = reuse && !flip ? CachedFilters(w, wOut, wIn, m, kind, grid.Xi * panel + 16) : null;
+        var packed = cached ?? TensorPool.Rent(grid.Xi * panel + 16, clear: false);
         var xp = TensorPool.Rent(PaddedInputLength(t, grid, cinP), clear: false);
         var bp = new float[coutP];
         if (bias != null) new ReadOnlySpan<float>(bias, t.Cout).CopyTo(bp);
         try
         {
-            fixed (float* pu = u, pxp = xp, pbp = bp)
+            fixed (float* pk0 = packed, pxp = xp, pbp = bp)
             {
-                if (cached == null) TransformWeights(w, wOut, wIn, flip, m, pu);
+                float* pk = Aligned(pk0);
+                if (cached == null) PackedFilters(w, wOut, wIn, flip, m, t.Cin, t.Cout, kind, pk);
                 StageInput(t, grid, x, cinP, pxp);
-                Run(t, grid, pxp, cinP, pu, pbp, y, coutP, chunkTiles);
+                Run(t, grid, pxp, cinP, pk, panel, kind, pbp, y, coutP, chunkTiles);
             }
         }
         finally
         {
-            if (cached == null) TensorPool.Return(u);
+            if (cached == null) TensorPool.Return(packed);
             TensorPool.Return(xp);
         }
     }
 
-    // Transformed filters of inference passes, reused while a layer's filters are unchanged (sampling runs the same weights
-    // through every step). Each use compares the filters element by element with the copy they were transformed from (the
-    // cost of one copy, a fraction of the transform), so in-place changes (a loaded checkpoint, swapped-in EMA weights) are seen.
-    private sealed class FilterEntry(float[] raw, float[] u)
+    // The (m+2)^2 transformed filter matrices u[xi] [cin x cout], each packed once into the GEMM's column panels.
+    private static void PackedFilters(float* w, int wOut, int wIn, bool flip, int m, int cin, int cout, GemmKernel kind, float* packed)
     {
-        public readonly float[] Raw = raw, U = u;
+        int xi = (m + 2) * (m + 2), panel = Gemm.PackedLength(kind, cin, cout);
+        var u = TensorPool.Rent(xi * cin * cout, clear: false);
+        try
+        {
+            fixed (float* pu = u)
+            {
+                TransformWeights(w, wOut, wIn, flip, m, pu);
+                nint au = (nint)pu, ap = (nint)packed;
+                Threading.For(xi, 2, (k0, k1) =>
+                {
+                    for (int k = k0; k < k1; k++)
+                        Gemm.PackPanels(kind, (float*)au + (nint)k * cin * cout, cout, cin, cout, (float*)ap + (nint)k * panel);
+                });
+            }
+        }
+        finally { TensorPool.Return(u); }
     }
 
-    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(nint, int, int, int), FilterEntry> s_filters = new();
+    // Packed transformed filters of inference passes, reused while a layer's filters are unchanged (sampling runs the same
+    // weights through every step). Each use compares the filters element by element with the copy they were transformed
+    // from (the cost of one copy, a fraction of the transform), so in-place changes (a loaded checkpoint, swapped-in EMA
+    // weights) are seen.
+    private sealed class FilterEntry(float[] raw, float[] packed)
+    {
+        public readonly float[] Raw = raw, Packed = packed;
+    }
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(nint, int, int, int, GemmKernel), FilterEntry> s_filters = new();
     private static long s_filterFloats;
 
     /// <summary>Most floats the transformed-filter cache holds (raw copies included) before it starts over.</summary>
     internal const long MaxCachedFilterFloats = 48L << 20;
 
-    // u for the [cout, cin, 3, 3] filters at w (forward orientation), from the cache when they are unchanged.
-    private static float[] CachedFilters(float* w, int cout, int cin, int m, int length)
+    // Packed u for the [cout, cin, 3, 3] filters at w (forward orientation), from the cache when they are unchanged.
+    private static float[] CachedFilters(float* w, int cout, int cin, int m, GemmKernel kind, int length)
     {
-        var key = ((nint)w, cout, cin, m);
+        var key = ((nint)w, cout, cin, m, kind);
         var raw = new ReadOnlySpan<float>(w, cout * cin * 9);
-        if (s_filters.TryGetValue(key, out var hit) && raw.SequenceEqual(hit.Raw)) return hit.U;
-        var u = GC.AllocateUninitializedArray<float>(length);
-        fixed (float* pu = u) TransformWeights(w, cout, cin, false, m, pu);
-        var entry = new FilterEntry(raw.ToArray(), u);
-        long size = entry.Raw.Length + (long)u.Length;
+        if (s_filters.TryGetValue(key, out var hit) && raw.SequenceEqual(hit.Raw)) return hit.Packed;
+        var packed = GC.AllocateUninitializedArray<float>(length, pinned: true);
+        fixed (float* pk = packed) PackedFilters(w, cout, cin, false, m, cin, cout, kind, Aligned(pk));
+        var entry = new FilterEntry(raw.ToArray(), packed);
+        long size = entry.Raw.Length + (long)packed.Length;
         // a replaced entry frees its own floats; counted before the bound check so a clear does not subtract them again
-        long replaced = hit == null ? 0 : hit.Raw.Length + (long)hit.U.Length;
+        long replaced = hit == null ? 0 : hit.Raw.Length + (long)hit.Packed.Length;
         if (Interlocked.Add(ref s_filterFloats, size - replaced) > MaxCachedFilterFloats)
         {
             s_filters.Clear();
             Interlocked.Exchange(ref s_filterFloats, size);
         }
         s_filters[key] = entry;
-        return u;
+        return packed;
     }
+
+    private static float* Aligned(float* p) => (float*)(((nint)p + 63) & ~(nint)63);
 
     private static int PaddedInputLength(in ConvShape s, Grid g, int cinP) => s.N * (g.Th * g.M + 2) * (g.Tw * g.M + 2) * cinP;
 
@@ -509,12 +537,12 @@ internal static unsafe class Winograd
         o[5 * st] = y3;
     }
 
-    // Every tile chunk: input transform, (m+2)^2 GEMMs against u, output transform into y (NCHW) with bias.
-    private static void Run(ConvShape s, Grid grid, float* xp, int cinP, float* u, float* bias, float* y, int coutP, int chunkTiles)
+    // Every tile chunk: input transform, (m+2)^2 GEMMs against the packed u, output transform into y (NCHW) with bias.
+    private static void Run(ConvShape s, Grid grid, float* xp, int cinP, float* packed, int panel, GemmKernel kind, float* bias, float* y, int coutP, int chunkTiles)
     {
         int xi = grid.Xi, total = s.N * grid.PerImage, tc = ChunkSize(total, chunkTiles);
         int chunks = (total + tc - 1) / tc;
-        nint pxp = (nint)xp, pu = (nint)u, pb = (nint)bias, py = (nint)y;
+        nint pxp = (nint)xp, pu = (nint)packed, pb = (nint)bias, py = (nint)y;
         Threading.For(chunks, 1, (c0, c1) =>
         {
             var v = TensorPool.Rent(xi * tc * cinP, clear: false);
@@ -528,8 +556,8 @@ internal static unsafe class Winograd
                         int t0 = c * tc, count = Math.Min(tc, total - t0);
                         InputTransform(grid, (float*)pxp, cinP, t0, count, tc, pv);
                         for (int k = 0; k < xi; k++)
-                            BlockedGemm(false, count, s.Cout, s.Cin, pv + (nint)k * tc * cinP, cinP,
-                                (float*)pu + (nint)k * s.Cin * s.Cout, s.Cout, false, pm + (nint)k * tc * coutP, coutP);
+                            Gemm.BlockedPacked(kind, count, s.Cout, s.Cin, SumBlock, pv + (nint)k * tc * cinP, cinP,
+                                (float*)pu + (nint)k * panel, false, pm + (nint)k * tc * coutP, coutP);
                         if (grid.M == 2) OutputTransform2(s, grid, pm, coutP, t0, count, tc, (float*)pb, (float*)py);
                         else OutputTransform(s, grid, pm, coutP, t0, count, tc, (float*)pb, (float*)py);
                     }
