@@ -63,6 +63,7 @@ public sealed class Attention : Module
         if (!Autograd.GradMode.Enabled && !(OutDropout.Training && OutDropout.P > 0f))
         {
             // Inference: channel-major kernel with one fused q/k/v projection and no permute copies.
+            if (FlopCounter.Active) FlopCounter.Add(4 * 2.0 * n * l * c * inner);  // the q, k, v and output projections
             var fused = Tensor.SpatialAttentionInference(normed, ResidualConnection ? x : null, ToQ.Weight, ToQ.Bias, ToK.Weight, ToK.Bias,
                 ToV.Weight, ToV.Bias, ToOut.Weight, ToOut.Bias, Heads, DimHead, 1f / MathF.Sqrt(DimHead), RescaleOutputFactor);
             if (!ReferenceEquals(normed, x)) NnOps.Free(normed);

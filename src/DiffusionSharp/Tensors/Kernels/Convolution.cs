@@ -165,7 +165,8 @@ public static unsafe class Convolution
                         for (int oh0 = 0; oh0 < s.Ho; oh0 += rows)
                         {
                             int oh1 = Math.Min(s.Ho, oh0 + rows), L = (oh1 - oh0) * Wo;
-                            Im2Col(s, xn, col, oh0, oh1);
+                            if (batch) Im2Col(s, xn, col, oh0, oh1);
+                            else Im2ColParallel(s, xn, col, oh0, oh1);
                             MmForward(batch, Cout, L, K, (float*)pw, col, L, beta, yn + oh0 * Wo, P);
                         }
                     }
@@ -356,10 +357,22 @@ public static unsafe class Convolution
     }
 
     /// <summary>Unfolds output rows [oh0, oh1) of one image [Cin, H, W] into col [Cin*kh*kw, (oh1-oh0)*Wo] (zeros where the window hits padding).</summary>
-    internal static void Im2Col(in ConvShape s, float* x, float* col, int oh0, int oh1)
+    internal static void Im2Col(in ConvShape s, float* x, float* col, int oh0, int oh1) => Im2Col(s, x, col, oh0, oh1, 0, s.Cin);
+
+    // Im2Col of one image with its input channels split over the threads (a single image's GEMM is split too, so the serial
+    // unfolding would otherwise be a large share of a small layer).
+    private static void Im2ColParallel(ConvShape s, float* x, float* col, int oh0, int oh1)
+    {
+        nint px = (nint)x, pc = (nint)col;
+        int grain = Math.Max(1, 4096 / Math.Max(1, s.Kh * s.Kw * (oh1 - oh0) * s.Wo));
+        Threading.For(s.Cin, grain, (c0, c1) => Im2Col(s, (float*)px, (float*)pc, oh0, oh1, c0, c1));
+    }
+
+    // Rows of input channels [c0, c1) only.
+    private static void Im2Col(in ConvShape s, float* x, float* col, int oh0, int oh1, int c0, int c1)
     {
         int H = s.H, W = s.W, Wo = s.Wo, st = s.Stride, pad = s.Pad, P = (oh1 - oh0) * Wo;
-        for (int c = 0; c < s.Cin; c++)
+        for (int c = c0; c < c1; c++)
         {
             float* xc = x + (nint)c * H * W;
             for (int ki = 0; ki < s.Kh; ki++)

@@ -160,7 +160,7 @@ internal static unsafe class Winograd
     {
         var key = ((nint)w, cout, cin, m, kind);
         var raw = new ReadOnlySpan<float>(w, cout * cin * 9);
-        if (s_filters.TryGetValue(key, out var hit) && raw.SequenceEqual(hit.Raw)) return hit.Packed;
+        if (s_filters.TryGetValue(key, out var hit) && Unchanged(w, hit.Raw)) return hit.Packed;
         var packed = GC.AllocateUninitializedArray<float>(length, pinned: true);
         fixed (float* pk = packed) PackedFilters(w, cout, cin, false, m, cin, cout, kind, Aligned(pk));
         var entry = new FilterEntry(raw.ToArray(), packed);
@@ -174,6 +174,18 @@ internal static unsafe class Winograd
         }
         s_filters[key] = entry;
         return packed;
+    }
+
+    // raw equals w[0, raw.Length), compared in parallel (a bandwidth-bound pass that batch-1 inference makes for every layer).
+    private static bool Unchanged(float* w, float[] raw)
+    {
+        int mismatches = 0;
+        nint pw = (nint)w;
+        Threading.For(raw.Length, 32 * 1024, (i0, i1) =>
+        {
+            if (!new ReadOnlySpan<float>((float*)pw + i0, i1 - i0).SequenceEqual(raw.AsSpan(i0, i1 - i0))) Interlocked.Increment(ref mismatches);
+        });
+        return mismatches == 0;
     }
 
     private static float* Aligned(float* p) => (float*)(((nint)p + 63) & ~(nint)63);
