@@ -37,6 +37,25 @@ public sealed partial class Tensor
         return y;
     }
 
+    /// <summary>
+    /// SiLU of the group norm (<see cref="GroupNorm"/> then <see cref="Silu"/>) in one pass, for inference: no graph is
+    /// recorded, so it is refused while gradients are recorded.
+    /// </summary>
+    internal Tensor GroupNormSiluInference(int groups, Tensor? weight, Tensor? bias, float eps)
+    {
+        if (Autograd.GradMode.Enabled) throw new InvalidOperationException("GroupNormSiluInference records no graph; call it inside GradMode.NoGrad().");
+        if (Rank < 2) throw new ArgumentException($"GroupNorm expects [N, C, ...], got shape {Shape}.");
+        int n = Shape[0], c = Shape[1];
+        if (groups <= 0 || c % groups != 0) throw new ArgumentException($"GroupNorm: {c} channels of shape {Shape} do not split into {groups} groups.");
+        weight?.ExpectShape(new Shape(c), "GroupNorm weight");
+        bias?.ExpectShape(new Shape(c), "GroupNorm bias");
+        int spatial = c == 0 || n == 0 ? 0 : Size / (n * c);
+        var y = Empty(Shape);
+        NormKernels.GroupNormForward(Storage, y.Storage, n, c, spatial, groups, weight?.Storage, bias?.Storage, eps,
+            new float[n * groups], new float[n * groups], silu: true);
+        return y;
+    }
+
     // [c] tensor of sum over i of part[i * c + j].
     private static Tensor SumOverSamples(double[] part, int n, int c)
     {

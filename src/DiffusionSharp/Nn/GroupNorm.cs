@@ -39,4 +39,12 @@ public sealed class GroupNorm : Module
             throw new ArgumentException($"GroupNorm expects input [N, {NumChannels}, ...], got {x.Shape}.");
         return x.GroupNorm(NumGroups, Weight, Bias, Eps);
     }
+
+    /// <summary>SiLU of <see cref="Forward"/> in one pass; inference only (inside <c>GradMode.NoGrad()</c>).</summary>
+    internal Tensor ForwardSilu(Tensor x)
+    {
+        if (x.Rank < 2 || x.Dim(1) != NumChannels)
+            throw new ArgumentException($"GroupNorm expects input [N, {NumChannels}, ...], got {x.Shape}.");
+        return x.GroupNormSiluInference(NumGroups, Weight, Bias, Eps);
+    }
 }

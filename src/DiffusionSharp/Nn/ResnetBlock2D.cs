@@ -48,6 +48,7 @@ public sealed class ResnetBlock2D : Module
     public bool SkipTimeAct { get; }
 
     private readonly Func<Tensor, Tensor> _act;
+    private readonly bool _silu;
 
     /// <summary>Creates the block (argument names follow diffusers).</summary>
     public ResnetBlock2D(int inChannels, int? outChannels = null, int? tembChannels = 512, float dropout = 0f, int groups = 32,
@@ -61,6 +62,7 @@ public sealed class ResnetBlock2D : Module
         OutputScaleFactor = outputScaleFactor;
         SkipTimeAct = skipTimeAct;
         _act = Activations.Get(nonLinearity);
+        _silu = nonLinearity is "silu" or "swish";
         Norm1 = RegisterModule("norm1", new GroupNorm(groups, inChannels, eps));
         Conv1 = RegisterModule("conv1", new Conv2d(inChannels, cout, 3, padding: 1, generator: generator));
         if (tembChannels is int tc)
@@ -80,9 +82,16 @@ public sealed class ResnetBlock2D : Module
     {
         if (x.Rank != 4 || x.Dim(1) != InChannels) throw new ArgumentException($"ResnetBlock2D expects [N, {InChannels}, H, W], got {x.Shape}.");
         var input = x;
-        var n1 = Norm1.Forward(x);
-        var h = _act(n1);
-        NnOps.Free(n1, h);
+        // Inference fuses each group norm with the SiLU after it (one pass over the activations instead of two).
+        bool fuse = _silu && !Autograd.GradMode.Enabled;
+        Tensor h;
+        if (fuse) h = Norm1.ForwardSilu(x);
+        else
+        {
+            var n1 = Norm1.Forward(x);
+            h = _act(n1);
+            NnOps.Free(n1, h);
+        }
         if (Upsample != null || Downsample != null)
         {
             var hs = Upsample != null ? Upsample.Forward(h) : Downsample!.Forward(h);
@@ -122,12 +131,22 @@ public sealed class ResnetBlock2D : Module
                 NnOps.Release(h);  // the conv output: nothing reads it in backward
                 h = ht;
             }
-            var n2 = Norm2.Forward(h);
-            NnOps.Free(h);
-            h = n2;
+            if (fuse)
+            {
+                var f2 = Norm2.ForwardSilu(h);
+                NnOps.Free(h);
+                h = f2;
+            }
+            else
+            {
+                var n2 = Norm2.Forward(h);
+                NnOps.Free(h);
+                h = n2;
+            }
         }
-        var a2 = _act(h);
-        NnOps.Free(h, a2);
+        bool activated = fuse && TimeEmbeddingNorm != TimeEmbeddingNorm.ScaleShift;
+        var a2 = activated ? h : _act(h);
+        if (!activated) NnOps.Free(h, a2);
         var d2 = Dropout.Forward(a2);
         if (!ReferenceEquals(d2, a2)) NnOps.Release(a2);  // dropout's backward needs its mask, the activation's its input
         h = Conv2.Forward(d2);

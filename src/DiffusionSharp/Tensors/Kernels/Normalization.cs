@@ -14,7 +14,12 @@ public static class NormKernels
     /// writes mean and rstd per (sample, group) for the backward pass. w and b may be null (1 and 0).
     /// </summary>
     public static void GroupNormForward(float[] x, float[] y, int n, int c, int spatial, int groups,
-        float[]? w, float[]? b, float eps, float[] mean, float[] rstd)
+        float[]? w, float[]? b, float eps, float[] mean, float[] rstd) => GroupNormForward(x, y, n, c, spatial, groups, w, b, eps, mean, rstd, silu: false);
+
+    /// <summary>As the group norm forward above; with <paramref name="silu"/> each channel's output is replaced by
+    /// y * sigmoid(y) while it is still in cache (the norm-then-SiLU of inference, one pass over memory instead of two).</summary>
+    public static void GroupNormForward(float[] x, float[] y, int n, int c, int spatial, int groups,
+        float[]? w, float[]? b, float eps, float[] mean, float[] rstd, bool silu)
     {
         int cg = c / groups, m = cg * spatial;
         int grain = Math.Max(1, ParallelMap.Grain / Math.Max(1, m));
@@ -37,6 +42,7 @@ public static class NormKernels
                     float shift = (b?[ch] ?? 0f) - (float)mu * scale;
                     int co = off + k * spatial;
                     Affine.ScaleShift(x.AsSpan(co, spatial), scale, shift, y.AsSpan(co, spatial));
+                    if (silu) Elementwise.Unary<SiluOp>(y.AsSpan(co, spatial), y.AsSpan(co, spatial));
                 }
             }
         });
