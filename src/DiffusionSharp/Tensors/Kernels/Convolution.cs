@@ -162,6 +162,7 @@ public static unsafe class Convolution
                             beta = 1f;
                         }
                         if (s.IsPointwise) { MmForward(batch, Cout, P, K, (float*)pw, xn, P, beta, yn, P); continue; }
+                        if (P <= PackedMaxPixels) { PackedForward(s, xn, (float*)pw, yn, beta != 0f, batch, Gemm.KernelFor(P)); continue; }
                         for (int oh0 = 0; oh0 < s.Ho; oh0 += rows)
                         {
                             int oh1 = Math.Min(s.Ho, oh0 + rows), L = (oh1 - oh0) * Wo;
@@ -338,6 +339,65 @@ public static unsafe class Convolution
                 if (r1 > r0) Mm(true, false, false, r1 - r0, n, k, (float*)pw + (nint)r0 * k, k, (float*)pb, ldb, beta, (float*)pc + (nint)r0 * ldc, ldc);
             }
         });
+    }
+
+    /// <summary>Most output pixels per image for which <see cref="PackedForward"/> replaces the im2col chunks (small layers only).</summary>
+    internal const int PackedMaxPixels = 256;
+
+    // One small image (kind: the micro-kernel family): im2col written straight into the micro-kernel's column panels, then each thread multiplies its own
+    // block of filter rows (read in place) by the shared panels, each C tile taking all its k blocks while in L1; the same
+    // blocked sums as Mm, without re-packing the filters and the columns for every 64-term block.
+    internal static void PackedForward(in ConvShape s, float* x, float* w, float* y, bool accumulate, bool serial, GemmKernel kind)
+    {
+        int K = s.K, P = s.P, Cout = s.Cout;
+        int nr = Gemm.PanelWidth(kind), panels = (P + nr - 1) / nr;
+        var buf = TensorPool.Rent(K * P + panels * nr * K + 16, clear: false);
+        try
+        {
+            fixed (float* pb0 = buf)
+            {
+                float* col = pb0, packed = (float*)(((nint)(pb0 + K * P) + 63) & ~(nint)63);
+                ConvShape sh = s;
+                nint px = (nint)x, pc = (nint)col, pp = (nint)packed, pw = (nint)w, py = (nint)y;
+                int kk = sh.Kh * sh.Kw;
+                Action<int, int> unfold = (c0, c1) =>
+                {
+                    Im2Col(sh, (float*)px, (float*)pc, 0, sh.Ho, c0, c1);
+                    ToPanels((float*)pc, K, P, nr, c0 * kk, c1 * kk, (float*)pp);
+                };
+                if (serial) unfold(0, s.Cin);
+                else Threading.For(s.Cin, Math.Max(1, 4096 / Math.Max(1, kk * P)), unfold);
+                int mr = Gemm.TileRows(kind), units = (Cout + mr - 1) / mr, chunks = serial ? 1 : Math.Min(Threading.Threads, units);
+                Action<int, int> multiply = (t0, t1) =>
+                {
+                    for (int t = t0; t < t1; t++)
+                    {
+                        int r0 = mr * (int)((long)units * t / chunks), r1 = Math.Min(Cout, mr * (int)((long)units * (t + 1) / chunks));
+                        if (r1 > r0)
+                            Gemm.BlockedPacked(kind, r1 - r0, P, K, SumBlock, (float*)pw + (nint)r0 * K, K, (float*)pp, accumulate, (float*)py + (nint)r0 * P, P);
+                    }
+                };
+                if (chunks <= 1) multiply(0, 1);
+                else Threading.For(chunks, 1, multiply);
+            }
+        }
+        finally { TensorPool.Return(buf); }
+    }
+
+    // Rows [r0, r1) of col [k x n] into nr-wide k-major panels (the layout of Gemm.PackPanels), the last panel zero-padded.
+    private static void ToPanels(float* col, int k, int n, int nr, int r0, int r1, float* packed)
+    {
+        for (int j0 = 0; j0 < n; j0 += nr)
+        {
+            int w = Math.Min(nr, n - j0);
+            float* panel = packed + (nint)j0 * k;
+            for (int r = r0; r < r1; r++)
+            {
+                float* d = panel + (nint)r * nr;
+                new ReadOnlySpan<float>(col + (nint)r * n + j0, w).CopyTo(new Span<float>(d, w));
+                if (w < nr) new Span<float>(d + w, nr - w).Clear();
+            }
+        }
     }
 
     /// <summary>Long sums (over Cin*kh*kw, Cout or pixels) run in blocks of this many terms, each summed in registers and then added to C.</summary>

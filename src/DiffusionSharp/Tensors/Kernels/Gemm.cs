@@ -339,6 +339,12 @@ public static unsafe class Gemm
         return (n + nr - 1) / nr * nr * k;
     }
 
+    /// <summary>Columns per panel that <see cref="PackPanels"/> writes for the <paramref name="kind"/> micro-kernel.</summary>
+    internal static int PanelWidth(GemmKernel kind) => ConfigOf(kind).NR;
+
+    /// <summary>Rows of C per micro-kernel tile of the <paramref name="kind"/> family.</summary>
+    internal static int TileRows(GemmKernel kind) => ConfigOf(kind).MR;
+
     /// <summary>Packs B [k x n] (row stride ldb) once into the <paramref name="kind"/> micro-kernel's column panels (each k x NR,
     /// k-major, zero-padded), for <see cref="BlockedPacked"/> to read any number of times.</summary>
     internal static void PackPanels(GemmKernel kind, float* b, int ldb, int k, int n, float* dst) =>
