@@ -11,12 +11,7 @@ public sealed partial class Tensor
     /// </summary>
     public Tensor GroupNorm(int groups, Tensor? weight, Tensor? bias, float eps)
     {
-        if (Rank < 2) throw new ArgumentException($"GroupNorm expects [N, C, ...], got shape {Shape}.");
-        int n = Shape[0], c = Shape[1];
-        if (groups <= 0 || c % groups != 0) throw new ArgumentException($"GroupNorm: {c} channels of shape {Shape} do not split into {groups} groups.");
-        weight?.ExpectShape(new Shape(c), "GroupNorm weight");
-        bias?.ExpectShape(new Shape(c), "GroupNorm bias");
-        int spatial = c == 0 || n == 0 ? 0 : Size / (n * c);
+        var (n, c, spatial) = GroupNormDims(groups, weight, bias);
         var y = Empty(Shape);
         var mean = new float[n * groups];
         var rstd = new float[n * groups];
@@ -44,16 +39,23 @@ public sealed partial class Tensor
     internal Tensor GroupNormSiluInference(int groups, Tensor? weight, Tensor? bias, float eps)
     {
         if (Autograd.GradMode.Enabled) throw new InvalidOperationException("GroupNormSiluInference records no graph; call it inside GradMode.NoGrad().");
+        var (n, c, spatial) = GroupNormDims(groups, weight, bias);
+        var y = Empty(Shape);
+        NormKernels.GroupNormForward(Storage, y.Storage, n, c, spatial, groups, weight?.Storage, bias?.Storage, eps,
+            new float[n * groups], new float[n * groups], silu: true);
+        return y;
+    }
+
+    // [N, C, spatial] of a group norm's input, its groups and affine parameters checked.
+    private (int N, int C, int Spatial) GroupNormDims(int groups, Tensor? weight, Tensor? bias)
+    {
         if (Rank < 2) throw new ArgumentException($"GroupNorm expects [N, C, ...], got shape {Shape}.");
         int n = Shape[0], c = Shape[1];
         if (groups <= 0 || c % groups != 0) throw new ArgumentException($"GroupNorm: {c} channels of shape {Shape} do not split into {groups} groups.");
         weight?.ExpectShape(new Shape(c), "GroupNorm weight");
         bias?.ExpectShape(new Shape(c), "GroupNorm bias");
         int spatial = c == 0 || n == 0 ? 0 : Size / (n * c);
-        var y = Empty(Shape);
-        NormKernels.GroupNormForward(Storage, y.Storage, n, c, spatial, groups, weight?.Storage, bias?.Storage, eps,
-            new float[n * groups], new float[n * groups], silu: true);
-        return y;
+        return (n, c, spatial);
     }
 
     // [c] tensor of sum over i of part[i * c + j].
