@@ -363,7 +363,7 @@ public static unsafe class Convolution
                 Action<int, int> unfold = (c0, c1) =>
                 {
                     Im2Col(sh, (float*)px, (float*)pc, 0, sh.Ho, c0, c1);
-                    ToPanels((float*)pc, K, P, nr, c0 * kk, c1 * kk, (float*)pp);
+                    Gemm.PackPanelRows(kind, (float*)pc, P, K, P, c0 * kk, c1 * kk, (float*)pp);
                 };
                 if (serial) unfold(0, s.Cin);
                 else Threading.For(s.Cin, Math.Max(1, 4096 / Math.Max(1, kk * P)), unfold);
@@ -382,22 +382,6 @@ public static unsafe class Convolution
             }
         }
         finally { TensorPool.Return(buf); }
-    }
-
-    // Rows [r0, r1) of col [k x n] into nr-wide k-major panels (the layout of Gemm.PackPanels), the last panel zero-padded.
-    private static void ToPanels(float* col, int k, int n, int nr, int r0, int r1, float* packed)
-    {
-        for (int j0 = 0; j0 < n; j0 += nr)
-        {
-            int w = Math.Min(nr, n - j0);
-            float* panel = packed + (nint)j0 * k;
-            for (int r = r0; r < r1; r++)
-            {
-                float* d = panel + (nint)r * nr;
-                new ReadOnlySpan<float>(col + (nint)r * n + j0, w).CopyTo(new Span<float>(d, w));
-                if (w < nr) new Span<float>(d + w, nr - w).Clear();
-            }
-        }
     }
 
     /// <summary>Long sums (over Cin*kh*kw, Cout or pixels) run in blocks of this many terms, each summed in registers and then added to C.</summary>

@@ -350,6 +350,15 @@ public static unsafe class Gemm
     internal static void PackPanels(GemmKernel kind, float* b, int ldb, int k, int n, float* dst) =>
         PackB(false, b, ldb, 0, 0, k, n, ConfigOf(kind).NR, dst);
 
+    /// <summary>Rows [<paramref name="r0"/>, <paramref name="r1"/>) of B [k x n] into their places in the layout
+    /// <see cref="PackPanels"/> writes for the whole matrix (threads may pack disjoint row ranges of one B).</summary>
+    internal static void PackPanelRows(GemmKernel kind, float* b, int ldb, int k, int n, int r0, int r1, float* dst)
+    {
+        int nr = ConfigOf(kind).NR;
+        for (int j0 = 0; j0 < n; j0 += nr)
+            PackB(false, b, ldb, r0, j0, r1 - r0, Math.Min(nr, n - j0), nr, dst + (nint)j0 * k + (nint)r0 * nr);
+    }
+
     /// <summary>
     /// C [m x n] (+)= A [m x k] (row stride lda) times B packed by <see cref="PackPanels"/>, summed over k in blocks of
     /// <paramref name="block"/> terms (each block in registers, then added to C): the operations
