@@ -99,6 +99,7 @@ public unsafe class WinogradTests(ITestOutputHelper output)
     [InlineData(1, 2, 3, 2, 9, 2, 6)]
     [InlineData(2, 33, 40, 16, 16, 1, 96)]
     [InlineData(3, 64, 32, 12, 10, 1, 30)]
+    [InlineData(1, 16, 17, 3, 135, 1, 96)]   // a tile row longer than Winograd.OutputRun, odd width
     public void MatchesDirectConvolution(int n, int cin, int cout, int h, int w, int pad, int chunkTiles)
     {
         double worst = Run(n, cin, cout, h, w, pad, chunkTiles);
@@ -178,6 +179,7 @@ public unsafe class WinogradWidthTests
     [InlineData(2, 24, 40, 7, 9, 1)]     // 512-bit vectors plus a 256-bit tail, odd sizes (partial tiles)
     [InlineData(1, 33, 17, 5, 6, 0)]     // a padded tail lane inside the last 256-bit vector
     [InlineData(3, 64, 48, 10, 11, 2)]
+    [InlineData(1, 24, 20, 5, 150, 1)]   // tile rows longer than Winograd.OutputRun
     public void WidthsAndThreadCountsGiveTheSameBits(int n, int cin, int cout, int h, int w, int pad)
     {
         var s = new ConvShape(n, cin, h, w, cout, 3, 3, 1, pad);

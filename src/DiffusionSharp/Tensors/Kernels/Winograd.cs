@@ -729,33 +729,58 @@ internal static unsafe class Winograd
         }
     }
 
-    // F(2,3) output: y tiles = A^T m A (+ bias) with A^T = [1 1 1 0; 0 1 -1 -1], clipped to the output and scattered to NCHW.
+    /// <summary>Most tiles of one tile row whose F(2x2) outputs are staged together before they are copied to NCHW rows.</summary>
+    internal const int OutputRun = 64;
+
+    // F(2,3) output: y tiles = A^T m A (+ bias) with A^T = [1 1 1 0; 0 1 -1 -1], clipped to the output and written to NCHW.
+    // Each run of tiles along a tile row is staged as [channel][2 rows][2 run] and then copied out row by row: scattering 2x2
+    // pieces straight into the channel planes (4 KiB apart at 32x32) missed L1 on nearly every store.
     private static void OutputTransform2(in ConvShape s, Grid grid, float* m, int coutP, int t0, int count, int tc, float* bias, float* y)
     {
         int per = grid.PerImage, Ho = s.Ho, Wo = s.Wo, P = Ho * Wo, Cout = s.Cout;
         nint plane = (nint)tc * coutP;
         float* tile = stackalloc float[4 * Lanes + 8];
         tile = (float*)(((nint)tile + 31) & ~(nint)31);
-        for (int t = 0; t < count; t++)
+        float* stage = stackalloc float[16 * 2 * 2 * OutputRun];
+        for (int t = 0; t < count;)
         {
             int gt = t0 + t, n = gt / per, ty = gt % per / grid.Tw, tx = gt % per % grid.Tw;
-            int oh0 = ty * 2, ow0 = tx * 2, rows = Math.Min(2, Ho - oh0), cols = Math.Min(2, Wo - ow0);
+            int run = Math.Min(OutputRun, Math.Min(count - t, grid.Tw - tx));
+            int sw = 2 * run, oh0 = ty * 2, ow0 = tx * 2, rows = Math.Min(2, Ho - oh0), cols = Math.Min(sw, Wo - ow0);
             float* src = m + (nint)t * coutP;
             float* yn = y + (nint)n * Cout * P + (nint)oh0 * Wo + ow0;
             int c = 0;
             if (Wide)
                 for (; c + 16 <= coutP; c += 16)
                 {
-                    OutputTile2(src + c, plane, V512.Load(bias + c), out var w0, out var w1, out var w2, out var w3);
-                    Scatter2(w0.V.GetLower(), w1.V.GetLower(), w2.V.GetLower(), w3.V.GetLower(), Cout - c, rows, cols, yn + (nint)c * P, P, Wo, tile);
-                    Scatter2(w0.V.GetUpper(), w1.V.GetUpper(), w2.V.GetUpper(), w3.V.GetUpper(), Cout - c - 8, rows, cols, yn + (nint)(c + 8) * P, P, Wo, tile);
+                    for (int i = 0; i < run; i++)
+                    {
+                        OutputTile2(src + (nint)i * coutP + c, plane, V512.Load(bias + c), out var w0, out var w1, out var w2, out var w3);
+                        Scatter2(w0.V.GetLower(), w1.V.GetLower(), w2.V.GetLower(), w3.V.GetLower(), Lanes, 2, 2, stage + 2 * i, 2 * sw, sw, tile);
+                        Scatter2(w0.V.GetUpper(), w1.V.GetUpper(), w2.V.GetUpper(), w3.V.GetUpper(), Lanes, 2, 2, stage + 8 * 2 * sw + 2 * i, 2 * sw, sw, tile);
+                    }
+                    CopyRows(stage, Math.Min(16, Cout - c), rows, cols, sw, yn + (nint)c * P, P, Wo);
                 }
             for (; c < coutP; c += Lanes)
             {
-                OutputTile2(src + c, plane, V256.Load(bias + c), out var v0, out var v1, out var v2, out var v3);
-                Scatter2(v0.V, v1.V, v2.V, v3.V, Cout - c, rows, cols, yn + (nint)c * P, P, Wo, tile);
+                for (int i = 0; i < run; i++)
+                {
+                    OutputTile2(src + (nint)i * coutP + c, plane, V256.Load(bias + c), out var v0, out var v1, out var v2, out var v3);
+                    Scatter2(v0.V, v1.V, v2.V, v3.V, Lanes, 2, 2, stage + 2 * i, 2 * sw, sw, tile);
+                }
+                CopyRows(stage, Math.Min(Lanes, Cout - c), rows, cols, sw, yn + (nint)c * P, P, Wo);
             }
+            t += run;
         }
+    }
+
+    // Staged rows [channel][row][sw] to NCHW: `cols` outputs of each of `rows` rows for `lanes` channels (none when lanes <= 0).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void CopyRows(float* stage, int lanes, int rows, int cols, int sw, float* y, int P, int Wo)
+    {
+        for (int l = 0; l < lanes; l++)
+            for (int r = 0; r < rows; r++)
+                new ReadOnlySpan<float>(stage + (l * 2 + r) * sw, cols).CopyTo(new Span<float>(y + (nint)l * P + (nint)r * Wo, cols));
     }
 
     // (y00, y01, y10, y11) = A^T M A + bias of one tile's channel vector, M's 16 entries `plane` apart (columns first: q = A^T M).
