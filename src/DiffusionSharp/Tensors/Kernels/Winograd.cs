@@ -70,6 +70,13 @@ internal static unsafe class Winograd
         }
     }
 
+    /// <summary>Bytes of transformed input and product tiles one F(2x2) chunk may hold (they stay in a core's L2 between the transforms and the GEMMs).</summary>
+    internal const int ChunkBytes = 512 * 1024;
+
+    // Most tiles per chunk whose (m+2)^2 input and product planes fit ChunkBytes (F(2x2) only; F(4x4) keeps DefaultChunkTiles).
+    private static int FootprintTiles(Grid g, int cinP, int coutP) =>
+        g.M != 2 ? DefaultChunkTiles : Math.Clamp(ChunkBytes / (g.Xi * (cinP + coutP) * sizeof(float)), 12, DefaultChunkTiles);
+
     // Tiles per chunk: a multiple of the GEMM row tile, at most chunkTiles, and as many chunks as a multiple of the thread
     // count so that every thread gets the same share (3 chunks on 2 threads would take as long as 4).
     internal static int ChunkSize(int total, int chunkTiles)
@@ -552,7 +559,7 @@ internal static unsafe class Winograd
     // Every tile chunk: input transform, (m+2)^2 GEMMs against the packed u, output transform into y (NCHW) with bias.
     private static void Run(ConvShape s, Grid grid, float* xp, int cinP, float* packed, int panel, GemmKernel kind, float* bias, float* y, int coutP, int chunkTiles)
     {
-        int xi = grid.Xi, total = s.N * grid.PerImage, tc = ChunkSize(total, chunkTiles);
+        int xi = grid.Xi, total = s.N * grid.PerImage, tc = ChunkSize(total, Math.Min(chunkTiles, FootprintTiles(grid, cinP, coutP)));
         int chunks = (total + tc - 1) / tc;
         nint pxp = (nint)xp, pu = (nint)packed, pb = (nint)bias, py = (nint)y;
         Threading.For(chunks, 1, (c0, c1) =>
