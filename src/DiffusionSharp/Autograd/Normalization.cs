@@ -34,15 +34,17 @@ public sealed partial class Tensor
 
     /// <summary>
     /// SiLU of the group norm (<see cref="GroupNorm"/> then <see cref="Silu"/>) in one pass, for inference: no graph is
-    /// recorded, so it is refused while gradients are recorded.
+    /// recorded, so it is refused while gradients are recorded. With <paramref name="addNC"/> ([N, C]) the normalised
+    /// input is this + addNC broadcast over the spatial axes, with the same float32 sums as adding it first.
     /// </summary>
-    internal Tensor GroupNormSiluInference(int groups, Tensor? weight, Tensor? bias, float eps)
+    internal Tensor GroupNormSiluInference(int groups, Tensor? weight, Tensor? bias, float eps, Tensor? addNC = null)
     {
         if (Autograd.GradMode.Enabled) throw new InvalidOperationException("GroupNormSiluInference records no graph; call it inside GradMode.NoGrad().");
         var (n, c, spatial) = GroupNormDims(groups, weight, bias);
+        addNC?.ExpectShape(new Shape(n, c), "GroupNorm added [N, C] term");
         var y = Empty(Shape);
         NormKernels.GroupNormForward(Storage, y.Storage, n, c, spatial, groups, weight?.Storage, bias?.Storage, eps,
-            new float[n * groups], new float[n * groups], silu: true);
+            new float[n * groups], new float[n * groups], silu: true, addNC: addNC?.Storage);
         return y;
     }
 

@@ -123,6 +123,13 @@ public sealed class ResnetBlock2D : Module
             h = scaled + shift;
             NnOps.Free(scaled);
         }
+        else if (fuse)
+        {
+            // The time embedding is added inside the fused norm (same float32 sums as adding it first).
+            var f2 = Norm2.ForwardSilu(h, t);
+            NnOps.Free(h);
+            h = f2;
+        }
         else
         {
             if (t != null)
@@ -131,18 +138,9 @@ public sealed class ResnetBlock2D : Module
                 NnOps.Release(h);  // the conv output: nothing reads it in backward
                 h = ht;
             }
-            if (fuse)
-            {
-                var f2 = Norm2.ForwardSilu(h);
-                NnOps.Free(h);
-                h = f2;
-            }
-            else
-            {
-                var n2 = Norm2.Forward(h);
-                NnOps.Free(h);
-                h = n2;
-            }
+            var n2 = Norm2.Forward(h);
+            NnOps.Free(h);
+            h = n2;
         }
         bool activated = fuse && TimeEmbeddingNorm != TimeEmbeddingNorm.ScaleShift;
         var a2 = activated ? h : _act(h);

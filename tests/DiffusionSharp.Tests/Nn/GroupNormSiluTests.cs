@@ -45,6 +45,51 @@ public class GroupNormSiluTests
             }
     }
 
+    [Theory]
+    [InlineData(2, 64, 5, 7, 16)]
+    [InlineData(3, 24, 3, 1, 8)]
+    [InlineData(1, 32, 1, 3, 16)]
+    public void AddedTermMatchesAddingFirstAndFloat64(int n, int c, int h, int w, int groups)
+    {
+        var gn = new GroupNorm(groups, c, 1e-6f);
+        TestArrays.Normal(11, c).AsSpan().CopyTo(gn.Weight.Span);
+        TestArrays.Normal(12, c).AsSpan().CopyTo(gn.Bias.Span);
+        var xs = TestArrays.Normal(13 + c, n * c * h * w);
+        var adds = TestArrays.Normal(14 + c, n * c);
+        for (int i = 0; i < adds.Length; i++) adds[i] = adds[i] * 2f + 0.25f;
+        var x = Tensor.FromArray(xs, n, c, h, w);
+        var a = Tensor.FromArray(adds, n, c);
+        float[] fused, addedFirst;
+        using (GradMode.NoGrad())
+        {
+            fused = gn.ForwardSilu(x, a).ToArray();
+            addedFirst = gn.ForwardSilu(x + a.Reshape(n, c, 1, 1)).ToArray();
+        }
+        Assert.Equal(addedFirst, fused);  // the same float32 sum x + a, then the same statistics
+        int l = h * w, cg = c / groups;
+        float[] gw = gn.Weight.ToArray(), gb = gn.Bias.ToArray();
+        for (int b = 0; b < n; b++)
+            for (int g = 0; g < groups; g++)
+            {
+                double V(int i) => xs[i] + adds[i / l];   // the float32 sum, as defined
+                int i0 = (b * c + g * cg) * l, i1 = (b * c + (g + 1) * cg) * l;
+                double sum = 0, sq = 0;
+                for (int i = i0; i < i1; i++) sum += V(i);
+                double mean = sum / (cg * l);
+                for (int i = i0; i < i1; i++) sq += (V(i) - mean) * (V(i) - mean);
+                double rstd = 1 / Math.Sqrt(sq / (cg * l) + 1e-6);
+                for (int i = i0; i < i1; i++)
+                {
+                    int ch = i / l % c;
+                    double y = (V(i) - mean) * rstd * gw[ch] + gb[ch];
+                    double expected = y / (1 + Math.Exp(-y));
+                    Assert.True(Math.Abs(fused[i] - expected) <= 4e-6 * Math.Max(1, Math.Abs(expected)), $"fused [{i}]: {fused[i]} vs float64 {expected}");
+                }
+            }
+        using (GradMode.NoGrad())
+            Assert.Throws<ArgumentException>(() => gn.ForwardSilu(x, Tensor.Zeros(n, c + 1)));
+    }
+
     [Fact]
     public void ResnetBlockInferenceMatchesRecordedPath()
     {

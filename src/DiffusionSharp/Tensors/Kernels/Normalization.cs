@@ -17,9 +17,11 @@ public static class NormKernels
         float[]? w, float[]? b, float eps, float[] mean, float[] rstd) => GroupNormForward(x, y, n, c, spatial, groups, w, b, eps, mean, rstd, silu: false);
 
     /// <summary>As the group norm forward above; with <paramref name="silu"/> each channel's output is replaced by
-    /// y * sigmoid(y) while it is still in cache (the norm-then-SiLU of inference, one pass over memory instead of two).</summary>
+    /// y * sigmoid(y) while it is still in cache (the norm-then-SiLU of inference, one pass over memory instead of two).
+    /// With <paramref name="addNC"/> ([n, c]) the input is x + addNC[sample, channel], added in float32 as a separate
+    /// broadcast add would, and written to y before the group's statistics are taken (a resnet's time embedding).</summary>
     public static void GroupNormForward(float[] x, float[] y, int n, int c, int spatial, int groups,
-        float[]? w, float[]? b, float eps, float[] mean, float[] rstd, bool silu)
+        float[]? w, float[]? b, float eps, float[] mean, float[] rstd, bool silu, float[]? addNC = null)
     {
         int cg = c / groups, m = cg * spatial;
         int grain = Math.Max(1, ParallelMap.Grain / Math.Max(1, m));
@@ -29,7 +31,14 @@ public static class NormKernels
             {
                 int ni = ng / groups, gi = ng % groups;
                 int off = (ni * c + gi * cg) * spatial;
-                var (sum, sq) = Reduce.SumAndSquares(x.AsSpan(off, m));
+                var src = x;
+                if (addNC != null)
+                {
+                    for (int k = 0; k < cg; k++)
+                        System.Numerics.Tensors.TensorPrimitives.Add(x.AsSpan(off + k * spatial, spatial), addNC[ni * c + gi * cg + k], y.AsSpan(off + k * spatial, spatial));
+                    src = y;
+                }
+                var (sum, sq) = Reduce.SumAndSquares(src.AsSpan(off, m));
                 double mu = m > 0 ? sum / m : 0;
                 double v = m > 0 ? Math.Max(sq / m - mu * mu, 0) : 0;
                 float r = (float)(1.0 / Math.Sqrt(v + eps));
@@ -41,7 +50,7 @@ public static class NormKernels
                     float scale = r * (w?[ch] ?? 1f);
                     float shift = (b?[ch] ?? 0f) - (float)mu * scale;
                     int co = off + k * spatial;
-                    Affine.ScaleShift(x.AsSpan(co, spatial), scale, shift, y.AsSpan(co, spatial));
+                    Affine.ScaleShift(src.AsSpan(co, spatial), scale, shift, y.AsSpan(co, spatial));
                     if (silu) Elementwise.Unary<SiluOp>(y.AsSpan(co, spatial), y.AsSpan(co, spatial));
                 }
             }
