@@ -175,6 +175,9 @@ public static class BenchUnetCommand
     private static string OrtVersion() =>
         typeof(InferenceSession).Assembly.GetName().Version?.ToString(3) ?? "?";
 
+    /// <summary>Pause before each timed eval run, longer than ONNX Runtime's worker threads spin after a run (about 30 ms measured).</summary>
+    internal const int SettleMs = 60;
+
     // Median eval latency of ours and ONNX Runtime at batch b, alternating which runs first each round (the machine may be shared).
     private static EvalRow EvalAgainstOnnx(UNet2DModel net, int b, int steps, int threads, OnnxBackend? onnx)
     {
@@ -208,10 +211,17 @@ public static class BenchUnetCommand
             {
                 bool oursNow = (round + k) % 2 == 0;
                 if (!oursNow && onnx == null) continue;
-                var sw = Stopwatch.StartNew();
-                if (oursNow) Ours();
-                else onnx!.Forward(x, tt, null).Dispose();
-                (oursNow ? tOurs : tOnnx).Add(sw.Elapsed.TotalSeconds);
+                // Each runtime is timed on its own: ONNX Runtime's intra-op workers spin on a core for about 30 ms after every
+                // run, which a run started at once (ours, at batch 1 and 4) had to share. So: a pause, one untimed run that
+                // wakes this runtime's threads and caches, then the timed run, as in a loop of evaluations (sampling).
+                Thread.Sleep(SettleMs);
+                for (int rep = 0; rep < 2; rep++)
+                {
+                    var sw = Stopwatch.StartNew();
+                    if (oursNow) Ours();
+                    else onnx!.Forward(x, tt, null).Dispose();
+                    if (rep == 1) (oursNow ? tOurs : tOnnx).Add(sw.Elapsed.TotalSeconds);
+                }
             }
         }
         x.Dispose(); tt.Dispose();
