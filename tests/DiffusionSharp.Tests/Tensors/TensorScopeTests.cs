@@ -204,7 +204,7 @@ public class TensorScopeTests
             y = scope.Keep(net.Forward(x, t));
             created = scope.OwnedCount;
         }
-        Assert.True(created > 20);
+        Assert.True(created > 15, $"{created} tensors created in the scope");  // the forward's intermediates (20 with the fused norms)
         Assert.Equal(expected, y.ToArray());
         Assert.False(x.IsDisposed);
         Assert.DoesNotContain(net.Parameters(), p => p.IsDisposed);
