@@ -159,10 +159,13 @@ public class GemmTests
         // Blocked definition: each block of `block` terms is a chain of multiply-adds from zero (fused on the SIMD kernels, as
         // Vector512/256.FusedMultiplyAdd; the scalar kernel rounds products and sums separately), then added to C.
         const int block = 16;
-        foreach (var (m, n, k, accumulate) in new[] { (13, 70, 37, false), (6, 64, 32, true), (25, 20, 16, true), (1, 17, 5, false), (40, 130, 48, true) })
+        foreach (var (m, n, k, accumulate, transA) in new[] { (13, 70, 37, false, false), (6, 64, 32, true, false), (25, 20, 16, true, false), (1, 17, 5, false, false),
+            (40, 130, 48, true, false), (13, 70, 37, false, true), (12, 64, 33, true, true), (25, 20, 16, true, true), (1, 17, 5, false, true), (64, 32, 90, true, true) })
         {
-            int lda = k + 3, ldc = n + 5;
-            var a = TestArrays.Normal(m * 1000 + k, m * lda);
+            // op(A)[i, q] is A[i * lda + q], or A[q * lda + i] when transA
+            int lda = (transA ? m : k) + 3, ldc = n + 5;
+            int At(int i, int q) => transA ? q * lda + i : i * lda + q;
+            var a = TestArrays.Normal(m * 1000 + k, (transA ? k : m) * lda);
             var b = TestArrays.Normal(n * 1000 + k, k * n);
             var c0 = TestArrays.Normal(m * n, m * ldc);
             var c = (float[])c0.Clone();
@@ -171,7 +174,7 @@ public class GemmTests
             {
                 float* pk = (float*)(((nint)pk0 + 63) & ~(nint)63);
                 Gemm.PackPanels(kernel, pb, n, k, n, pk);
-                Gemm.BlockedPacked(kernel, m, n, k, block, pa, lda, pk, accumulate, pc, ldc);
+                Gemm.BlockedPacked(kernel, m, n, k, block, pa, lda, pk, accumulate, pc, ldc, transA);
             }
             for (int i = 0; i < m; i++)
                 for (int j = 0; j < n; j++)
@@ -183,7 +186,7 @@ public class GemmTests
                         {
                             float acc = 0f;
                             for (int q = p; q < Math.Min(k, p + block); q++)
-                                acc = fused ? MathF.FusedMultiplyAdd(a[i * lda + q], b[q * n + j], acc) : acc + a[i * lda + q] * b[q * n + j];
+                                acc = fused ? MathF.FusedMultiplyAdd(a[At(i, q)], b[q * n + j], acc) : acc + a[At(i, q)] * b[q * n + j];
                             total = accumulate || p > 0 ? acc + total : acc;
                         }
                         return total;
@@ -195,7 +198,7 @@ public class GemmTests
                         GemmKernel.Vector128 => got == Expected(true) || got == Expected(false),  // MultiplyAddEstimate: fused where the CPU has FMA
                         _ => got == Expected(true),
                     };
-                    Assert.True(ok, $"{kernel} {m}x{n}x{k} [{i},{j}]: {got} vs {Expected(kernel != GemmKernel.Scalar)}");
+                    Assert.True(ok, $"{kernel} {m}x{n}x{k} transA {transA} [{i},{j}]: {got} vs {Expected(kernel != GemmKernel.Scalar)}");
                 }
             // columns beyond n in each row of C are left alone
             for (int i = 0; i < m; i++)

@@ -350,7 +350,7 @@ public static unsafe class Convolution
     internal static void PackedForward(in ConvShape s, float* x, float* w, float* y, bool accumulate, bool serial, GemmKernel kind)
     {
         int K = s.K, P = s.P, Cout = s.Cout;
-        int nr = Gemm.PanelWidth(kind), panels = (P + nr - 1) / nr;
+        int nr = Gemm.PanelWidth(kind, P), panels = (P + nr - 1) / nr;
         var buf = TensorPool.Rent(K * P + panels * nr * K + 16, clear: false);
         try
         {
@@ -367,7 +367,7 @@ public static unsafe class Convolution
                 };
                 if (serial) unfold(0, s.Cin);
                 else Threading.For(s.Cin, Math.Max(1, 4096 / Math.Max(1, kk * P)), unfold);
-                int mr = Gemm.TileRows(kind), units = (Cout + mr - 1) / mr, chunks = serial ? 1 : Math.Min(Threading.Threads, units);
+                int mr = Gemm.TileRows(kind, P), units = (Cout + mr - 1) / mr, chunks = serial ? 1 : Math.Min(Threading.Threads, units);
                 Action<int, int> multiply = (t0, t1) =>
                 {
                     for (int t = t0; t < t1; t++)

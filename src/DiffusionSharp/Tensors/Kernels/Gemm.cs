@@ -332,77 +332,109 @@ public static unsafe class Gemm
     /// <summary>The micro-kernel family <see cref="SgemmSerial"/> uses for a product <paramref name="n"/> columns wide.</summary>
     internal static GemmKernel KernelFor(int n) => ForShape(n).Kind;
 
+    // The tile the packed-panel routines use for an n-column product: as SgemmSerial picks, the AVX-512 family's 32-wide
+    // tile for 25-32 columns (the 64-wide one would compute half a tile of padding for every tile).
+    private static Config PackedConfig(GemmKernel kind, int n) =>
+        kind == GemmKernel.Vector512 && n <= 32 && Half512 != null ? Half512 : ConfigOf(kind);
+
     /// <summary>Floats that <see cref="PackPanels"/> writes for a k x n matrix and the <paramref name="kind"/> micro-kernel.</summary>
     internal static int PackedLength(GemmKernel kind, int k, int n)
     {
-        int nr = ConfigOf(kind).NR;
+        int nr = PackedConfig(kind, n).NR;
         return (n + nr - 1) / nr * nr * k;
     }
 
-    /// <summary>Columns per panel that <see cref="PackPanels"/> writes for the <paramref name="kind"/> micro-kernel.</summary>
-    internal static int PanelWidth(GemmKernel kind) => ConfigOf(kind).NR;
+    /// <summary>Columns per panel that <see cref="PackPanels"/> writes for an n-column matrix and the <paramref name="kind"/> micro-kernel.</summary>
+    internal static int PanelWidth(GemmKernel kind, int n) => PackedConfig(kind, n).NR;
 
-    /// <summary>Rows of C per micro-kernel tile of the <paramref name="kind"/> family.</summary>
-    internal static int TileRows(GemmKernel kind) => ConfigOf(kind).MR;
+    /// <summary>Rows of C per micro-kernel tile of the <paramref name="kind"/> family for an n-column product.</summary>
+    internal static int TileRows(GemmKernel kind, int n) => PackedConfig(kind, n).MR;
 
     /// <summary>Packs B [k x n] (row stride ldb) once into the <paramref name="kind"/> micro-kernel's column panels (each k x NR,
     /// k-major, zero-padded), for <see cref="BlockedPacked"/> to read any number of times.</summary>
     internal static void PackPanels(GemmKernel kind, float* b, int ldb, int k, int n, float* dst) =>
-        PackB(false, b, ldb, 0, 0, k, n, ConfigOf(kind).NR, dst);
+        PackB(false, b, ldb, 0, 0, k, n, PackedConfig(kind, n).NR, dst);
 
     /// <summary>Rows [<paramref name="r0"/>, <paramref name="r1"/>) of B [k x n] into their places in the layout
     /// <see cref="PackPanels"/> writes for the whole matrix (threads may pack disjoint row ranges of one B).</summary>
     internal static void PackPanelRows(GemmKernel kind, float* b, int ldb, int k, int n, int r0, int r1, float* dst)
     {
-        int nr = ConfigOf(kind).NR;
+        int nr = PackedConfig(kind, n).NR;
         for (int j0 = 0; j0 < n; j0 += nr)
             PackB(false, b, ldb, r0, j0, r1 - r0, Math.Min(nr, n - j0), nr, dst + (nint)j0 * k + (nint)r0 * nr);
     }
 
     /// <summary>
-    /// C [m x n] (+)= A [m x k] (row stride lda) times B packed by <see cref="PackPanels"/>, summed over k in blocks of
-    /// <paramref name="block"/> terms (each block in registers, then added to C): the operations
-    /// <see cref="SgemmSerial"/> performs for each block, without packing B again. Single-threaded.
+    /// C [m x n] (+)= op(A) times B packed by <see cref="PackPanels"/>, summed over k in blocks of <paramref name="block"/>
+    /// terms (each block in registers, then added to C): the operations <see cref="SgemmSerial"/> performs for each block,
+    /// without packing B again. op(A) is A [m x k] (row stride lda) or, when <paramref name="transA"/>, A [k x m]; full
+    /// row panels are read in place either way. Single-threaded.
     /// </summary>
-    internal static void BlockedPacked(GemmKernel kind, int m, int n, int k, int block, float* a, int lda, float* packedB, bool accumulate, float* c, int ldc)
+    internal static void BlockedPacked(GemmKernel kind, int m, int n, int k, int block, float* a, int lda, float* packedB, bool accumulate, float* c, int ldc,
+        bool transA = false)
     {
         if (m <= 0 || n <= 0 || k <= 0) return;
-        var cfg = ConfigOf(kind);
-        int MR = cfg.MR, NR = cfg.NR;
-        float* packA = Buffer(ref t_packA, MR * block);
-        float* tile = stackalloc float[MR * NR + 16];
+        var cfg = PackedConfig(kind, n);
+        int MR = cfg.MR;
+        float* tile = stackalloc float[MR * cfg.NR + 16];
         float* tileA = (float*)(((nint)tile + 63) & ~(nint)63);
-        var kernel = cfg.Kernel;
-        // C tile by C tile, all k blocks in turn: the tile stays in L1 while the A rows and the B panel stream past it.
-        for (int jr = 0; jr < n; jr += NR)
+        if (transA)
         {
-            int nr = Math.Min(NR, n - jr);
-            float* panel = packedB + (nint)jr * k;
+            // A^T's MR-column strips are strided: each is packed once for all k (k x MR, contiguous) and used for every B panel.
+            float* strip = Buffer(ref t_packA, MR * k);
             for (int ir = 0; ir < m; ir += MR)
             {
                 int mr = Math.Min(MR, m - ir);
-                float* crow = c + (nint)ir * ldc + jr;
-                for (int p = 0; p < k; p += block)
-                {
-                    int kb = Math.Min(block, k - p);
-                    float bet = accumulate || p > 0 ? 1f : 0f;
-                    float* ap; nint rs, cs;
-                    if (mr == MR) { ap = a + (nint)ir * lda + p; rs = lda; cs = 1; }
-                    else { PackA(false, a, lda, ir, p, mr, kb, MR, packA); ap = packA; rs = 1; cs = MR; }
-                    float* bp = panel + (nint)p * NR;
-                    if (mr == MR && nr == NR)
-                        kernel(kb, ap, rs, cs, bp, crow, ldc, 1f, bet);
-                    else
+                PackA(true, a, lda, ir, 0, mr, k, MR, strip);
+                for (int jr = 0; jr < n; jr += cfg.NR)
+                    BlockedTile(cfg, mr, Math.Min(cfg.NR, n - jr), k, block, strip, 1, MR, packedB + (nint)jr * k, accumulate, c + (nint)ir * ldc + jr, ldc, tileA);
+            }
+            return;
+        }
+        float* packA = Buffer(ref t_packA, MR * block);
+        // C tile by C tile, all k blocks in turn: the tile stays in L1 while the A rows and the B panel stream past it.
+        for (int jr = 0; jr < n; jr += cfg.NR)
+        {
+            int nr = Math.Min(cfg.NR, n - jr);
+            for (int ir = 0; ir < m; ir += MR)
+            {
+                int mr = Math.Min(MR, m - ir);
+                if (mr == MR) BlockedTile(cfg, mr, nr, k, block, a + (nint)ir * lda, lda, 1, packedB + (nint)jr * k, accumulate, c + (nint)ir * ldc + jr, ldc, tileA);
+                else
+                    for (int p = 0; p < k; p += block)
                     {
-                        kernel(kb, ap, rs, cs, bp, tileA, NR, 1f, 0f);
-                        for (int i = 0; i < mr; i++)
-                        {
-                            float* cr = crow + (nint)i * ldc;
-                            float* tr = tileA + i * NR;
-                            if (bet == 0f) for (int j = 0; j < nr; j++) cr[j] = tr[j];
-                            else for (int j = 0; j < nr; j++) cr[j] = tr[j] + bet * cr[j];
-                        }
+                        int kb = Math.Min(block, k - p);
+                        PackA(false, a, lda, ir, p, mr, kb, MR, packA);
+                        BlockedTile(cfg, mr, nr, kb, kb, packA, 1, MR, packedB + (nint)jr * k + (nint)p * cfg.NR, accumulate || p > 0,
+                            c + (nint)ir * ldc + jr, ldc, tileA);
                     }
+            }
+        }
+    }
+
+    // One mr x nr tile of C (+)= A B over k in blocks of `block`: A element (i, p) at ap[i * rs + p * cs], B one packed panel.
+    private static void BlockedTile(Config cfg, int mr, int nr, int k, int block, float* ap, nint rs, nint cs, float* panel, bool accumulate,
+        float* crow, int ldc, float* tileA)
+    {
+        int NR = cfg.NR;
+        var kernel = cfg.Kernel;
+        for (int p = 0; p < k; p += block)
+        {
+            int kb = Math.Min(block, k - p);
+            float bet = accumulate || p > 0 ? 1f : 0f;
+            float* bp = panel + (nint)p * NR;
+            float* app = ap + p * cs;
+            if (mr == cfg.MR && nr == NR)
+                kernel(kb, app, rs, cs, bp, crow, ldc, 1f, bet);
+            else
+            {
+                kernel(kb, app, rs, cs, bp, tileA, NR, 1f, 0f);
+                for (int i = 0; i < mr; i++)
+                {
+                    float* cr = crow + (nint)i * ldc;
+                    float* tr = tileA + i * NR;
+                    if (bet == 0f) for (int j = 0; j < nr; j++) cr[j] = tr[j];
+                    else for (int j = 0; j < nr; j++) cr[j] = tr[j] + bet * cr[j];
                 }
             }
         }

@@ -59,17 +59,6 @@ internal static unsafe class Winograd
         return 2.0 * g.Xi * s.N * g.PerImage * s.Cin * s.Cout;
     }
 
-    // C (+)= op(A) B over k in blocks of SumBlock: op(A) is A [m x k] (lda) or, when tA, A [k x m]; B is [k x n] (ldb).
-    private static void BlockedGemm(bool tA, int m, int n, int k, float* a, int lda, float* b, int ldb, bool accumulate, float* c, int ldc)
-    {
-        for (int p = 0; p < k; p += SumBlock)
-        {
-            int kb = Math.Min(SumBlock, k - p);
-            float* ap = tA ? a + (nint)p * lda : a + p;
-            Gemm.SgemmSerial(tA, false, m, n, kb, 1f, ap, lda, b + (nint)p * ldb, ldb, accumulate || p > 0 ? 1f : 0f, c, ldc);
-        }
-    }
-
     /// <summary>Bytes of transformed input and product tiles one F(2x2) chunk may hold (they stay in a core's L2 between the transforms and the GEMMs).</summary>
     internal const int ChunkBytes = 512 * 1024;
 
@@ -398,10 +387,12 @@ internal static unsafe class Winograd
                 Stage(gy, s.N, cout, s.Ho, s.Wo, 0, grid.Th * m, grid.Tw * m, coutP, pgyp);
                 nint ax = (nint)pxp, ag = (nint)pgyp;
                 var sc = s;
+                var kind = Gemm.KernelFor(cout);
                 Threading.For(groups, 1, (g0, g1) =>
                 {
                     var v = TensorPool.Rent(xi * tc * cinP, clear: false);
                     var z = TensorPool.Rent(xi * tc * coutP, clear: false);
+                    var zp = TensorPool.Rent(Gemm.PackedLength(kind, tc, cout) + 16, clear: false);
                     try
                     {
                         for (int grp = g0; grp < g1; grp++)
@@ -409,25 +400,34 @@ internal static unsafe class Winograd
                             int c0 = (int)((long)chunks * grp / groups), c1 = (int)((long)chunks * (grp + 1) / groups);
                             var du = TensorPool.Rent(xi * cin * cout, clear: false);
                             partials[grp] = du;
-                            fixed (float* pv = v, pz = z, pdu = du)
+                            fixed (float* pv = v, pz = z, pdu = du, pzp0 = zp)
                             {
+                                float* pzp = Aligned(pzp0);
                                 for (int c = c0; c < c1; c++)
                                 {
                                     int t0 = c * tc, count = Math.Min(tc, total - t0);
                                     InputTransform(grid, (float*)ax, cinP, t0, count, tc, pv);
                                     GradTransform(grid, (float*)ag, coutP, t0, count, tc, pz);
+                                    // dU[k] (+)= V[k]^T Z[k]: V read in place as the transposed A, Z packed once for all its 16-term blocks
                                     for (int k = 0; k < xi; k++)
-                                        BlockedGemm(true, cin, cout, count, pv + (nint)k * tc * cinP, cinP,
-                                            pz + (nint)k * tc * coutP, coutP, c != c0, pdu + (nint)k * cin * cout, cout);
+                                    {
+                                        Gemm.PackPanels(kind, pz + (nint)k * tc * coutP, coutP, count, cout, pzp);
+                                        Gemm.BlockedPacked(kind, cin, cout, count, SumBlock, pv + (nint)k * tc * cinP, cinP, pzp, c != c0,
+                                            pdu + (nint)k * cin * cout, cout, transA: true);
+                                    }
                                 }
                             }
                         }
                     }
-                    finally { TensorPool.Return(v); TensorPool.Return(z); }
+                    finally { TensorPool.Return(v); TensorPool.Return(z); TensorPool.Return(zp); }
                 });
             }
-            var sum = partials[0].AsSpan(0, xi * cin * cout);
-            for (int i = 1; i < partials.Length; i++) Elementwise.AddInPlace(sum, partials[i].AsSpan(0, xi * cin * cout));
+            // partials added in group order for every element, the elements split over the threads
+            Threading.For(xi * cin * cout, 1 << 14, (e0, e1) =>
+            {
+                var sum = partials[0].AsSpan(e0, e1 - e0);
+                for (int i = 1; i < partials.Length; i++) Elementwise.AddInPlace(sum, partials[i].AsSpan(e0, e1 - e0));
+            });
             fixed (float* pdu = partials[0]) FilterGradient(pdu, cout, cin, m, gw);
         }
         finally
