@@ -111,7 +111,9 @@ public class UNet2DModelVariantTests
                 noGrad = m.Forward(x, t).ToArray();
                 again = m.Forward(x, t).ToArray();
             }
-            Assert.Equal(withGraph, noGrad);
+            // inference attention takes its softmax exp from FastExp (within 3e-7 of the graph path's), everything else the same sums
+            double scale = withGraph.Max(Math.Abs);
+            for (int i = 0; i < withGraph.Length; i++) Assert.True(Math.Abs(withGraph[i] - noGrad[i]) <= 2e-6 * scale, $"[{i}]: {noGrad[i]} vs graph {withGraph[i]}");
             Assert.Equal(noGrad, again);
             Assert.Equal(GradCheck.Rand(6, 2, 1, 4, 4).ToArray(), x.ToArray());  // the input is never recycled
         }

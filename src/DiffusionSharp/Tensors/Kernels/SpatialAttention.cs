@@ -66,11 +66,7 @@ internal static unsafe class SpatialAttention
                 float* qt = (float*)pq + (nint)h * d * l, kt = qt + (nint)inner * l, vt = kt + (nint)inner * l;
                 // S = q_h k_h^T from the d x L transposed blocks; softmax over each row; O_h = P v_h (v_h^T read transposed).
                 DiffusionSharp.Tensors.Kernels.Gemm.SgemmSerial(true, false, l, l, d, 1f, qt, l, kt, l, 0f, s, l);
-                for (int r = 0; r < l; r++)
-                {
-                    var row = new Span<float>(s + (nint)r * l, l);
-                    SoftmaxKernels.Row(row, row, log: false);
-                }
+                for (int r = 0; r < l; r++) SoftmaxKernels.AttentionRow(s + (nint)r * l, l);
                 DiffusionSharp.Tensors.Kernels.Gemm.SgemmSerial(false, true, l, d, l, 1f, s, l, vt, l, 0f, (float*)po + (nint)h * d, inner);
             }
         }
