@@ -33,6 +33,50 @@ public sealed partial class Tensor
     }
 
     /// <summary>
+    /// SiLU of the group norm of this + <paramref name="addNC"/> ([N, C] broadcast over the spatial axes, optional): the
+    /// values of <see cref="GroupNorm"/> then <see cref="Silu"/> (after a broadcast add), recorded as one op. Forward writes
+    /// only the activation; backward recomputes the pre-activation per channel and runs the SiLU and norm gradients in one
+    /// pass per group, with gradients for this, weight, bias and addNC.
+    /// </summary>
+    public Tensor GroupNormSilu(int groups, Tensor? weight, Tensor? bias, float eps, Tensor? addNC = null)
+    {
+        var (n, c, spatial) = GroupNormDims(groups, weight, bias);
+        addNC?.ExpectShape(new Shape(n, c), "GroupNorm added [N, C] term");
+        var y = Empty(Shape);
+        var mean = new float[n * groups];
+        var rstd = new float[n * groups];
+        NormKernels.GroupNormForward(Storage, y.Storage, n, c, spatial, groups, weight?.Storage, bias?.Storage, eps, mean, rstd, silu: true, addNC: addNC?.Storage);
+        var x = this;
+        var inputs = new List<Tensor> { this };
+        if (weight != null) inputs.Add(weight);
+        if (bias != null) inputs.Add(bias);
+        if (addNC != null) inputs.Add(addNC);
+        y.Track(g =>
+        {
+            bool wantX = x.RequiresGrad, wantAdd = addNC?.RequiresGrad == true;
+            bool wantW = weight?.RequiresGrad == true, wantB = bias?.RequiresGrad == true;
+            var gx = wantX || wantAdd ? Empty(x.Shape) : null;
+            var dwPart = wantW ? new double[n * c] : null;
+            var dbPart = wantB ? new double[n * c] : null;
+            var daPart = wantAdd ? new double[n * c] : null;
+            NormKernels.GroupNormSiluBackward(x.Storage, addNC?.Storage, g.Storage, gx?.Storage, n, c, spatial, groups, weight?.Storage, bias?.Storage,
+                mean, rstd, dwPart, dbPart, daPart);
+            if (wantW) weight!.AccumulateGrad(SumOverSamples(dwPart!, n, c), owned: true);
+            if (wantB) bias!.AccumulateGrad(SumOverSamples(dbPart!, n, c), owned: true);
+            if (wantAdd)
+            {
+                var ga = Empty(n, c);
+                var gs = ga.Span;
+                for (int i = 0; i < gs.Length; i++) gs[i] = (float)daPart![i];
+                addNC!.AccumulateGrad(ga, owned: true);
+            }
+            if (wantX) x.AccumulateGrad(gx!, owned: true);
+            else gx?.Dispose();
+        }, inputs.ToArray());
+        return y;
+    }
+
+    /// <summary>
     /// SiLU of the group norm (<see cref="GroupNorm"/> then <see cref="Silu"/>) in one pass, for inference: no graph is
     /// recorded, so it is refused while gradients are recorded. With <paramref name="addNC"/> ([N, C]) the normalised
     /// input is this + addNC broadcast over the spatial axes, with the same float32 sums as adding it first.

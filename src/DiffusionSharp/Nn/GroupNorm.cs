@@ -40,12 +40,12 @@ public sealed class GroupNorm : Module
         return x.GroupNorm(NumGroups, Weight, Bias, Eps);
     }
 
-    /// <summary>SiLU of <see cref="Forward"/> in one pass; inference only (inside <c>GradMode.NoGrad()</c>). With
+    /// <summary>SiLU of <see cref="Forward"/> in one pass (recorded as one op while gradients are recorded). With
     /// <paramref name="addNC"/> ([N, C]) it normalises x + addNC broadcast over the spatial axes without storing the sum.</summary>
     internal Tensor ForwardSilu(Tensor x, Tensor? addNC = null)
     {
         if (x.Rank < 2 || x.Dim(1) != NumChannels)
             throw new ArgumentException($"GroupNorm expects input [N, {NumChannels}, ...], got {x.Shape}.");
-        return x.GroupNormSiluInference(NumGroups, Weight, Bias, Eps, addNC);
+        return Autograd.GradMode.Enabled ? x.GroupNormSilu(NumGroups, Weight, Bias, Eps, addNC) : x.GroupNormSiluInference(NumGroups, Weight, Bias, Eps, addNC);
     }
 }

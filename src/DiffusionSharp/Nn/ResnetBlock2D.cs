@@ -82,8 +82,9 @@ public sealed class ResnetBlock2D : Module
     {
         if (x.Rank != 4 || x.Dim(1) != InChannels) throw new ArgumentException($"ResnetBlock2D expects [N, {InChannels}, H, W], got {x.Shape}.");
         var input = x;
-        // Inference fuses each group norm with the SiLU after it (one pass over the activations instead of two).
-        bool fuse = _silu && !Autograd.GradMode.Enabled;
+        // Each group norm runs fused with the SiLU after it (one pass over the activations instead of two; in training one
+        // recorded op whose backward is one pass too).
+        bool fuse = _silu;
         Tensor h;
         if (fuse) h = Norm1.ForwardSilu(x);
         else

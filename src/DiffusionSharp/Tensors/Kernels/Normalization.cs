@@ -103,6 +103,73 @@ public static class NormKernels
         });
     }
 
+    /// <summary>
+    /// Backward of SiLU(group norm(x + addNC)) as <see cref="GroupNormForward(float[], float[], int, int, int, int, float[], float[], float, float[], float[], bool, float[])"/>
+    /// computes it with silu: the pre-activation z = xhat w + b is recomputed per channel from x, mean and rstd (the
+    /// forward's own float32 operations), g_z = g silu'(z) is kept in cache for the group, and dx follows as in
+    /// <see cref="GroupNormBackward"/>. <paramref name="dAddPart"/> (may be null) receives each (sample, channel)'s sum of
+    /// dx, the gradient of addNC.
+    /// </summary>
+    public static void GroupNormSiluBackward(float[] x, float[]? addNC, float[] g, float[]? dx, int n, int c, int spatial, int groups,
+        float[]? w, float[]? b, float[] mean, float[] rstd, double[]? dwPart, double[]? dbPart, double[]? dAddPart)
+    {
+        int cg = c / groups, m = cg * spatial;
+        int grain = Math.Max(1, ParallelMap.Grain / Math.Max(1, m));
+        Threading.For(n * groups, grain, (s, e) =>
+        {
+            var gsum = new double[cg];
+            var gxsum = new double[cg];
+            var gz = TensorPool.Rent(m, clear: false);
+            var xin = addNC != null ? TensorPool.Rent(m, clear: false) : null;
+            try
+            {
+                for (int ng = s; ng < e; ng++)
+                {
+                    int ni = ng / groups, gi = ng % groups;
+                    int off = (ni * c + gi * cg) * spatial;
+                    float muf = mean[ng], r = rstd[ng];
+                    double mu = muf, rd = r;
+                    // the normalised input of this group: x itself, or x + addNC as the forward added it
+                    var xs = xin != null ? xin.AsSpan(0, m) : x.AsSpan(off, m);
+                    double a = 0, bsum = 0;
+                    for (int k = 0; k < cg; k++)
+                    {
+                        int ch = gi * cg + k, co = off + k * spatial;
+                        var xk = xs.Slice(k * spatial, spatial);
+                        if (xin != null) TensorPrimitives.Add(x.AsSpan(co, spatial), addNC![ni * c + ch], xk);
+                        var gk = gz.AsSpan(k * spatial, spatial);
+                        float scale = r * (w?[ch] ?? 1f);
+                        Affine.ScaleShift(xk, scale, (b?[ch] ?? 0f) - muf * scale, gk);
+                        Elementwise.Binary<SiluGradOp>(gk, g.AsSpan(co, spatial), gk);
+                        (gsum[k], gxsum[k]) = Reduce.SumAndDot(gk, xk);
+                        double wc = w?[ch] ?? 1.0;
+                        double gxhat = rd * (gxsum[k] - mu * gsum[k]);  // sum over the channel of g_z * xhat
+                        a += wc * gsum[k];
+                        bsum += wc * gxhat;
+                        if (dwPart != null) dwPart[ni * c + ch] = gxhat;
+                        if (dbPart != null) dbPart[ni * c + ch] = gsum[k];
+                    }
+                    if (dx == null) continue;
+                    float bx = (float)(-rd * rd * bsum / m);
+                    float c0 = (float)(rd * (mu * rd * bsum - a) / m);
+                    for (int k = 0; k < cg; k++)
+                    {
+                        int ch = gi * cg + k, co = off + k * spatial;
+                        float ac = (float)(rd * (w?[ch] ?? 1.0));
+                        var dk = dx.AsSpan(co, spatial);
+                        Affine.Combine(gz.AsSpan(k * spatial, spatial), ac, xs.Slice(k * spatial, spatial), bx, c0, dk);
+                        if (dAddPart != null) dAddPart[ni * c + ch] = Reduce.Sum(dk);
+                    }
+                }
+            }
+            finally
+            {
+                TensorPool.Return(gz);
+                if (xin != null) TensorPool.Return(xin);
+            }
+        });
+    }
+
     /// <summary>Layer norm forward over rows of length d: y = (x - mean) * rstd * w + b; writes mean and rstd per row.</summary>
     public static void LayerNormForward(float[] x, float[] y, int rows, int d, float[]? w, float[]? b, float eps, float[] mean, float[] rstd)
     {
