@@ -9,7 +9,7 @@ public unsafe class PackedConvolutionTests
 {
     // y[n, co, oh, ow] = b[co] + sum over ci, ki, kj of w[co, ci, ki, kj] x[n, ci, oh*st - pad + ki, ow*st - pad + kj], in float64;
     // also the sum of the terms' magnitudes, which bounds the float32 rounding error.
-    private static (double[] Y, double[] Abs) Reference(ConvShape s, float[] x, float[] w, float[]? b)
+    internal static (double[] Y, double[] Abs) Reference(ConvShape s, float[] x, float[] w, float[]? b)
     {
         var y = new double[s.N * s.Cout * s.P];
         var abs = new double[y.Length];
@@ -35,7 +35,7 @@ public unsafe class PackedConvolutionTests
     }
 
     // Sums of at most 64 terms in registers, then added to C: within about 67 float32 roundings of the magnitudes.
-    private static void AssertClose(double[] expected, double[] abs, float[] got, string what)
+    internal static void AssertClose(double[] expected, double[] abs, float[] got, string what)
     {
         for (int i = 0; i < got.Length; i++)
             Assert.True(Math.Abs(got[i] - expected[i]) <= 5e-6 * abs[i] + 1e-7, $"{what} [{i}]: {got[i]} vs {expected[i]}");
@@ -83,4 +83,50 @@ public unsafe class PackedConvolutionTests
         finally { Threading.Threads = saved; }
         AssertClose(expected, abs, y, $"batch {n}");
     }
+}
+
+/// <summary>Switches the process-wide GEMM micro-kernel, so it runs alone (other tests' bits depend on the kernel in use).</summary>
+[CollectionDefinition("GEMM kernel alone", DisableParallelization = true)]
+public sealed class GemmKernelAloneCollection;
+
+/// <summary>One image through GEMMs split by 64-column panels over the threads, on every micro-kernel family.</summary>
+[Collection("GEMM kernel alone")]
+public unsafe class ColumnSplitConvolutionTests
+{
+    // One image through im2col/1x1 GEMMs wide enough to be split by 64-column panels over the threads: the definition on
+    // every micro-kernel family, and the same bits as one thread on 2 and 3 threads.
+    [Theory]
+    [InlineData(61, 13, 9, 29, 1, 0)]    // 1x1, 261 pixels: panels of 64 plus a 5-column tail
+    [InlineData(128, 64, 32, 32, 1, 0)]  // a U-Net shortcut at 32x32
+    [InlineData(5, 14, 21, 20, 3, 1)]    // 3x3 over more pixels than the packed small-image path takes
+    public void ColumnSplitOneImageMatchesTheDefinitionAndOneThread(int cin, int cout, int h, int w, int k, int pad)
+    {
+        var s = new ConvShape(1, cin, h, w, cout, k, k, 1, pad);
+        var x = TestArrays.Normal(7, s.Cin * s.H * s.W);
+        var wt = TestArrays.Normal(8, s.Cout * s.K);
+        var b = TestArrays.Normal(9, s.Cout);
+        var (expected, abs) = PackedConvolutionTests.Reference(s, x, wt, b);
+        int saved = Threading.Threads;
+        var savedKernel = Gemm.Kernel;
+        try
+        {
+            foreach (var kind in new[] { GemmKernel.Vector512, GemmKernel.Vector256, GemmKernel.Vector128, GemmKernel.Scalar })
+            {
+                if (!Gemm.IsSupported(kind)) continue;
+                Gemm.Kernel = kind;
+                float[]? first = null;
+                foreach (int threads in new[] { 1, 2, 3 })
+                {
+                    Threading.Threads = threads;
+                    var y = new float[s.Cout * s.P];
+                    fixed (float* px = x, pw = wt, pb = b, py = y) Convolution.Forward(s, px, pw, pb, py, ConvAlgorithm.Direct, thin: false);
+                    PackedConvolutionTests.AssertClose(expected, abs, y, $"{kind}, {threads} threads");
+                    if (first == null) first = y;
+                    else Assert.True(first.AsSpan().SequenceEqual(y), $"{kind}: {threads} threads differ from one");
+                }
+            }
+        }
+        finally { Threading.Threads = saved; Gemm.Kernel = savedKernel; }
+    }
+
 }

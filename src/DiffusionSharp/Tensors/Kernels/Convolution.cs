@@ -326,11 +326,30 @@ public static unsafe class Convolution
     // C [m x n] = W [m x k] B [k x n] + beta C. Inside a batch-parallel worker it runs serially; otherwise the output rows
     // are split over the threads once, each running every k block (one fork per product instead of one per k block). Each
     // element's sum runs in the same order either way, so the result does not depend on the thread count.
+    // Column chunks of a split GEMM are whole multiples of the widest micro-kernel tile, so every C tile is the same as unsplit.
+    private const int ColumnSplit = 64;
+
     private static void MmForward(bool serial, int m, int n, int k, float* w, float* b, int ldb, float beta, float* c, int ldc)
     {
         int units = (m + 5) / 6, chunks = Math.Min(Threading.Threads, units);
         if (serial || chunks <= 1 || (double)m * n * k < 1 << 17) { Mm(true, false, false, m, n, k, w, k, b, ldb, beta, c, ldc); return; }
         nint pw = (nint)w, pb = (nint)b, pc = (nint)c;
+        int panels = n / ColumnSplit;
+        if (panels >= 2 * Threading.Threads)
+        {
+            // Wide and short (a 1x1 layer of one image): each thread takes whole 64-column panels with every filter row, so each
+            // packs only its own columns (split by rows, every thread packed all of them); the same blocked sums per element.
+            int threads = Threading.Threads;
+            Threading.For(threads, 1, (t0, t1) =>
+            {
+                for (int t = t0; t < t1; t++)
+                {
+                    int c0 = ColumnSplit * (int)((long)panels * t / threads), c1 = t == threads - 1 ? n : ColumnSplit * (int)((long)panels * (t + 1) / threads);
+                    Mm(true, false, false, m, c1 - c0, k, (float*)pw, k, (float*)pb + c0, ldb, beta, (float*)pc + c0, ldc);
+                }
+            });
+            return;
+        }
         Threading.For(chunks, 1, (t0, t1) =>
         {
             for (int t = t0; t < t1; t++)
