@@ -96,7 +96,7 @@ public unsafe class ColumnSplitConvolutionTests
     // One image through im2col/1x1 GEMMs wide enough to be split by 64-column panels over the threads: the definition on
     // every micro-kernel family, and the same bits as one thread on 2 and 3 threads.
     [Theory]
-    [InlineData(61, 13, 9, 29, 1, 0)]    // 1x1, 261 pixels: panels of 64 plus a 5-column tail
+    [InlineData(61, 18, 9, 29, 1, 0)]    // 1x1, 261 pixels: panels of 64 plus a 5-column tail (3 threads: split by 6-row tiles)
     [InlineData(128, 64, 32, 32, 1, 0)]  // a U-Net shortcut at 32x32
     [InlineData(5, 14, 21, 20, 3, 1)]    // 3x3 over more pixels than the packed small-image path takes
     public void ColumnSplitOneImageMatchesTheDefinitionAndOneThread(int cin, int cout, int h, int w, int k, int pad)
