@@ -374,7 +374,9 @@ internal static unsafe class Winograd
         var grid = GridOf(s, m);
         // tiles summed in a fixed number of partials of fixed chunks (not per thread), so gw's float32 rounding does not depend on the thread count
         int xi = grid.Xi, total = s.N * grid.PerImage;
-        int tc = Math.Max(6, Math.Min(Math.Max(6, chunkTiles / 6 * 6), RoundUp((total + Convolution.WeightPartials - 1) / Convolution.WeightPartials, 6)));
+        // a chunk's transformed input and product tiles stay in L2 between the transforms and the GEMMs (at least 12 tiles per chunk)
+        int fit = Math.Min(chunkTiles, Math.Max(12, ChunkBytes / (xi * (cinP + coutP) * sizeof(float))));
+        int tc = Math.Max(6, Math.Min(Math.Max(6, fit / 6 * 6), RoundUp((total + Convolution.WeightPartials - 1) / Convolution.WeightPartials, 6)));
         int chunks = (total + tc - 1) / tc, groups = Math.Min(chunks, Convolution.WeightPartials);
         var xp = TensorPool.Rent(PaddedInputLength(s, grid, cinP), clear: false);
         var gyp = TensorPool.Rent(s.N * grid.PerImage * m * m * coutP, clear: false);
