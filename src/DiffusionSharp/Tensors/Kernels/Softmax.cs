@@ -38,26 +38,8 @@ public static class SoftmaxKernels
     internal static unsafe void AttentionRow(float* s, int len)
     {
         int w = AttentionWidth, i = 0;
-        float max = float.NegativeInfinity;
-        if (w == 512 && len >= 16)
-        {
-            var m = Vector512.Load(s);
-            for (i = 16; i <= len - 16; i += 16) m = Vector512.Max(m, Vector512.Load(s + i));
-            m = Vector512.Max(m, Vector512.Load(s + len - 16));   // the tail, overlapping: max does not mind
-            max = MaxLanes(m.GetLower(), m.GetUpper());
-            i = len;
-        }
-        else if (w >= 256 && len >= 8)
-        {
-            var m = Vector256.Load(s);
-            for (i = 8; i <= len - 8; i += 8) m = Vector256.Max(m, Vector256.Load(s + i));
-            m = Vector256.Max(m, Vector256.Load(s + len - 8));
-            max = MaxLanes(m, m);
-            i = len;
-        }
-        for (; i < len; i++) max = Math.Max(max, s[i]);
+        float max = TensorPrimitives.Max(new ReadOnlySpan<float>(s, len));
         float sum = 0;
-        i = 0;
         if (w == 512)
         {
             var vm = Vector512.Create(max);
@@ -84,14 +66,6 @@ public static class SoftmaxKernels
         }
         for (; i < len; i++) { float e = FastExp.Exp(s[i] - max); s[i] = e; sum += e; }
         TensorPrimitives.Multiply(new ReadOnlySpan<float>(s, len), 1f / sum, new Span<float>(s, len));
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float MaxLanes(Vector256<float> a, Vector256<float> b)
-    {
-        var m = Vector256.Max(a, b);
-        var h = Vector128.Max(m.GetLower(), m.GetUpper());
-        return Math.Max(Math.Max(h[0], h[1]), Math.Max(h[2], h[3]));
     }
 
     /// <summary>Softmax (or log-softmax) of one contiguous row: max pass, fused exp-and-sum pass, scale pass.</summary>
