@@ -226,3 +226,52 @@ public unsafe class WinogradFilterCacheTests
         }
     }
 }
+
+/// <summary>The weight gradient's last step gw = G^T dU G gives the same bits with 8, 4 and 1 output channels per vector, and
+/// matches G^T dU G written out in double from the transform matrices.</summary>
+public unsafe class WinogradFilterGradientTests
+{
+    // G of F(2,3) and F(4,3) (Lavin and Gray 2016), rows = the m+2 transformed taps.
+    private static double[,] G(int m) => m == 2
+        ? new double[,] { { 1, 0, 0 }, { 0.5, 0.5, 0.5 }, { 0.5, -0.5, 0.5 }, { 0, 0, 1 } }
+        : new double[,] { { 0.25, 0, 0 }, { -1.0 / 6, -1.0 / 6, -1.0 / 6 }, { -1.0 / 6, 1.0 / 6, -1.0 / 6 }, { 1.0 / 24, 1.0 / 12, 1.0 / 6 }, { 1.0 / 24, -1.0 / 12, 1.0 / 6 }, { 0, 0, 1 } };
+
+    [WinogradTheory]
+    [InlineData(2, 13, 3)]    // 8 + 4 + 1 output channels: every width and the scalar tail
+    [InlineData(4, 13, 5)]
+    [InlineData(4, 16, 2)]
+    [InlineData(4, 3, 7)]     // fewer output channels than one 256-bit run
+    [InlineData(2, 37, 1)]
+    public void EveryWidthGivesTheSameBitsAsTheDoubleDefinition(int m, int cout, int cin)
+    {
+        int a = m + 2, xi = a * a;
+        var du = TestArrays.Normal(7, xi * cin * cout);
+        var g = G(m);
+        var byWidth = new List<float[]>();
+        foreach (int lanes in new[] { 1, 4, 8 })
+        {
+            if (lanes == 8 && !System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated) continue;
+            var gw = new float[cout * cin * 9];
+            fixed (float* pdu = du, pgw = gw) Winograd.FilterGradient(pdu, cout, cin, m, pgw, lanes);
+            byWidth.Add(gw);
+        }
+        foreach (var other in byWidth.Skip(1)) Assert.True(byWidth[0].AsSpan().SequenceEqual(other), "the widths differ");
+        var got = byWidth[0];
+        for (int co = 0; co < cout; co++)
+            for (int ci = 0; ci < cin; ci++)
+                for (int i = 0; i < 3; i++)
+                    for (int j = 0; j < 3; j++)
+                    {
+                        // gw[i][j] = sum_{r,k} G[r][i] dU[r][k] G[k][j], dU[r][k] = du[(r a + k)][ci][co]
+                        double want = 0, scale = 0;
+                        for (int r = 0; r < a; r++)
+                            for (int k = 0; k < a; k++)
+                            {
+                                double term = g[r, i] * du[((r * a + k) * cin + ci) * cout + co] * g[k, j];
+                                want += term; scale += Math.Abs(term);
+                            }
+                        float v = got[(co * cin + ci) * 9 + i * 3 + j];
+                        Assert.True(Math.Abs(v - want) <= 1e-6 * scale + 1e-30, $"m {m} [{co},{ci},{i},{j}]: {v} vs {want}");
+                    }
+    }
+}

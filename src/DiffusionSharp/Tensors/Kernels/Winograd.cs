@@ -439,51 +439,70 @@ internal static unsafe class Winograd
         }
     }
 
-    // gw[co][ci] = G^T du[.][ci][co] G ((m+2)^2 -> 3x3), in double.
-    private static void FilterGradient(float* du, int cout, int cin, int m, float* gw)
+    // gw[co][ci] = G^T du[.][ci][co] G ((m+2)^2 -> 3x3), in double, over runs of output channels that are contiguous in du
+    // (8 per 512-bit vector, 4 per 256-bit, scalar for the rest). Every lane runs FilterRowT's operations, so the width does not
+    // change the bits.
+    private static void FilterGradient(float* du, int cout, int cin, int m, float* gw) =>
+        FilterGradient(du, cout, cin, m, gw, Wide ? 8 : 4);
+
+    /// <summary>The filter gradient with runs of <paramref name="lanes"/> output channels per vector (8, 4 or 1; tests force each).</summary>
+    internal static void FilterGradient(float* du, int cout, int cin, int m, float* gw, int lanes)
     {
-        nint step = (nint)cin * cout, pdu = (nint)du, pgw = (nint)gw;
-        int a = m + 2;
-        Threading.For(cout, 16, (c0, c1) =>
+        nint pdu = (nint)du, pgw = (nint)gw;
+        Threading.For(cin, Math.Max(1, 4096 / Math.Max(1, cout)), (c0, c1) =>
         {
-            double* t = stackalloc double[18];
-            double* ur = stackalloc double[6];
-            double* o = stackalloc double[3];
-            for (int co = c0; co < c1; co++)
-                for (int ci = 0; ci < cin; ci++)
-                {
-                    float* u = (float*)pdu + (nint)ci * cout + co;
-                    // t = (du) G (a x 3), row by row.
-                    for (int r = 0; r < a; r++)
-                    {
-                        for (int k = 0; k < a; k++) ur[k] = u[(r * a + k) * step];
-                        FilterRowT(m, ur, t + r * 3, 1);
-                    }
-                    float* g = (float*)pgw + ((nint)co * cin + ci) * 9;
-                    for (int j = 0; j < 3; j++)
-                    {
-                        for (int r = 0; r < a; r++) ur[r] = t[r * 3 + j];
-                        FilterRowT(m, ur, o, 1);
-                        g[j] = (float)o[0]; g[3 + j] = (float)o[1]; g[6 + j] = (float)o[2];
-                    }
-                }
+            for (int ci = c0; ci < c1; ci++)
+            {
+                int co = 0;
+                if (lanes >= 8 && Vector512.IsHardwareAccelerated)
+                    for (; co + 8 <= cout; co += 8) FilterGradientRun<D512>((float*)pdu, cout, cin, m, ci, co, (float*)pgw);
+                if (lanes >= 4)
+                    for (; co + 4 <= cout; co += 4) FilterGradientRun<D256>((float*)pdu, cout, cin, m, ci, co, (float*)pgw);
+                for (; co < cout; co++) FilterGradientRun<D1>((float*)pdu, cout, cin, m, ci, co, (float*)pgw);
+            }
         });
     }
 
-    // G^T u for u of length m+2, written with stride `st`.
-    private static void FilterRowT(int m, double* u, double* o, int st)
+    // T.Count filters (co .. co + Count - 1, input channel ci): t = du G (a x 3) row by row, then gw = G^T t column by column.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void FilterGradientRun<T>(float* du, int cout, int cin, int m, int ci, int co, float* gw) where T : unmanaged, IVecD<T>
+    {
+        nint step = (nint)cin * cout;
+        int a = m + 2;
+        T* t = stackalloc T[18];
+        T* ur = stackalloc T[6];
+        T* o = stackalloc T[3];
+        float* u = du + (nint)ci * cout + co;
+        for (int r = 0; r < a; r++)
+        {
+            for (int k = 0; k < a; k++) ur[k] = T.Load(u + (r * a + k) * step);
+            FilterRowT(m, ur, t + r * 3, 1);
+        }
+        float* g = gw + ((nint)co * cin + ci) * 9;
+        nint fs = (nint)cin * 9;
+        for (int j = 0; j < 3; j++)
+        {
+            for (int r = 0; r < a; r++) ur[r] = t[r * 3 + j];
+            FilterRowT(m, ur, o, 1);
+            o[0].Store(g + j, fs); o[1].Store(g + 3 + j, fs); o[2].Store(g + 6 + j, fs);
+        }
+    }
+
+    // G^T u for u of length m+2, written with stride `st`, lane by lane in double.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void FilterRowT<T>(int m, T* u, T* o, int st) where T : unmanaged, IVecD<T>
     {
         if (m == 2)
         {
-            o[0] = u[0] + (u[1] + u[2]) * 0.5;
-            o[st] = (u[1] - u[2]) * 0.5;
-            o[2 * st] = (u[1] + u[2]) * 0.5 + u[3];
+            o[0] = u[0] + (u[1] + u[2]) * T.Broadcast(0.5);
+            o[st] = (u[1] - u[2]) * T.Broadcast(0.5);
+            o[2 * st] = (u[1] + u[2]) * T.Broadcast(0.5) + u[3];
             return;
         }
         const double Sixth = 1.0 / 6, Twelfth = 1.0 / 12, TwentyFourth = 1.0 / 24;   // multiplications: divisions would dominate
-        o[0] = u[0] * 0.25 - (u[1] + u[2]) * Sixth + (u[3] + u[4]) * TwentyFourth;
-        o[st] = (u[2] - u[1]) * Sixth + (u[3] - u[4]) * Twelfth;
-        o[2 * st] = (u[3] + u[4] - u[1] - u[2]) * Sixth + u[5];
+        o[0] = u[0] * T.Broadcast(0.25) - (u[1] + u[2]) * T.Broadcast(Sixth) + (u[3] + u[4]) * T.Broadcast(TwentyFourth);
+        o[st] = (u[2] - u[1]) * T.Broadcast(Sixth) + (u[3] - u[4]) * T.Broadcast(Twelfth);
+        o[2 * st] = (u[3] + u[4] - u[1] - u[2]) * T.Broadcast(Sixth) + u[5];
     }
 
     // z[xi][t][c] = (A dY A^T)[xi] for the m x m output-gradient tiles [t0, t0+count) staged channel-last in gyp.
