@@ -192,6 +192,8 @@ public static class BenchUnetCommand
             return net.Forward(x, tt).ToArray();
         }
         double? diff = null, maxOut = null;
+        // the weights stay fixed over the measurement, as over a sampling loop (ONNX Runtime's are constants of its session)
+        using var frozen = Convolution.FrozenWeights();
         var ours = Ours();
         if (onnx != null)
         {
@@ -290,6 +292,7 @@ public static class BenchUnetCommand
         var tt = Tensor.Full(new Shape(batch), 500f);
         double evalS;
         using (GradMode.NoGrad())
+        using (Convolution.FrozenWeights())
         {
             void EvalStep()
             {

@@ -36,6 +36,7 @@ public static class EditCommands
             OutputGuard.CheckFile(p.GetValue(output)!, p.GetValue(overwrite), "--output");
             var pipe = DiffusionPipeline.FromPretrained(ModelLocator.Resolve(p.GetValue(model)));
             using var _ = GradMode.NoGrad();
+            using var frozen = Tensors.Kernels.Convolution.FrozenWeights();  // the weights stay fixed over the sampling loop
             int n = p.GetValue(count);
             using var guide1 = pipe.LoadImage(p.GetValue(input)!);
             using var guide = guide1.Expand(new Shape(n, guide1.Dim(1), guide1.Dim(2), guide1.Dim(3))).Clone();
@@ -70,6 +71,7 @@ public static class EditCommands
             OutputGuard.CheckFile(p.GetValue(output)!, p.GetValue(overwrite), "--output");
             var pipe = DiffusionPipeline.FromPretrained(ModelLocator.Resolve(p.GetValue(model)));
             using var _ = GradMode.NoGrad();
+            using var frozen = Tensors.Kernels.Convolution.FrozenWeights();  // the weights stay fixed over the sampling loop
             int n = p.GetValue(count);
             using var ref1 = pipe.LoadImage(p.GetValue(input)!);
             int c = ref1.Dim(1), s = ref1.Dim(2);
@@ -121,6 +123,7 @@ public static class EditCommands
             OutputGuard.CheckFile(p.GetValue(output)!, p.GetValue(overwrite), "--output");
             var pipe = DiffusionPipeline.FromPretrained(ModelLocator.Resolve(p.GetValue(model)));
             using var _ = GradMode.NoGrad();
+            using var frozen = Tensors.Kernels.Convolution.FrozenWeights();  // the weights stay fixed over the sampling loop
             int f = p.GetValue(frames);
             using var ia = pipe.LoadImage(p.GetValue(a)!);
             using var ib = pipe.LoadImage(p.GetValue(b)!);
@@ -167,6 +170,7 @@ public static class EditCommands
             }
             var pipe = DiffusionPipeline.FromPretrained(ModelLocator.Resolve(p.GetValue(model)));
             using var _ = GradMode.NoGrad();
+            using var frozen = Tensors.Kernels.Convolution.FrozenWeights();  // the weights stay fixed over the sampling loop
             int n = p.GetValue(count);
             int c = pipe.Unet.Config.InChannels, s = pipe.Unet.Config.SampleSize ?? 32;
             var diffusion = pipe.CreateGaussianDiffusion(p.GetValue(steps));

@@ -234,6 +234,7 @@ public sealed class DiffusionPipeline
             throw new ArgumentOutOfRangeException(nameof(request), $"Class {lab} is out of range; the model has classes 0..{numClasses - 1}.");
 
         using var _ = GradMode.NoGrad();
+        using var frozen = Tensors.Kernels.Convolution.FrozenWeights();  // the weights stay fixed over every step of the sampling loop
         Unet.Eval();
         var gen = new Generator(request.Seed);
         int c = Unet.Config.InChannels, s = Unet.Config.SampleSize ?? 32;

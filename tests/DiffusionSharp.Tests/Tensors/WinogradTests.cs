@@ -225,6 +225,53 @@ public unsafe class WinogradFilterCacheTests
             fresh = changed;
         }
     }
+
+    [WinogradFact]
+    public void FrozenWeightsCompareOncePerScopeAndChangesBetweenScopesAreSeen()
+    {
+        var s = new ConvShape(1, 24, 9, 7, 40, 3, 3, 1, 1);
+        var x = TestArrays.Normal(17, s.Cin * s.H * s.W);
+        var w = TestArrays.Normal(18, s.Cout * s.K);
+        float[] Forward(bool reuse)
+        {
+            var y = new float[s.Cout * s.P];
+            fixed (float* px = x, pw = w, py = y) Winograd.Forward(s, 2, px, pw, null, py, reuseFilters: reuse);
+            return y;
+        }
+        var before = Forward(false);
+        using (Convolution.FrozenWeights())
+        {
+            Assert.Equal(before, Forward(true));
+            w[5] += 0.5f;                          // a change the scope's contract forbids: its later calls keep the filters they checked
+            Assert.Equal(before, Forward(true));
+            using (Convolution.FrozenWeights()) Assert.Equal(before, Forward(true));   // a nested scope joins the outer one
+        }
+        var after = Forward(false);
+        Assert.NotEqual(before, after);
+        Assert.Equal(after, Forward(true));        // outside a scope every call compares
+        w[w.Length - 1] -= 0.25f;                  // changed between calls outside a scope
+        var changed = Forward(false);
+        Assert.NotEqual(after, changed);
+        Assert.Equal(changed, Forward(true));
+        using (Convolution.FrozenWeights())
+        {
+            w[0] += 1f;                            // changed before the scope's first call: that call compares and sees it
+            var fresh = Forward(false);
+            Assert.NotEqual(changed, fresh);
+            Assert.Equal(fresh, Forward(true));
+            Assert.Equal(fresh, Forward(true));
+        }
+        // another thread's frozen scope does not skip this thread's comparisons
+        using (Convolution.FrozenWeights())
+        {
+            Assert.Equal(Forward(false), Forward(true));
+            w[1] += 1f;
+            float[]? other = null;
+            var t = new Thread(() => other = Forward(true));
+            t.Start(); t.Join();
+            Assert.Equal(Forward(false), other);
+        }
+    }
 }
 
 /// <summary>The weight gradient's last step gw = G^T dU G gives the same bits with 8, 4 and 1 output channels per vector, and

@@ -64,6 +64,14 @@ public static unsafe class Convolution
         _ => throw new ArgumentException($"{source} must be winograd2, winograd4 or direct, got '{value}'."),
     };
 
+    /// <summary>
+    /// Declares that no convolution weight changes on this thread until the returned scope is disposed (a sampling loop):
+    /// inference convolutions then compare each layer's filters with the copy their cached Winograd transform was made from
+    /// only at the layer's first call in the scope, not at every call. Writing a weight inside the scope is not allowed (the
+    /// change may go unseen until the scope ends); the first call after the scope compares again. Nested scopes join the outermost.
+    /// </summary>
+    public static IDisposable FrozenWeights() => Winograd.FreezeFilters();
+
     private static long _flopsK, _directFlopsK;
 
     /// <summary>Floating-point operations the convolution GEMMs have executed in this process (Winograd counted by its own GEMMs).</summary>

@@ -139,10 +139,37 @@ internal static unsafe class Winograd
     // Packed transformed filters of inference passes, reused while a layer's filters are unchanged (sampling runs the same
     // weights through every step). Each use compares the filters element by element with the copy they were transformed
     // from (the cost of one copy, a fraction of the transform), so in-place changes (a loaded checkpoint, swapped-in EMA
-    // weights) are seen.
+    // weights) are seen; inside a frozen-weights scope (Convolution.FrozenWeights) only the first use in the scope compares.
     private sealed class FilterEntry(float[] raw, float[] packed)
     {
         public readonly float[] Raw = raw, Packed = packed;
+        // the frozen-weights scope in which these filters were last found unchanged (0: none)
+        public long Verified;
+    }
+
+    private static long s_frozenScopes;
+    [ThreadStatic] private static long t_frozenScope;
+
+    /// <summary>Opens a frozen-weights scope on this thread (nested scopes join the outermost); see <see cref="Convolution.FrozenWeights"/>.</summary>
+    internal static IDisposable FreezeFilters() => new FrozenScope();
+
+    private sealed class FrozenScope : IDisposable
+    {
+        private readonly long _previous;
+        private bool _done;
+
+        public FrozenScope()
+        {
+            _previous = t_frozenScope;
+            if (_previous == 0) t_frozenScope = Interlocked.Increment(ref s_frozenScopes);
+        }
+
+        public void Dispose()
+        {
+            if (_done) return;
+            _done = true;
+            t_frozenScope = _previous;
+        }
     }
 
     private static readonly System.Collections.Concurrent.ConcurrentDictionary<(nint, int, int, int, GemmKernel), FilterEntry> s_filters = new();
@@ -156,10 +183,15 @@ internal static unsafe class Winograd
     {
         var key = ((nint)w, cout, cin, m, kind);
         var raw = new ReadOnlySpan<float>(w, cout * cin * 9);
-        if (s_filters.TryGetValue(key, out var hit) && Unchanged(w, hit.Raw)) return hit.Packed;
+        long scope = t_frozenScope;
+        if (s_filters.TryGetValue(key, out var hit) && ((scope != 0 && Volatile.Read(ref hit.Verified) == scope) || Unchanged(w, hit.Raw)))
+        {
+            if (scope != 0) Volatile.Write(ref hit.Verified, scope);
+            return hit.Packed;
+        }
         var packed = GC.AllocateUninitializedArray<float>(length, pinned: true);
         fixed (float* pk = packed) PackedFilters(w, cout, cin, false, m, cin, cout, kind, Aligned(pk));
-        var entry = new FilterEntry(raw.ToArray(), packed);
+        var entry = new FilterEntry(raw.ToArray(), packed) { Verified = scope };
         long size = entry.Raw.Length + (long)packed.Length;
         // a replaced entry frees its own floats; counted before the bound check so a clear does not subtract them again
         long replaced = hit == null ? 0 : hit.Raw.Length + (long)hit.Packed.Length;
