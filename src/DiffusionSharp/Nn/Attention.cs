@@ -53,6 +53,9 @@ public sealed class Attention : Module
         OutDropout = (Dropout)toOut.Add(new Dropout(dropout, generator));
     }
 
+    /// <summary>Whether training (grad mode on, no dropout) runs the fused attention op; tests turn it off to compare with the separate ops.</summary>
+    internal static bool FusedTraining = true;
+
     /// <summary>Attends over x [N, C, H, W].</summary>
     public Tensor Forward(Tensor x)
     {
@@ -68,6 +71,13 @@ public sealed class Attention : Module
                 ToV.Weight, ToV.Bias, ToOut.Weight, ToOut.Bias, Heads, DimHead, 1f / MathF.Sqrt(DimHead), RescaleOutputFactor);
             if (!ReferenceEquals(normed, x)) NnOps.Free(normed);
             return fused;
+        }
+        if (FusedTraining && !(OutDropout.Training && OutDropout.P > 0f))
+        {
+            // Training without dropout: one recorded op, channel-major like inference, its backward beside it.
+            if (FlopCounter.Active) FlopCounter.Add(4 * 2.0 * n * l * c * inner);
+            return Tensor.SpatialSelfAttention(normed, ResidualConnection ? x : null, ToQ.Weight, ToQ.Bias, ToK.Weight, ToK.Bias,
+                ToV.Weight, ToV.Bias, ToOut.Weight, ToOut.Bias, Heads, DimHead, 1f / MathF.Sqrt(DimHead), RescaleOutputFactor);
         }
         var flat = normed.Reshape(n, c, l);
         var h = flat.Transpose(1, 2);                                   // [N, L, C]
