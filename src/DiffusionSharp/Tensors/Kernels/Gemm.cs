@@ -184,6 +184,13 @@ public static unsafe class Gemm
         if (k <= 0 || alpha == 0f) { ScaleC(m, n, beta, c, ldc); return; }
         if (n == 1 && !transA && (transB || ldb == 1)) { Gemv(m, k, alpha, a, lda, b, beta, c, ldc); return; }
         if (m == 1 && !transB) { RowTimesMatrix(n, k, alpha, a, transA ? lda : 1, b, ldb, beta, c); return; }
+        // A few rows times a transposed B (a linear layer x W^T at batch 1-4): dot products with B's contiguous rows, where
+        // packing B would take longer than the product itself.
+        if (m <= SmallRows && transB && (!transA || (m == 1 && lda == 1)))
+        {
+            for (int i = 0; i < m; i++) Gemv(n, k, alpha, b, ldb, a + (nint)i * lda, beta, c + (nint)i * ldc, 1);
+            return;
+        }
         int threads = Threading.Threads;
         double work = (double)m * n * k;
         if (!parallel || threads <= 1 || t_inWorker || work < 1 << 18)
@@ -226,6 +233,9 @@ public static unsafe class Gemm
             finally { t_inWorker = prev; }
         });
     }
+
+    /// <summary>Most rows of op(A) for which a product with a transposed B runs as dot products with B's rows.</summary>
+    internal const int SmallRows = 4;
 
     // n = 1: one dot product per row of A against the contiguous column of B (a tile would be 1/NR useful).
     private static void Gemv(int m, int k, float alpha, float* a, int lda, float* b, float beta, float* c, int ldc)
