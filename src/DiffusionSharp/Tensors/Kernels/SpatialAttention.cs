@@ -50,15 +50,16 @@ internal static unsafe class SpatialAttention
     {
         int inner = heads * d, rows = 3 * inner;
         // [q; k; v]^T = W_qkv X (+ b seeded into C, as Linear does).
-        float beta = 0f;
+        float beta = bqkv != null ? 1f : 0f;
+        nint pq = (nint)qkv, po = (nint)o, pbq = (nint)bqkv, py = (nint)y, pbo = (nint)bo, pres = (nint)residual;
         if (bqkv != null)
-        {
-            for (int r = 0; r < rows; r++) new Span<float>(qkv + (nint)r * l, l).Fill(bqkv[r]);
-            beta = 1f;
-        }
+            Rows(parallel, rows, l, (r0, r1) => { for (int r = r0; r < r1; r++) new Span<float>((float*)pq + (nint)r * l, l).Fill(((float*)pbq)[r]); });
         Gemm(parallel, false, false, rows, l, c, wqkv, c, x, l, beta, qkv, l);
-        System.Numerics.Tensors.TensorPrimitives.Multiply(new ReadOnlySpan<float>(qkv, inner * l), scale, new Span<float>(qkv, inner * l));
-        nint pq = (nint)qkv, po = (nint)o;
+        Rows(parallel, inner, l, (r0, r1) =>
+        {
+            var qs = new Span<float>((float*)pq + (nint)r0 * l, (r1 - r0) * l);
+            System.Numerics.Tensors.TensorPrimitives.Multiply(qs, scale, qs);
+        });
         void Heads(int h0, int h1, float* s)
         {
             for (int h = h0; h < h1; h++)
@@ -79,16 +80,24 @@ internal static unsafe class SpatialAttention
                 finally { TensorPool.Return(sb); }
             });
         // Y = W_o O^T + b_o, then + residual and / rescale in the same order as the graph path.
-        beta = 0f;
+        beta = bo != null ? 1f : 0f;
         if (bo != null)
-        {
-            for (int r = 0; r < c; r++) new Span<float>(y + (nint)r * l, l).Fill(bo[r]);
-            beta = 1f;
-        }
+            Rows(parallel, c, l, (r0, r1) => { for (int r = r0; r < r1; r++) new Span<float>((float*)py + (nint)r * l, l).Fill(((float*)pbo)[r]); });
         Gemm(parallel, false, true, c, l, inner, wo, inner, o, inner, beta, y, l);
-        var ys = new Span<float>(y, c * l);
-        if (residual != null) System.Numerics.Tensors.TensorPrimitives.Add(ys, new ReadOnlySpan<float>(residual, c * l), ys);
-        if (rescale != 1f) System.Numerics.Tensors.TensorPrimitives.Divide(ys, rescale, ys);
+        if (residual != null || rescale != 1f)
+            Rows(parallel, c, l, (r0, r1) =>
+            {
+                var ys = new Span<float>((float*)py + (nint)r0 * l, (r1 - r0) * l);
+                if (pres != 0) System.Numerics.Tensors.TensorPrimitives.Add(ys, new ReadOnlySpan<float>((float*)pres + (nint)r0 * l, (r1 - r0) * l), ys);
+                if (rescale != 1f) System.Numerics.Tensors.TensorPrimitives.Divide(ys, rescale, ys);
+            });
+    }
+
+    // body(r0, r1) over rows [0, rows) of length l: split over the threads when this image's work is (a single image), else inline.
+    private static void Rows(bool parallel, int rows, int l, Action<int, int> body)
+    {
+        if (parallel) Threading.For(rows, Math.Max(1, ParallelMap.Grain / Math.Max(1, l)), body);
+        else body(0, rows);
     }
 
     private static void Gemm(bool parallel, bool tA, bool tB, int m, int n, int k, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
