@@ -322,3 +322,33 @@ public unsafe class WinogradFilterGradientTests
                     }
     }
 }
+
+/// <summary>Both gradients from one staging of gy: the same bits as the data and weight gradients computed apart.</summary>
+public unsafe class WinogradSharedBackwardTests
+{
+    [WinogradTheory]
+    [InlineData(2, 2, 16, 24, 8, 8, 1)]
+    [InlineData(4, 3, 24, 17, 7, 9, 1)]    // partial tiles, a channel tail
+    [InlineData(4, 1, 33, 40, 14, 14, 1)]
+    [InlineData(2, 2, 20, 16, 5, 6, 0)]    // padding 0 and 2 take the separate passes
+    [InlineData(4, 1, 16, 16, 6, 5, 2)]
+    public void SharedStagingGivesTheSameBitsAsSeparatePasses(int m, int n, int cin, int cout, int h, int w, int pad)
+    {
+        var s = new ConvShape(n, cin, h, w, cout, 3, 3, 1, pad);
+        var x = TestArrays.Normal(1, s.N * s.Cin * s.H * s.W);
+        var wt = TestArrays.Normal(2, s.Cout * s.K);
+        var gy = TestArrays.Normal(3, s.N * s.Cout * s.P);
+        var gx1 = new float[x.Length]; var gw1 = new float[wt.Length];
+        var gx2 = new float[x.Length]; var gw2 = new float[wt.Length];
+        fixed (float* px = x, pw = wt, pgy = gy, pgx1 = gx1, pgw1 = gw1, pgx2 = gx2, pgw2 = gw2)
+        {
+            Winograd.BackwardData(s, m, pw, pgy, pgx1, 12);
+            Winograd.BackwardWeight(s, m, px, pgy, pgw1, 12);
+            Winograd.Backward(s, m, px, pw, pgy, pgx2, pgw2, 12);
+        }
+        Assert.Contains(gx1, v => v != 0);
+        Assert.Contains(gw1, v => v != 0);
+        Assert.True(gx1.AsSpan().SequenceEqual(gx2), "gx differs");
+        Assert.True(gw1.AsSpan().SequenceEqual(gw2), "gw differs");
+    }
+}

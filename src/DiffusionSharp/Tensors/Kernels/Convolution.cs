@@ -213,12 +213,9 @@ public static unsafe class Convolution
         int tile = WinogradTile(s, algorithm);
         if (tile > 0)
         {
-            if (gx != null)
-            {
-                Count(Winograd.GemmFlops(new ConvShape(s.N, s.Cout, s.Ho, s.Wo, s.Cin, 3, 3, 1, 2 - s.Pad), tile), s.ForwardFlops);
-                Winograd.BackwardData(s, tile, w, gy, gx);
-            }
-            if (gw != null) { Count(Winograd.GemmFlops(s, tile), s.ForwardFlops); Winograd.BackwardWeight(s, tile, x, gy, gw); }
+            if (gx != null) Count(Winograd.GemmFlops(new ConvShape(s.N, s.Cout, s.Ho, s.Wo, s.Cin, 3, 3, 1, 2 - s.Pad), tile), s.ForwardFlops);
+            if (gw != null) Count(Winograd.GemmFlops(s, tile), s.ForwardFlops);
+            Winograd.Backward(s, tile, x, w, gy, gx, gw);
             return;
         }
         double passes = (gx != null ? 1 : 0) + (gw != null ? 1 : 0);

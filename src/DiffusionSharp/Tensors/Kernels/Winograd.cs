@@ -84,8 +84,39 @@ internal static unsafe class Winograd
     internal static void BackwardData(ConvShape s, int m, float* w, float* gy, float* gx, int chunkTiles = DefaultChunkTiles) =>
         Convolve(new ConvShape(s.N, s.Cout, s.Ho, s.Wo, s.Cin, 3, 3, 1, 2 - s.Pad), m, gy, w, s.Cout, s.Cin, flip: true, null, gx, chunkTiles, reuse: false);
 
-    // One Winograd convolution of x (layout t) with the [wOut, wIn, 3, 3] filters w, flipped and transposed when flip.
-    private static void Convolve(ConvShape t, int m, float* x, float* w, int wOut, int wIn, bool flip, float* bias, float* y, int chunkTiles, bool reuse)
+    /// <summary>
+    /// gx and gw (either may be null) of a 3x3 stride-1 layer: as <see cref="BackwardData"/> and <see cref="BackwardWeight"/>,
+    /// with padding 1 staging gy once for both (the weight gradient reads its tiles from the data gradient's padded copy).
+    /// </summary>
+    internal static void Backward(ConvShape s, int m, float* x, float* w, float* gy, float* gx, float* gw, int chunkTiles = DefaultChunkTiles)
+    {
+        if (gx == null || gw == null || s.Pad != 1)
+        {
+            if (gx != null) BackwardData(s, m, w, gy, gx, chunkTiles);
+            if (gw != null) BackwardWeight(s, m, x, gy, gw, chunkTiles);
+            return;
+        }
+        CheckTile(m);
+        var t = new ConvShape(s.N, s.Cout, s.Ho, s.Wo, s.Cin, 3, 3, 1, 2 - s.Pad);
+        var grid = GridOf(t, m);
+        int coutP = RoundUp(s.Cout, Lanes);
+        var gyp = TensorPool.Rent(PaddedInputLength(t, grid, coutP), clear: false);
+        try
+        {
+            fixed (float* pg = gyp)
+            {
+                StageInput(t, grid, gy, coutP, pg);
+                Convolve(t, m, gy, w, s.Cout, s.Cin, flip: true, null, gx, chunkTiles, reuse: false, staged: pg);
+                BackwardWeight(s, m, x, gy, gw, chunkTiles, gyPadded: pg);
+            }
+        }
+        finally { TensorPool.Return(gyp); }
+    }
+
+    // One Winograd convolution of x (layout t) with the [wOut, wIn, 3, 3] filters w, flipped and transposed when flip; x already
+    // staged (StageInput) when `staged` is given.
+    private static void Convolve(ConvShape t, int m, float* x, float* w, int wOut, int wIn, bool flip, float* bias, float* y, int chunkTiles, bool reuse,
+        float* staged = null)
     {
         CheckTile(m);
         int cinP = RoundUp(t.Cin, Lanes), coutP = RoundUp(t.Cout, Lanes);
@@ -95,23 +126,23 @@ internal static unsafe class Winograd
         // 16 spare floats: the micro-kernels load the packed panels from 64-byte aligned addresses
         var cached = reuse && !flip ? CachedFilters(w, wOut, wIn, m, kind, grid.Xi * panel + 16) : null;
         var packed = cached ?? TensorPool.Rent(grid.Xi * panel + 16, clear: false);
-        var xp = TensorPool.Rent(PaddedInputLength(t, grid, cinP), clear: false);
+        var xp = staged != null ? null : TensorPool.Rent(PaddedInputLength(t, grid, cinP), clear: false);
         var bp = new float[coutP];
         if (bias != null) new ReadOnlySpan<float>(bias, t.Cout).CopyTo(bp);
         try
         {
-            fixed (float* pk0 = packed, pxp = xp, pbp = bp)
+            fixed (float* pk0 = packed, pxp0 = xp, pbp = bp)
             {
-                float* pk = Aligned(pk0);
+                float* pk = Aligned(pk0), pxp = staged != null ? staged : pxp0;
                 if (cached == null) PackedFilters(w, wOut, wIn, flip, m, t.Cin, t.Cout, kind, pk);
-                StageInput(t, grid, x, cinP, pxp);
+                if (staged == null) StageInput(t, grid, x, cinP, pxp);
                 Run(t, grid, pxp, cinP, pk, panel, kind, pbp, y, coutP, chunkTiles);
             }
         }
         finally
         {
             if (cached == null) TensorPool.Return(packed);
-            TensorPool.Return(xp);
+            if (xp != null) TensorPool.Return(xp);
         }
     }
 
@@ -242,17 +273,24 @@ internal static unsafe class Winograd
                 {
                     int n = Math.Min(Lanes, cols - c);
                     float* f = row0 + c * fs;
-                    for (int i = 0; i < 9; i++)
+                    if (n == Lanes)
                     {
-                        int k = flip ? 8 - i : i;
-                        if (n == Lanes)
-                            g[i] = Vector256.Create(f[k], f[fs + k], f[2 * fs + k], f[3 * fs + k], f[4 * fs + k], f[5 * fs + k], f[6 * fs + k], f[7 * fs + k]);
-                        else
+                        // Taps 0-7 of the 8 filters are the rows of an 8x8 block: one transpose gives a vector per tap; tap 8 is gathered.
+                        var v0 = Vector256.Load(f); var v1 = Vector256.Load(f + fs); var v2 = Vector256.Load(f + 2 * fs); var v3 = Vector256.Load(f + 3 * fs);
+                        var v4 = Vector256.Load(f + 4 * fs); var v5 = Vector256.Load(f + 5 * fs); var v6 = Vector256.Load(f + 6 * fs); var v7 = Vector256.Load(f + 7 * fs);
+                        Transpose8x8(ref v0, ref v1, ref v2, ref v3, ref v4, ref v5, ref v6, ref v7);
+                        var v8 = Vector256.Create(f[8], f[fs + 8], f[2 * fs + 8], f[3 * fs + 8], f[4 * fs + 8], f[5 * fs + 8], f[6 * fs + 8], f[7 * fs + 8]);
+                        // g[i] holds tap i, or tap 8 - i for the 180-degree rotation
+                        if (flip) { g[0] = v8; g[1] = v7; g[2] = v6; g[3] = v5; g[4] = v4; g[5] = v3; g[6] = v2; g[7] = v1; g[8] = v0; }
+                        else { g[0] = v0; g[1] = v1; g[2] = v2; g[3] = v3; g[4] = v4; g[5] = v5; g[6] = v6; g[7] = v7; g[8] = v8; }
+                    }
+                    else
+                        for (int i = 0; i < 9; i++)
                         {
+                            int k = flip ? 8 - i : i;
                             for (int l = 0; l < Lanes; l++) lane[l] = l < n ? f[l * fs + k] : 0f;
                             g[i] = Vector256.Load(lane);
                         }
-                    }
                     // t = G g (a x 3), then each row of U = t G^T.
                     for (int j = 0; j < 3; j++) FilterColumn(m, g[j], g[3 + j], g[6 + j], t + j, 3);
                     for (int i = 0; i < a; i++)
@@ -399,7 +437,9 @@ internal static unsafe class Winograd
     /// gw = dL/dw of a 3x3 stride-1 layer (overwritten): with V = B^T d B and Z = A dY A^T per tile, dL/dU = sum over tiles of
     /// Z . V ((m+2)^2 GEMMs over the tiles) and gw = G^T (dL/dU) G.
     /// </summary>
-    internal static void BackwardWeight(ConvShape s, int m, float* x, float* gy, float* gw, int chunkTiles = DefaultChunkTiles)
+    /// <remarks>With <paramref name="gyPadded"/> gy is read from that copy staged for the data gradient (padding 1, rows and
+    /// columns of (m tiles + 2)) instead of being staged again.</remarks>
+    internal static void BackwardWeight(ConvShape s, int m, float* x, float* gy, float* gw, int chunkTiles = DefaultChunkTiles, float* gyPadded = null)
     {
         CheckTile(m);
         int cinP = RoundUp(s.Cin, Lanes), coutP = RoundUp(s.Cout, Lanes), cin = s.Cin, cout = s.Cout;
@@ -411,14 +451,18 @@ internal static unsafe class Winograd
         int tc = Math.Max(6, Math.Min(Math.Max(6, fit / 6 * 6), RoundUp((total + Convolution.WeightPartials - 1) / Convolution.WeightPartials, 6)));
         int chunks = (total + tc - 1) / tc, groups = Math.Min(chunks, Convolution.WeightPartials);
         var xp = TensorPool.Rent(PaddedInputLength(s, grid, cinP), clear: false);
-        var gyp = TensorPool.Rent(s.N * grid.PerImage * m * m * coutP, clear: false);
+        var gyp = gyPadded != null ? null : TensorPool.Rent(s.N * grid.PerImage * m * m * coutP, clear: false);
+        // gy's staged rows and columns, and the offset of its first value in each (1 in the data gradient's padded copy)
+        int hq = grid.Th * m, wq = grid.Tw * m, off = 0;
+        if (gyPadded != null) { hq += 2; wq += 2; off = 1; }
         var partials = new float[groups][];
         try
         {
-            fixed (float* pxp = xp, pgyp = gyp)
+            fixed (float* pxp = xp, pgyp0 = gyp)
             {
+                float* pgyp = gyPadded != null ? gyPadded : pgyp0;
                 StageInput(s, grid, x, cinP, pxp);
-                Stage(gy, s.N, cout, s.Ho, s.Wo, 0, grid.Th * m, grid.Tw * m, coutP, pgyp);
+                if (gyPadded == null) Stage(gy, s.N, cout, s.Ho, s.Wo, 0, hq, wq, coutP, pgyp);
                 nint ax = (nint)pxp, ag = (nint)pgyp;
                 var sc = s;
                 var kind = Gemm.KernelFor(cout);
@@ -441,7 +485,7 @@ internal static unsafe class Winograd
                                 {
                                     int t0 = c * tc, count = Math.Min(tc, total - t0);
                                     InputTransform(grid, (float*)ax, cinP, t0, count, tc, pv);
-                                    GradTransform(grid, (float*)ag, coutP, t0, count, tc, pz);
+                                    GradTransform(grid, (float*)ag, coutP, hq, wq, off, t0, count, tc, pz);
                                     // dU[k] (+)= V[k]^T Z[k]: V read in place as the transposed A, Z packed once for all its 16-term blocks
                                     for (int k = 0; k < xi; k++)
                                     {
@@ -466,7 +510,8 @@ internal static unsafe class Winograd
         }
         finally
         {
-            TensorPool.Return(xp); TensorPool.Return(gyp);
+            TensorPool.Return(xp);
+            if (gyp != null) TensorPool.Return(gyp);
             foreach (var p in partials) if (p != null) TensorPool.Return(p);
         }
     }
@@ -537,17 +582,18 @@ internal static unsafe class Winograd
         o[2 * st] = (u[3] + u[4] - u[1] - u[2]) * T.Broadcast(Sixth) + u[5];
     }
 
-    // z[xi][t][c] = (A dY A^T)[xi] for the m x m output-gradient tiles [t0, t0+count) staged channel-last in gyp.
-    private static void GradTransform(Grid grid, float* gyp, int coutP, int t0, int count, int tc, float* z)
+    // z[xi][t][c] = (A dY A^T)[xi] for the m x m output-gradient tiles [t0, t0+count) staged channel-last in gyp ([n][hq][wq],
+    // the first value `off` rows and columns in).
+    private static void GradTransform(Grid grid, float* gyp, int coutP, int hq, int wq, int off, int t0, int count, int tc, float* z)
     {
-        int per = grid.PerImage, m = grid.M, a = grid.A, wq = grid.Tw * m, hq = grid.Th * m;
+        int per = grid.PerImage, m = grid.M, a = grid.A;
         nint plane = (nint)tc * coutP, row = (nint)wq * coutP;
         var q = stackalloc Vector256<float>[24];
         var r6 = stackalloc Vector256<float>[6];
         for (int t = 0; t < count; t++)
         {
             int gt = t0 + t, n = gt / per, ty = gt % per / grid.Tw, tx = gt % per % grid.Tw;
-            float* src = gyp + (((nint)n * hq + ty * m) * wq + tx * m) * coutP;
+            float* src = gyp + (((nint)n * hq + ty * m + off) * wq + tx * m + off) * coutP;
             float* dst = z + (nint)t * coutP;
             for (int c = 0; c < coutP; c += Lanes)
             {
