@@ -45,6 +45,26 @@ public static class Threading
         });
     }
 
+    /// <summary>
+    /// Runs <paramref name="body"/>(start, end) over [0, count) in about count / <paramref name="piece"/> contiguous pieces that
+    /// at most <see cref="Threads"/> threads claim one at a time, so a thread slowed by other work on the machine takes fewer
+    /// of them. Which thread runs which piece varies from run to run: only for bodies whose results do not depend on how
+    /// [0, count) is split (each index writes its own outputs).
+    /// </summary>
+    public static void ForDynamic(int count, int piece, Action<int, int> body)
+    {
+        if (count <= 0) return;
+        int pieces = (int)(((long)count + Math.Max(1, piece) - 1) / Math.Max(1, piece));
+        int threads = Math.Min(_threads, pieces);
+        if (threads <= 1) { body(0, count); return; }
+        if (threads <= Environment.ProcessorCount && PoolFor(threads) is { } pool && pool.TryRun(count, pieces, body, threads)) return;
+        Parallel.For(0, pieces, new ParallelOptions { MaxDegreeOfParallelism = threads }, c =>
+        {
+            long s = (long)count * c / pieces, e = (long)count * (c + 1) / pieces;
+            body((int)s, (int)e);
+        });
+    }
+
     private static ForkPool? PoolFor(int chunks)
     {
         var pool = _pool;
@@ -70,10 +90,11 @@ public static class Threading
 
         // One fork: the caller and the workers claim chunks until none is left (a worker that is late, because its core is
         // busy, leaves its share to the others), each counting down Remaining when its chunk is done.
-        private sealed class Job(long generation, int count, int chunks, Action<int, int> body)
+        private sealed class Job(long generation, int count, int chunks, int threads, Action<int, int> body)
         {
             public readonly long Generation = generation;
-            public readonly int Count = count, Chunks = chunks;
+            // Threads: the caller and workers 1 .. Threads - 1 take part
+            public readonly int Count = count, Chunks = chunks, Threads = threads;
             public readonly Action<int, int> Body = body;
             public int Next;
             public int Remaining = chunks;
@@ -116,14 +137,17 @@ public static class Threading
         }
 
         // Runs every chunk, the caller taking its share; false (nothing run) when the pool is serving another fork or this is a nested one.
-        public bool TryRun(int count, int chunks, Action<int, int> body)
+        public bool TryRun(int count, int chunks, Action<int, int> body) => TryRun(count, chunks, body, chunks);
+
+        // As above with `threads` (at most Workers + 1) threads claiming the chunks.
+        public bool TryRun(int count, int chunks, Action<int, int> body, int threads)
         {
             if (t_inPool || Interlocked.CompareExchange(ref _busy, 1, 0) != 0) return false;
             try
             {
-                var job = new Job(++_generation, count, chunks, body);
+                var job = new Job(++_generation, count, chunks, threads, body);
                 Volatile.Write(ref _job, job);
-                for (int i = 0; i < chunks - 1; i++)
+                for (int i = 0; i < threads - 1; i++)
                     if (Interlocked.CompareExchange(ref _workers[i].Sleeping, 0, 1) == 1) _workers[i].Wake.Release();
                 t_inPool = true;
                 try { job.RunAvailable(); }
@@ -154,7 +178,7 @@ public static class Threading
                     deadline = System.Diagnostics.Stopwatch.GetTimestamp() + SpinTicks;
                 }
                 seen = job.Generation;
-                if (index < job.Chunks) job.RunAvailable();
+                if (index < job.Threads) job.RunAvailable();
             }
         }
     }

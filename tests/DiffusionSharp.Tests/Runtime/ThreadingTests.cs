@@ -47,6 +47,37 @@ public class ThreadingTests
         });
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void ForDynamicRunsEveryIndexOnceInPiecesOfAtMostTheGivenSize(int threads)
+    {
+        WithThreads(threads, () =>
+        {
+            foreach (var (count, piece) in new[] { (1, 1), (7, 1), (1000, 3), (5, 8), (97, 10), (3, int.MaxValue) })
+                for (int round = 0; round < 100; round++)
+                {
+                    var hits = new int[count];
+                    var ranges = new System.Collections.Concurrent.ConcurrentBag<(int, int)>();
+                    Threading.ForDynamic(count, piece, (s, e) =>
+                    {
+                        ranges.Add((s, e));
+                        for (int i = s; i < e; i++) Interlocked.Increment(ref hits[i]);
+                    });
+                    Assert.All(hits, h => Assert.Equal(1, h));
+                    // one thread (this test's, or another test's concurrent setting) runs the whole range inline
+                    int pieces = (int)(((long)count + piece - 1) / piece);
+                    if (ranges.Count == 1) Assert.Equal((0, count), ranges.Single());
+                    else
+                    {
+                        Assert.Equal(pieces, ranges.Count);
+                        Assert.All(ranges, r => Assert.InRange(r.Item2 - r.Item1, 1, Math.Min(count, piece)));
+                    }
+                }
+        });
+    }
+
     [Fact]
     public void AnExceptionInAChunkReachesTheCaller()
     {

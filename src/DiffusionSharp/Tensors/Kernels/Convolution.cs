@@ -151,7 +151,7 @@ public static unsafe class Convolution
         int rows = ChunkRows(s);
         nint px = (nint)x, pw = (nint)w, pb = (nint)bias, py = (nint)y;
         bool batch = BatchParallel(s);
-        Threading.For(s.N, batch ? 1 : int.MaxValue, (n0, n1) =>
+        Threading.ForDynamic(s.N, batch ? 1 : int.MaxValue, (n0, n1) =>
         {
             float[]? colBuf = s.IsPointwise ? null : TensorPool.Rent(K * rows * Wo, clear: false);
             try

@@ -25,7 +25,7 @@ public static class NormKernels
     {
         int cg = c / groups, m = cg * spatial;
         int grain = Math.Max(1, ParallelMap.Grain / Math.Max(1, m));
-        Threading.For(n * groups, grain, (s, e) =>
+        Threading.ForDynamic(n * groups, grain, (s, e) =>
         {
             for (int ng = s; ng < e; ng++)
             {

@@ -20,7 +20,7 @@ internal static unsafe class SpatialAttention
         nint px = (nint)x, pw = (nint)wqkv, pb = (nint)bqkv, pwo = (nint)wo, pbo = (nint)bo, pr = (nint)residual, py = (nint)y;
         // Many images: one image per worker, every GEMM serial; fewer images than threads: the work inside each image is split.
         bool perImage = n >= Threading.Threads;
-        Threading.For(n, perImage ? 1 : int.MaxValue, (i0, i1) =>
+        Threading.ForDynamic(n, perImage ? 1 : int.MaxValue, (i0, i1) =>
         {
             var qkv = TensorPool.Rent(3 * inner * l, clear: false);
             var o = TensorPool.Rent(l * inner, clear: false);

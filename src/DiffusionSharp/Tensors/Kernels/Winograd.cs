@@ -341,7 +341,7 @@ internal static unsafe class Winograd
     private static void Stage(float* src, int N, int C, int H, int W, int pad, int hp, int wp, int cP, float* dst)
     {
         nint ps = (nint)src, pd = (nint)dst;
-        Threading.For(N * hp, 8, (r0, r1) =>
+        Threading.ForDynamic(N * hp, 8, (r0, r1) =>
         {
             for (int r = r0; r < r1; r++)
             {
@@ -661,7 +661,8 @@ internal static unsafe class Winograd
         int xi = grid.Xi, total = s.N * grid.PerImage, tc = ChunkSize(total, Math.Min(chunkTiles, FootprintTiles(grid, cinP, coutP)));
         int chunks = (total + tc - 1) / tc;
         nint pxp = (nint)xp, pu = (nint)packed, pb = (nint)bias, py = (nint)y;
-        Threading.For(chunks, 1, (c0, c1) =>
+        // chunks claimed one at a time: a thread slowed by other work on the machine takes fewer
+        Threading.ForDynamic(chunks, 1, (c0, c1) =>
         {
             var v = TensorPool.Rent(xi * tc * cinP, clear: false);
             var mm = TensorPool.Rent(xi * tc * coutP, clear: false);
