@@ -147,10 +147,10 @@ public sealed class WinogradTheoryAttribute : TheoryAttribute
     }
 }
 
-/// <summary>The F(2x2) transforms on 512-bit vectors give the same bits as on 256-bit ones, and a batch-1 forward the same bits on any thread count.</summary>
+/// <summary>The F(2x2) and F(4x4) transforms on 512-bit vectors give the same bits as on 256-bit ones, and a batch-1 forward the same bits on any thread count.</summary>
 public unsafe class WinogradWidthTests
 {
-    private static (float[] Y, float[] Gx, float[] Gw) Run(ConvShape s, bool wide, int threads, int chunkTiles)
+    private static (float[] Y, float[] Gx, float[] Gw) Run(ConvShape s, int m, bool wide, int threads, int chunkTiles)
     {
         var x = TestArrays.Normal(1, s.N * s.Cin * s.H * s.W);
         var w = TestArrays.Normal(2, s.Cout * s.K);
@@ -165,9 +165,9 @@ public unsafe class WinogradWidthTests
         {
             fixed (float* px = x, pw = w, pb = b, pgy = gy, py = y, pgx = gx, pgw = gw)
             {
-                Winograd.Forward(s, 2, px, pw, pb, py, chunkTiles);
-                Winograd.BackwardData(s, 2, pw, pgy, pgx, chunkTiles);
-                Winograd.BackwardWeight(s, 2, px, pgy, pgw, chunkTiles);
+                Winograd.Forward(s, m, px, pw, pb, py, chunkTiles);
+                Winograd.BackwardData(s, m, pw, pgy, pgx, chunkTiles);
+                Winograd.BackwardWeight(s, m, px, pgy, pgw, chunkTiles);
             }
         }
         finally { Winograd.Wide = savedWide; DiffusionSharp.Runtime.Threading.Threads = savedThreads; }
@@ -183,16 +183,19 @@ public unsafe class WinogradWidthTests
     public void WidthsAndThreadCountsGiveTheSameBits(int n, int cin, int cout, int h, int w, int pad)
     {
         var s = new ConvShape(n, cin, h, w, cout, 3, 3, 1, pad);
-        var narrow = Run(s, wide: false, threads: 1, chunkTiles: 96);
+        foreach (int m in new[] { 2, 4 })
+        {
+        var narrow = Run(s, m, wide: false, threads: 1, chunkTiles: 96);
         Assert.Contains(narrow.Y, v => v != 0);
         // The forward and data gradient do not depend on the chunking either; the weight gradient's partial sums do (by design).
         foreach (var (wide, threads, chunk) in new[] { (true, 1, 96), (true, 2, 96), (false, 3, 96), (true, 8, 96), (true, 1, 12), (false, 2, 6) })
         {
             if (wide && !System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated) continue;
-            var other = Run(s, wide, threads, chunk);
+            var other = Run(s, m, wide, threads, chunk);
             Assert.True(narrow.Y.AsSpan().SequenceEqual(other.Y), $"y differs: wide {wide}, {threads} threads, chunk {chunk}");
             Assert.True(narrow.Gx.AsSpan().SequenceEqual(other.Gx), $"gx differs: wide {wide}, {threads} threads, chunk {chunk}");
             if (chunk == 96) Assert.True(narrow.Gw.AsSpan().SequenceEqual(other.Gw), $"gw differs: wide {wide}, {threads} threads");
+        }
         }
     }
 }

@@ -21,6 +21,8 @@ internal unsafe interface IVec<T> where T : struct, IVec<T>
     static abstract T operator -(T a, T b);
     /// <summary>Lane-wise product.</summary>
     static abstract T operator *(T a, T b);
+    /// <summary>Lane-wise a b + c, rounded once.</summary>
+    static abstract T FusedMultiplyAdd(T a, T b, T c);
 }
 
 /// <summary>256-bit float vector (8 lanes).</summary>
@@ -34,6 +36,7 @@ internal readonly unsafe struct V256(Vector256<float> v) : IVec<V256>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 operator +(V256 a, V256 b) => new(a.V + b.V);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 operator -(V256 a, V256 b) => new(a.V - b.V);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 operator *(V256 a, V256 b) => new(a.V * b.V);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 FusedMultiplyAdd(V256 a, V256 b, V256 c) => new(Vector256.FusedMultiplyAdd(a.V, b.V, c.V));
 }
 
 /// <summary>512-bit float vector (16 lanes).</summary>
@@ -49,6 +52,7 @@ internal readonly unsafe struct V512(Vector512<float> v) : IVec<V512>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 operator +(V512 a, V512 b) => new(a.V + b.V);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 operator -(V512 a, V512 b) => new(a.V - b.V);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 operator *(V512 a, V512 b) => new(a.V * b.V);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 FusedMultiplyAdd(V512 a, V512 b, V512 c) => new(Vector512.FusedMultiplyAdd(a.V, b.V, c.V));
 }
 
 /// <summary>A double vector of one width, loaded by widening floats (kernels that accumulate in double, e.g. the Winograd

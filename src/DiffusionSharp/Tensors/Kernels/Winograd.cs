@@ -15,7 +15,7 @@ internal static unsafe class Winograd
 {
     private const int Lanes = 8;
 
-    /// <summary>Whether the F(2x2) transforms use 512-bit vectors where the CPU has them (16 channels per vector); the
+    /// <summary>Whether the F(2x2) transforms and the F(4x4) input transform use 512-bit vectors where the CPU has them (16 channels per vector); the
     /// results are the same bit for bit, since each lane runs the same operations. Settable so tests cover both widths.</summary>
     internal static bool Wide = V512.Accelerated;
 
@@ -691,7 +691,6 @@ internal static unsafe class Winograd
     {
         int m = grid.M, a = grid.A, hp = grid.Th * m + 2, wp = grid.Tw * m + 2, per = grid.PerImage;
         nint plane = (nint)tc * cinP, row = (nint)wp * cinP;
-        var d = stackalloc Vector256<float>[36];
         for (int t = 0; t < count; t++)
         {
             int gt = t0 + t, n = gt / per, ty = gt % per / grid.Tw, tx = gt % per % grid.Tw;
@@ -704,25 +703,30 @@ internal static unsafe class Winograd
                 for (; c2 < cinP; c2 += Lanes) InputTile2<V256>(src + c2, cinP, row, dst + c2, plane);
                 continue;
             }
-            for (int c = 0; c < cinP; c += Lanes)
-            {
-                // Columns: d[r][j] <- (B^T d)[r][j].
-                for (int j = 0; j < a; j++)
-                {
-                    float* p = src + (nint)j * cinP + c;
-                    InRow(Vector256.Load(p), Vector256.Load(p + row), Vector256.Load(p + 2 * row), Vector256.Load(p + 3 * row),
-                        Vector256.Load(p + 4 * row), Vector256.Load(p + 5 * row), d + j, 6);
-                }
-                // Rows: (B^T d) B.
-                for (int r = 0; r < a; r++)
-                {
-                    var q = d + r * 6;
-                    InRow(q[0], q[1], q[2], q[3], q[4], q[5], q, 1);
-                    float* o = dst + c + (nint)r * 6 * plane;
-                    q[0].Store(o); q[1].Store(o + plane); q[2].Store(o + 2 * plane);
-                    q[3].Store(o + 3 * plane); q[4].Store(o + 4 * plane); q[5].Store(o + 5 * plane);
-                }
-            }
+            int c = 0;
+            if (Wide) for (; c + 16 <= cinP; c += 16) InputTile4<V512>(src + c, cinP, row, dst + c, plane);
+            for (; c < cinP; c += Lanes) InputTile4<V256>(src + c, cinP, row, dst + c, plane);
+        }
+    }
+
+    // One 6x6 window of one channel vector: V = B^T d B, columns first (d[r][j] <- (B^T d)[r][j]), then rows; the 36 results go
+    // to planes o, o + plane, ... Every lane runs the same operations, so 8- and 16-channel vectors give the same bits.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void InputTile4<T>(float* src, nint cs, nint row, float* dst, nint plane) where T : unmanaged, IVec<T>
+    {
+        var d = stackalloc T[36];
+        for (int j = 0; j < 6; j++)
+        {
+            float* p = src + j * cs;
+            InRow(T.Load(p), T.Load(p + row), T.Load(p + 2 * row), T.Load(p + 3 * row), T.Load(p + 4 * row), T.Load(p + 5 * row), d + j, 6);
+        }
+        for (int r = 0; r < 6; r++)
+        {
+            var q = d + r * 6;
+            InRow(q[0], q[1], q[2], q[3], q[4], q[5], q, 1);
+            float* o = dst + (nint)r * 6 * plane;
+            q[0].Store(o); q[1].Store(o + plane); q[2].Store(o + 2 * plane);
+            q[3].Store(o + 3 * plane); q[4].Store(o + 4 * plane); q[5].Store(o + 5 * plane);
         }
     }
 
@@ -764,20 +768,19 @@ internal static unsafe class Winograd
 
     // B^T x for x of length 6 (Lavin and Gray's F(4,3) input transform), written with stride `st`.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void InRow(Vector256<float> x0, Vector256<float> x1, Vector256<float> x2, Vector256<float> x3,
-        Vector256<float> x4, Vector256<float> x5, Vector256<float>* o, int st)
+    private static void InRow<T>(T x0, T x1, T x2, T x3, T x4, T x5, T* o, int st) where T : unmanaged, IVec<T>
     {
-        var four = Vector256.Create(4f); var five = Vector256.Create(5f); var two = Vector256.Create(2f);
+        var four = T.Broadcast(4f); var five = T.Broadcast(5f); var two = T.Broadcast(2f);
         var a = x4 - x2 * four;           // x4 - 4 x2
         var b = x3 - x1 * four;           // x3 - 4 x1
         var c = x4 - x2;
         var e = (x3 - x1) * two;
-        o[0] = Vector256.FusedMultiplyAdd(x0, four, x4 - x2 * five);
+        o[0] = T.FusedMultiplyAdd(x0, four, x4 - x2 * five);
         o[st] = a + b;
         o[2 * st] = a - b;
         o[3 * st] = c + e;
         o[4 * st] = c - e;
-        o[5 * st] = Vector256.FusedMultiplyAdd(x1, four, x5 - x3 * five);
+        o[5 * st] = T.FusedMultiplyAdd(x1, four, x5 - x3 * five);
     }
 
     // y tiles = A^T m A (+ bias), clipped to the output and scattered back to NCHW.
