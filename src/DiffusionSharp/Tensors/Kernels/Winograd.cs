@@ -126,23 +126,21 @@ internal static unsafe class Winograd
         // 16 spare floats: the micro-kernels load the packed panels from 64-byte aligned addresses
         var cached = reuse && !flip ? CachedFilters(w, wOut, wIn, m, kind, grid.Xi * panel + 16) : null;
         var packed = cached ?? TensorPool.Rent(grid.Xi * panel + 16, clear: false);
-        var xp = staged != null ? null : TensorPool.Rent(PaddedInputLength(t, grid, cinP), clear: false);
         var bp = new float[coutP];
         if (bias != null) new ReadOnlySpan<float>(bias, t.Cout).CopyTo(bp);
         try
         {
-            fixed (float* pk0 = packed, pxp0 = xp, pbp = bp)
+            fixed (float* pk0 = packed, pbp = bp)
             {
-                float* pk = Aligned(pk0), pxp = staged != null ? staged : pxp0;
+                float* pk = Aligned(pk0);
                 if (cached == null) PackedFilters(w, wOut, wIn, flip, m, t.Cin, t.Cout, kind, pk);
-                if (staged == null) StageInput(t, grid, x, cinP, pxp);
-                Run(t, grid, pxp, cinP, pk, panel, kind, pbp, y, coutP, chunkTiles);
+                // without a staged copy each chunk stages the rows its tiles read (see Run)
+                Run(t, grid, staged, staged == null ? x : null, cinP, pk, panel, kind, pbp, y, coutP, chunkTiles);
             }
         }
         finally
         {
             if (cached == null) TensorPool.Return(packed);
-            if (xp != null) TensorPool.Return(xp);
         }
     }
 
@@ -341,29 +339,32 @@ internal static unsafe class Winograd
     private static void Stage(float* src, int N, int C, int H, int W, int pad, int hp, int wp, int cP, float* dst)
     {
         nint ps = (nint)src, pd = (nint)dst;
-        Threading.ForDynamic(N * hp, 8, (r0, r1) =>
+        Threading.ForDynamic(N * hp, 8, (r0, r1) => StageRows((float*)ps, C, H, W, pad, hp, wp, cP, r0, r1, (float*)pd + (nint)r0 * wp * cP));
+    }
+
+    // Rows [r0, r1) of Stage's output (row r: image r / hp, padded row r % hp), row r0 written at dst.
+    private static void StageRows(float* src, int C, int H, int W, int pad, int hp, int wp, int cP, int r0, int r1, float* dst)
+    {
+        for (int r = r0; r < r1; r++)
         {
-            for (int r = r0; r < r1; r++)
+            int n = r / hp, h = r % hp - pad;
+            float* d = dst + (nint)(r - r0) * wp * cP;
+            if ((uint)h >= (uint)H) { new Span<float>(d, wp * cP).Clear(); continue; }
+            float* sr = src + ((nint)n * C * H + h) * W;
+            int wHi = Math.Min(wp, pad + W);
+            new Span<float>(d, pad * cP).Clear();
+            if (wHi < wp) new Span<float>(d + (nint)wHi * cP, (wp - wHi) * cP).Clear();
+            float* body = d + (nint)pad * cP;
+            int len = wHi - pad, c = 0;
+            for (; c + 8 <= C; c += 8) Transpose8Rows(sr + (nint)c * H * W, H * W, len, body + c, cP);
+            for (; c < C; c++)
             {
-                int n = r / hp, h = r % hp - pad;
-                float* d = (float*)pd + (nint)r * wp * cP;
-                if ((uint)h >= (uint)H) { new Span<float>(d, wp * cP).Clear(); continue; }
-                float* sr = (float*)ps + ((nint)n * C * H + h) * W;
-                int wHi = Math.Min(wp, pad + W);
-                new Span<float>(d, pad * cP).Clear();
-                if (wHi < wp) new Span<float>(d + (nint)wHi * cP, (wp - wHi) * cP).Clear();
-                float* body = d + (nint)pad * cP;
-                int len = wHi - pad, c = 0;
-                for (; c + 8 <= C; c += 8) Transpose8Rows(sr + (nint)c * H * W, H * W, len, body + c, cP);
-                for (; c < C; c++)
-                {
-                    float* sc = sr + (nint)c * H * W;
-                    for (int j = 0; j < len; j++) body[(nint)j * cP + c] = sc[j];
-                }
-                if (cP > C)
-                    for (int j = 0; j < len; j++) new Span<float>(body + (nint)j * cP + C, cP - C).Clear();
+                float* sc = sr + (nint)c * H * W;
+                for (int j = 0; j < len; j++) body[(nint)j * cP + c] = sc[j];
             }
-        });
+            if (cP > C)
+                for (int j = 0; j < len; j++) new Span<float>(body + (nint)j * cP + C, cP - C).Clear();
+        }
     }
 
     // dst[j * ld + i] = src[i * srcStride + j] for 8 source rows i and `len` columns j (8x8 register transposes plus a tail).
@@ -655,25 +656,42 @@ internal static unsafe class Winograd
         o[5 * st] = y3;
     }
 
-    // Every tile chunk: input transform, (m+2)^2 GEMMs against the packed u, output transform into y (NCHW) with bias.
-    private static void Run(ConvShape s, Grid grid, float* xp, int cinP, float* packed, int panel, GemmKernel kind, float* bias, float* y, int coutP, int chunkTiles)
+    // Every tile chunk: input transform, (m+2)^2 GEMMs against the packed u, output transform into y (NCHW) with bias. The
+    // input is xp, staged whole (StageInput), or, when xp is null, the NCHW x, of which each chunk stages the rows its tiles
+    // read into a buffer that stays in cache (the whole staged copy would go out to memory and back at large batches).
+    private static void Run(ConvShape s, Grid grid, float* xp, float* x, int cinP, float* packed, int panel, GemmKernel kind, float* bias, float* y, int coutP, int chunkTiles)
     {
         int xi = grid.Xi, total = s.N * grid.PerImage, tc = ChunkSize(total, Math.Min(chunkTiles, FootprintTiles(grid, cinP, coutP)));
         int chunks = (total + tc - 1) / tc;
-        nint pxp = (nint)xp, pu = (nint)packed, pb = (nint)bias, py = (nint)y;
+        int m = grid.M, per = grid.PerImage, hp = grid.Th * m + 2, wp = grid.Tw * m + 2;
+        // padded rows [first, end) that chunk c's tiles read, counted over the batch (row n hp + h)
+        int BandFirst(int c) { int gt = c * tc; return gt / per * hp + gt % per / grid.Tw * m; }
+        int BandEnd(int c) { int gt = Math.Min(total, (c + 1) * tc) - 1; return gt / per * hp + gt % per / grid.Tw * m + m + 2; }
+        int bandRows = 0;
+        if (xp == null)
+            for (int c = 0; c < chunks; c++) bandRows = Math.Max(bandRows, BandEnd(c) - BandFirst(c));
+        nint pxp = (nint)xp, px = (nint)x, pu = (nint)packed, pb = (nint)bias, py = (nint)y;
         // chunks claimed one at a time: a thread slowed by other work on the machine takes fewer
         Threading.ForDynamic(chunks, 1, (c0, c1) =>
         {
             var v = TensorPool.Rent(xi * tc * cinP, clear: false);
             var mm = TensorPool.Rent(xi * tc * coutP, clear: false);
+            var band = pxp == 0 ? TensorPool.Rent(bandRows * wp * cinP, clear: false) : null;
             try
             {
-                fixed (float* pv = v, pm = mm)
+                fixed (float* pv = v, pm = mm, pband = band)
                 {
                     for (int c = c0; c < c1; c++)
                     {
                         int t0 = c * tc, count = Math.Min(tc, total - t0);
-                        InputTransform(grid, (float*)pxp, cinP, t0, count, tc, pv);
+                        float* src = (float*)pxp;
+                        if (pxp == 0)
+                        {
+                            int r0 = BandFirst(c);
+                            StageRows((float*)px, s.Cin, s.H, s.W, s.Pad, hp, wp, cinP, r0, BandEnd(c), pband);
+                            src = pband - (nint)r0 * wp * cinP;   // where row 0 of a whole staged copy would be
+                        }
+                        InputTransform(grid, src, cinP, t0, count, tc, pv);
                         for (int k = 0; k < xi; k++)
                             Gemm.BlockedPacked(kind, count, s.Cout, s.Cin, SumBlock, pv + (nint)k * tc * cinP, cinP,
                                 (float*)pu + (nint)k * panel, false, pm + (nint)k * tc * coutP, coutP);
@@ -682,7 +700,11 @@ internal static unsafe class Winograd
                     }
                 }
             }
-            finally { TensorPool.Return(v); TensorPool.Return(mm); }
+            finally
+            {
+                TensorPool.Return(v); TensorPool.Return(mm);
+                if (band != null) TensorPool.Return(band);
+            }
         });
     }
 
