@@ -306,6 +306,13 @@ public unsafe class WinogradFilterGradientTests
             byWidth.Add(gw);
         }
         foreach (var other in byWidth.Skip(1)) Assert.True(byWidth[0].AsSpan().SequenceEqual(other), "the widths differ");
+        // planes one cache line further apart than a plane (as the weight gradient lays them out): the same bits
+        int plane = cin * cout, stride = plane + 16;
+        var padded = new float[xi * stride];
+        for (int k = 0; k < xi; k++) Array.Copy(du, k * plane, padded, k * stride, plane);
+        var gwPadded = new float[cout * cin * 9];
+        fixed (float* pdu = padded, pgw = gwPadded) Winograd.FilterGradient(pdu, cout, cin, m, pgw, 8, stride);
+        Assert.True(byWidth[0].AsSpan().SequenceEqual(gwPadded), "padded planes differ");
         var got = byWidth[0];
         for (int co = 0; co < cout; co++)
             for (int ci = 0; ci < cin; ci++)

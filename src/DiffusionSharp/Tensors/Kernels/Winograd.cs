@@ -147,18 +147,18 @@ internal static unsafe class Winograd
     // The (m+2)^2 transformed filter matrices u[xi] [cin x cout], each packed once into the GEMM's column panels.
     private static void PackedFilters(float* w, int wOut, int wIn, bool flip, int m, int cin, int cout, GemmKernel kind, float* packed)
     {
-        int xi = (m + 2) * (m + 2), panel = Gemm.PackedLength(kind, cin, cout);
-        var u = TensorPool.Rent(xi * cin * cout, clear: false);
+        int xi = (m + 2) * (m + 2), panel = Gemm.PackedLength(kind, cin, cout), step = PlaneStride(cin * cout);
+        var u = TensorPool.Rent(xi * step, clear: false);
         try
         {
             fixed (float* pu = u)
             {
-                TransformWeights(w, wOut, wIn, flip, m, pu);
+                TransformWeights(w, wOut, wIn, flip, m, pu, step);
                 nint au = (nint)pu, ap = (nint)packed;
                 Threading.For(xi, 2, (k0, k1) =>
                 {
                     for (int k = k0; k < k1; k++)
-                        Gemm.PackPanels(kind, (float*)au + (nint)k * cin * cout, cout, cin, cout, (float*)ap + (nint)k * panel);
+                        Gemm.PackPanels(kind, (float*)au + (nint)k * step, cout, cin, cout, (float*)ap + (nint)k * panel);
                 });
             }
         }
@@ -247,14 +247,19 @@ internal static unsafe class Winograd
 
     private static float* Aligned(float* p) => (float*)(((nint)p + 63) & ~(nint)63);
 
+    // Distance between the (m+2)^2 planes of a transformed-filter buffer: one cache line more than a plane, so that the 36 stores
+    // of one filter vector do not all map to one cache set (planes of 64x64 or 128x128 filters are multiples of 16 KiB apart).
+    private static int PlaneStride(int size) => size + 16;
+
     private static int PaddedInputLength(in ConvShape s, Grid g, int cinP) => s.N * (g.Th * g.M + 2) * (g.Tw * g.M + 2) * cinP;
 
     // u[xi][ci][co] = (G g G^T)[xi] of filter w[co][ci] (flip: of the 180-degree-rotated w[ci][co] for the data gradient),
-    // 8 filters per vector. u[.][r][c] is written row by row, so stores stay contiguous: (r, c) = (ci, co), or (co, ci) flipped.
-    private static void TransformWeights(float* w, int cout, int cin, bool flip, int m, float* u)
+    // 8 filters per vector. u[.][r][c] is written row by row, so stores stay contiguous: (r, c) = (ci, co), or (co, ci) flipped;
+    // the (m+2)^2 planes start planeStride floats apart.
+    private static void TransformWeights(float* w, int cout, int cin, bool flip, int m, float* u, int planeStride)
     {
         int rows = flip ? cout : cin, cols = flip ? cin : cout, a = m + 2;
-        nint pw = (nint)w, pu = (nint)u, step = (nint)rows * cols;
+        nint pw = (nint)w, pu = (nint)u, step = planeStride;
         // Distance between the 9 taps of filters c and c + 1 along a row of u.
         nint fs = flip ? 9 : (nint)cin * 9;
         Threading.For(rows, 8, (r0, r1) =>
@@ -446,7 +451,7 @@ internal static unsafe class Winograd
         int cinP = RoundUp(s.Cin, Lanes), coutP = RoundUp(s.Cout, Lanes), cin = s.Cin, cout = s.Cout;
         var grid = GridOf(s, m);
         // tiles summed in a fixed number of partials of fixed chunks (not per thread), so gw's float32 rounding does not depend on the thread count
-        int xi = grid.Xi, total = s.N * grid.PerImage;
+        int xi = grid.Xi, total = s.N * grid.PerImage, duStep = PlaneStride(cin * cout);
         // a chunk's transformed input and product tiles stay in L2 between the transforms and the GEMMs (at least 12 tiles per chunk)
         int fit = Math.Min(chunkTiles, Math.Max(12, ChunkBytes / (xi * (cinP + coutP) * sizeof(float))));
         int tc = Math.Max(6, Math.Min(Math.Max(6, fit / 6 * 6), RoundUp((total + Convolution.WeightPartials - 1) / Convolution.WeightPartials, 6)));
@@ -477,7 +482,7 @@ internal static unsafe class Winograd
                         for (int grp = g0; grp < g1; grp++)
                         {
                             int c0 = (int)((long)chunks * grp / groups), c1 = (int)((long)chunks * (grp + 1) / groups);
-                            var du = TensorPool.Rent(xi * cin * cout, clear: false);
+                            var du = TensorPool.Rent(xi * duStep, clear: false);
                             partials[grp] = du;
                             fixed (float* pv = v, pz = z, pdu = du, pzp0 = zp)
                             {
@@ -492,7 +497,7 @@ internal static unsafe class Winograd
                                     {
                                         Gemm.PackPanels(kind, pz + (nint)k * tc * coutP, coutP, count, cout, pzp);
                                         Gemm.BlockedPacked(kind, cin, cout, count, SumBlock, pv + (nint)k * tc * cinP, cinP, pzp, c != c0,
-                                            pdu + (nint)k * cin * cout, cout, transA: true);
+                                            pdu + (nint)k * duStep, cout, transA: true);
                                     }
                                 }
                             }
@@ -502,12 +507,12 @@ internal static unsafe class Winograd
                 });
             }
             // partials added in group order for every element, the elements split over the threads
-            Threading.For(xi * cin * cout, 1 << 14, (e0, e1) =>
+            Threading.For(xi * duStep, 1 << 14, (e0, e1) =>
             {
                 var sum = partials[0].AsSpan(e0, e1 - e0);
                 for (int i = 1; i < partials.Length; i++) Elementwise.AddInPlace(sum, partials[i].AsSpan(e0, e1 - e0));
             });
-            fixed (float* pdu = partials[0]) FilterGradient(pdu, cout, cin, m, gw);
+            fixed (float* pdu = partials[0]) FilterGradient(pdu, cout, cin, m, gw, Wide ? 8 : 4, duStep);
         }
         finally
         {
@@ -520,12 +525,11 @@ internal static unsafe class Winograd
     // gw[co][ci] = G^T du[.][ci][co] G ((m+2)^2 -> 3x3), in double, over runs of output channels that are contiguous in du
     // (8 per 512-bit vector, 4 per 256-bit, scalar for the rest). Every lane runs FilterRowT's operations, so the width does not
     // change the bits.
-    private static void FilterGradient(float* du, int cout, int cin, int m, float* gw) =>
-        FilterGradient(du, cout, cin, m, gw, Wide ? 8 : 4);
-
-    /// <summary>The filter gradient with runs of <paramref name="lanes"/> output channels per vector (8, 4 or 1; tests force each).</summary>
-    internal static void FilterGradient(float* du, int cout, int cin, int m, float* gw, int lanes)
+    /// <summary>The filter gradient with runs of <paramref name="lanes"/> output channels per vector (8, 4 or 1; tests force each);
+    /// du's planes are <paramref name="planeStride"/> floats apart (0: cin * cout).</summary>
+    internal static void FilterGradient(float* du, int cout, int cin, int m, float* gw, int lanes, int planeStride = 0)
     {
+        nint step = planeStride > 0 ? planeStride : (nint)cin * cout;
         nint pdu = (nint)du, pgw = (nint)gw;
         Threading.For(cin, Math.Max(1, 4096 / Math.Max(1, cout)), (c0, c1) =>
         {
@@ -533,19 +537,18 @@ internal static unsafe class Winograd
             {
                 int co = 0;
                 if (lanes >= 8 && Vector512.IsHardwareAccelerated)
-                    for (; co + 8 <= cout; co += 8) FilterGradientRun<D512>((float*)pdu, cout, cin, m, ci, co, (float*)pgw);
+                    for (; co + 8 <= cout; co += 8) FilterGradientRun<D512>((float*)pdu, cout, step, cin, m, ci, co, (float*)pgw);
                 if (lanes >= 4)
-                    for (; co + 4 <= cout; co += 4) FilterGradientRun<D256>((float*)pdu, cout, cin, m, ci, co, (float*)pgw);
-                for (; co < cout; co++) FilterGradientRun<D1>((float*)pdu, cout, cin, m, ci, co, (float*)pgw);
+                    for (; co + 4 <= cout; co += 4) FilterGradientRun<D256>((float*)pdu, cout, step, cin, m, ci, co, (float*)pgw);
+                for (; co < cout; co++) FilterGradientRun<D1>((float*)pdu, cout, step, cin, m, ci, co, (float*)pgw);
             }
         });
     }
 
     // T.Count filters (co .. co + Count - 1, input channel ci): t = du G (a x 3) row by row, then gw = G^T t column by column.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void FilterGradientRun<T>(float* du, int cout, int cin, int m, int ci, int co, float* gw) where T : unmanaged, IVecD<T>
+    private static void FilterGradientRun<T>(float* du, int cout, nint step, int cin, int m, int ci, int co, float* gw) where T : unmanaged, IVecD<T>
     {
-        nint step = (nint)cin * cout;
         int a = m + 2;
         T* t = stackalloc T[18];
         T* ur = stackalloc T[6];
