@@ -15,7 +15,7 @@ internal static unsafe class Winograd
 {
     private const int Lanes = 8;
 
-    /// <summary>Whether the F(2x2) transforms and the F(4x4) input transform use 512-bit vectors where the CPU has them (16 channels per vector); the
+    /// <summary>Whether the F(2x2) transforms and the F(4x4) input and gradient transforms use 512-bit vectors where the CPU has them (16 channels per vector); the
     /// results are the same bit for bit, since each lane runs the same operations. Settable so tests cover both widths.</summary>
     internal static bool Wide = V512.Accelerated;
 
@@ -590,47 +590,59 @@ internal static unsafe class Winograd
     // the first value `off` rows and columns in).
     private static void GradTransform(Grid grid, float* gyp, int coutP, int hq, int wq, int off, int t0, int count, int tc, float* z)
     {
-        int per = grid.PerImage, m = grid.M, a = grid.A;
+        int per = grid.PerImage, m = grid.M;
         nint plane = (nint)tc * coutP, row = (nint)wq * coutP;
-        var q = stackalloc Vector256<float>[24];
-        var r6 = stackalloc Vector256<float>[6];
+        var q = stackalloc Vector256<float>[8];
+        var r6 = stackalloc Vector256<float>[4];
         for (int t = 0; t < count; t++)
         {
             int gt = t0 + t, n = gt / per, ty = gt % per / grid.Tw, tx = gt % per % grid.Tw;
             float* src = gyp + (((nint)n * hq + ty * m + off) * wq + tx * m + off) * coutP;
             float* dst = z + (nint)t * coutP;
+            if (m == 4)
+            {
+                int c4 = 0;
+                if (Wide) for (; c4 + 16 <= coutP; c4 += 16) GradTile4<V512>(src + c4, coutP, row, dst + c4, plane);
+                for (; c4 < coutP; c4 += Lanes) GradTile4<V256>(src + c4, coutP, row, dst + c4, plane);
+                continue;
+            }
             for (int c = 0; c < coutP; c += Lanes)
             {
-                if (m == 2)
-                {
-                    // q[k][j] = (A dY)[k][j] over the 2 columns j, then rows: (A dY A^T)[k][.].
-                    for (int j = 0; j < 2; j++)
-                    {
-                        float* p = src + (nint)j * coutP + c;
-                        GradRow2(Vector256.Load(p), Vector256.Load(p + row), q + j, 2);
-                    }
-                    for (int k = 0; k < 4; k++)
-                    {
-                        GradRow2(q[k * 2], q[k * 2 + 1], r6, 1);
-                        float* o = dst + c + (nint)k * 4 * plane;
-                        r6[0].Store(o); r6[1].Store(o + plane); r6[2].Store(o + 2 * plane); r6[3].Store(o + 3 * plane);
-                    }
-                    continue;
-                }
-                for (int j = 0; j < 4; j++)
+                // q[k][j] = (A dY)[k][j] over the 2 columns j, then rows: (A dY A^T)[k][.].
+                for (int j = 0; j < 2; j++)
                 {
                     float* p = src + (nint)j * coutP + c;
-                    GradRow(Vector256.Load(p), Vector256.Load(p + row), Vector256.Load(p + 2 * row), Vector256.Load(p + 3 * row), q + j, 4);
+                    GradRow2(Vector256.Load(p), Vector256.Load(p + row), q + j, 2);
                 }
-                for (int k = 0; k < a; k++)
+                for (int k = 0; k < 4; k++)
                 {
-                    var r = q + k * 4;
-                    GradRow(r[0], r[1], r[2], r[3], r6, 1);
-                    float* o = dst + c + (nint)k * 6 * plane;
-                    r6[0].Store(o); r6[1].Store(o + plane); r6[2].Store(o + 2 * plane);
-                    r6[3].Store(o + 3 * plane); r6[4].Store(o + 4 * plane); r6[5].Store(o + 5 * plane);
+                    GradRow2(q[k * 2], q[k * 2 + 1], r6, 1);
+                    float* o = dst + c + (nint)k * 4 * plane;
+                    r6[0].Store(o); r6[1].Store(o + plane); r6[2].Store(o + 2 * plane); r6[3].Store(o + 3 * plane);
                 }
             }
+        }
+    }
+
+    // One 4x4 output-gradient tile of one channel vector: Z = A dY A^T, columns first (q[k][j] = (A dY)[k][j]), then rows; the 36
+    // results go to planes o, o + plane, ... Every lane runs the same operations, so 8- and 16-channel vectors give the same bits.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void GradTile4<T>(float* src, nint cs, nint row, float* dst, nint plane) where T : unmanaged, IVec<T>
+    {
+        var q = stackalloc T[24];
+        var r6 = stackalloc T[6];
+        for (int j = 0; j < 4; j++)
+        {
+            float* p = src + j * cs;
+            GradRow(T.Load(p), T.Load(p + row), T.Load(p + 2 * row), T.Load(p + 3 * row), q + j, 4);
+        }
+        for (int k = 0; k < 6; k++)
+        {
+            var r = q + k * 4;
+            GradRow(r[0], r[1], r[2], r[3], r6, 1);
+            float* o = dst + (nint)k * 6 * plane;
+            r6[0].Store(o); r6[1].Store(o + plane); r6[2].Store(o + 2 * plane);
+            r6[3].Store(o + 3 * plane); r6[4].Store(o + 4 * plane); r6[5].Store(o + 5 * plane);
         }
     }
 
@@ -646,11 +658,11 @@ internal static unsafe class Winograd
 
     // A y for y of length 4 (transpose of the output transform), written with stride `st`.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void GradRow(Vector256<float> y0, Vector256<float> y1, Vector256<float> y2, Vector256<float> y3, Vector256<float>* o, int st)
+    private static void GradRow<T>(T y0, T y1, T y2, T y3, T* o, int st) where T : unmanaged, IVec<T>
     {
         var p = y0 + y2; var q = y1 + y3;
-        var p2 = Vector256.FusedMultiplyAdd(y2, Vector256.Create(4f), y0);
-        var q2 = Vector256.FusedMultiplyAdd(y3, Vector256.Create(8f), y1 * Vector256.Create(2f));
+        var p2 = T.FusedMultiplyAdd(y2, T.Broadcast(4f), y0);
+        var q2 = T.FusedMultiplyAdd(y3, T.Broadcast(8f), y1 * T.Broadcast(2f));
         o[0] = y0;
         o[st] = p + q;
         o[2 * st] = p - q;
