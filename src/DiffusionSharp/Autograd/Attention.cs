@@ -23,17 +23,7 @@ public sealed partial class Tensor
         if ((bk != null) != biased || (bv != null) != biased) throw new ArgumentException("Attention q/k/v projections must all have a bias or none.");
         foreach (var b in new[] { bq, bk, bv }) b?.ExpectShape(new Shape(inner), "attention projection bias");
         bo?.ExpectShape(new Shape(c), "attention output bias");
-        var wqkv = TensorPool.Rent(rows * c, clear: false);
-        var bqkv = biased ? TensorPool.Rent(rows, clear: false) : null;
-        wq.Span.CopyTo(wqkv.AsSpan(0, inner * c));
-        wk.Span.CopyTo(wqkv.AsSpan(inner * c, inner * c));
-        wv.Span.CopyTo(wqkv.AsSpan(2 * inner * c, inner * c));
-        if (bqkv != null)
-        {
-            bq!.Span.CopyTo(bqkv.AsSpan(0, inner));
-            bk!.Span.CopyTo(bqkv.AsSpan(inner, inner));
-            bv!.Span.CopyTo(bqkv.AsSpan(2 * inner, inner));
-        }
+        var (wqkv, bqkv) = RentStackedQkv(wq, bq, wk, bk, wv, bv, inner, c);
         var qkv = TensorPool.Rent(n * rows * l, clear: false);
         var p = TensorPool.Rent(n * heads * l * l, clear: false);
         var o = TensorPool.Rent(n * l * inner, clear: false);
@@ -101,5 +91,20 @@ public sealed partial class Tensor
             }
             i += len;
         }
+    }
+
+    /// <summary>Rents [wq; wk; wv] as one [3 * inner, C] block (and [bq; bk; bv] when biased), so q, k and v come from one GEMM; the caller returns both to the pool.</summary>
+    private static (float[] Weights, float[]? Biases) RentStackedQkv(Tensor wq, Tensor? bq, Tensor wk, Tensor? bk, Tensor wv, Tensor? bv, int inner, int c)
+    {
+        var w = TensorPool.Rent(3 * inner * c, clear: false);
+        wq.Span.CopyTo(w.AsSpan(0, inner * c));
+        wk.Span.CopyTo(w.AsSpan(inner * c, inner * c));
+        wv.Span.CopyTo(w.AsSpan(2 * inner * c, inner * c));
+        if (bq == null) return (w, null);
+        var b = TensorPool.Rent(3 * inner, clear: false);
+        bq.Span.CopyTo(b.AsSpan(0, inner));
+        bk!.Span.CopyTo(b.AsSpan(inner, inner));
+        bv!.Span.CopyTo(b.AsSpan(2 * inner, inner));
+        return (w, b);
     }
 }

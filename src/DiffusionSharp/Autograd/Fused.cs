@@ -98,20 +98,10 @@ public sealed partial class Tensor
         residual?.ExpectShape(normed.Shape, "attention residual");
         bool biased = bq != null;
         if ((bk != null) != biased || (bv != null) != biased) throw new ArgumentException("Attention q/k/v projections must all have a bias or none.");
-        var wqkv = TensorPool.Rent(3 * inner * c, clear: false);
-        var bqkv = biased ? TensorPool.Rent(3 * inner, clear: false) : null;
+        var (wqkv, bqkv) = RentStackedQkv(wq, bq, wk, bk, wv, bv, inner, c);
         var y = Empty(normed.Shape);
         try
         {
-            wq.Span.CopyTo(wqkv.AsSpan(0, inner * c));
-            wk.Span.CopyTo(wqkv.AsSpan(inner * c, inner * c));
-            wv.Span.CopyTo(wqkv.AsSpan(2 * inner * c, inner * c));
-            if (bqkv != null)
-            {
-                bq!.Span.CopyTo(bqkv.AsSpan(0, inner));
-                bk!.Span.CopyTo(bqkv.AsSpan(inner, inner));
-                bv!.Span.CopyTo(bqkv.AsSpan(2 * inner, inner));
-            }
             if (bo != null) bo.ExpectShape(new Shape(c), "attention output bias");
             fixed (float* px = normed.Storage, pw = wqkv, pb = bqkv, pwo = wo.Storage, pbo = bo?.Storage, pr = residual?.Storage, py = y.Storage)
                 SpatialAttention.Forward(n, c, l, heads, dimHead, scale, px, pw, pb, pwo, pbo, pr, rescale, py);
