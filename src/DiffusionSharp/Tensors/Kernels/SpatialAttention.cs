@@ -45,9 +45,15 @@ internal static unsafe class SpatialAttention
         });
     }
 
-    private static void Image(int c, int l, int heads, int d, float scale, float* x, float* wqkv, float* bqkv, float* wo, float* bo,
-        float* residual, float rescale, float* y, float* qkv, float* o, float* scores, bool parallel)
+    /// <summary>
+    /// One image: y = attention of x [C, L], with [q; k; v] (the query rows scaled) left in qkv [3 inner, L] and the heads'
+    /// outputs in o [L, inner]. Serial unless <paramref name="parallel"/>; with <paramref name="keepScores"/> (serial only) each
+    /// head's softmax rows stay in scores [heads, L, L] for a backward, else one [L, L] buffer is reused.
+    /// </summary>
+    internal static void Image(int c, int l, int heads, int d, float scale, float* x, float* wqkv, float* bqkv, float* wo, float* bo,
+        float* residual, float rescale, float* y, float* qkv, float* o, float* scores, bool parallel, bool keepScores = false)
     {
+        if (parallel && keepScores) throw new ArgumentException("Kept attention scores need the serial path.");
         int inner = heads * d, rows = 3 * inner;
         // [q; k; v]^T = W_qkv X (+ b seeded into C, as Linear does).
         float beta = bqkv != null ? 1f : 0f;
@@ -65,10 +71,11 @@ internal static unsafe class SpatialAttention
             for (int h = h0; h < h1; h++)
             {
                 float* qt = (float*)pq + (nint)h * d * l, kt = qt + (nint)inner * l, vt = kt + (nint)inner * l;
+                float* sh = keepScores ? s + (nint)h * l * l : s;
                 // S = q_h k_h^T from the d x L transposed blocks; softmax over each row; O_h = P v_h (v_h^T read transposed).
-                DiffusionSharp.Tensors.Kernels.Gemm.SgemmSerial(true, false, l, l, d, 1f, qt, l, kt, l, 0f, s, l);
-                for (int r = 0; r < l; r++) SoftmaxKernels.AttentionRow(s + (nint)r * l, l);
-                DiffusionSharp.Tensors.Kernels.Gemm.SgemmSerial(false, true, l, d, l, 1f, s, l, vt, l, 0f, (float*)po + (nint)h * d, inner);
+                DiffusionSharp.Tensors.Kernels.Gemm.SgemmSerial(true, false, l, l, d, 1f, qt, l, kt, l, 0f, sh, l);
+                for (int r = 0; r < l; r++) SoftmaxKernels.AttentionRow(sh + (nint)r * l, l);
+                DiffusionSharp.Tensors.Kernels.Gemm.SgemmSerial(false, true, l, d, l, 1f, sh, l, vt, l, 0f, (float*)po + (nint)h * d, inner);
             }
         }
         if (!parallel) Heads(0, heads, scores);

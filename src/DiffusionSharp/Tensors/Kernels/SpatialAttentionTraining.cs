@@ -22,41 +22,15 @@ internal static unsafe class SpatialAttentionTraining
         int inner = heads * d, rows = 3 * inner;
         nint px = (nint)x, pw = (nint)wqkv, pb = (nint)bqkv, pwo = (nint)wo, pbo = (nint)bo, pr = (nint)residual, py = (nint)y;
         nint pq = (nint)qkv, pp = (nint)p, po = (nint)o;
+        // the inference image pass, serial, with every head's softmax rows kept
         Threading.For(n, 1, (i0, i1) =>
         {
             for (int i = i0; i < i1; i++)
             {
                 nint off = (nint)i * c * l;
-                float* xi = (float*)px + off, yi = (float*)py + off;
-                float* q = (float*)pq + (nint)i * rows * l, pi = (float*)pp + (nint)i * heads * l * l, oi = (float*)po + (nint)i * l * inner;
-                // [q; k; v] = W_qkv X + b (bias seeded into C), then q scaled.
-                float beta = 0f;
-                if (pb != 0)
-                {
-                    for (int r = 0; r < rows; r++) new Span<float>(q + (nint)r * l, l).Fill(((float*)pb)[r]);
-                    beta = 1f;
-                }
-                Gemm.SgemmSerial(false, false, rows, l, c, 1f, (float*)pw, c, xi, l, beta, q, l);
-                TensorPrimitives.Multiply(new ReadOnlySpan<float>(q, inner * l), scale, new Span<float>(q, inner * l));
-                for (int h = 0; h < heads; h++)
-                {
-                    float* qt = q + (nint)h * d * l, kt = qt + (nint)inner * l, vt = kt + (nint)inner * l, s = pi + (nint)h * l * l;
-                    // S = q_h^T k_h, P = softmax by rows, O_h = P v_h^T.
-                    Gemm.SgemmSerial(true, false, l, l, d, 1f, qt, l, kt, l, 0f, s, l);
-                    for (int r = 0; r < l; r++) SoftmaxKernels.AttentionRow(s + (nint)r * l, l);
-                    Gemm.SgemmSerial(false, true, l, d, l, 1f, s, l, vt, l, 0f, oi + (nint)h * d, inner);
-                }
-                // Y = (W_o O^T + b_o + residual) / rescale.
-                beta = 0f;
-                if (pbo != 0)
-                {
-                    for (int r = 0; r < c; r++) new Span<float>(yi + (nint)r * l, l).Fill(((float*)pbo)[r]);
-                    beta = 1f;
-                }
-                Gemm.SgemmSerial(false, true, c, l, inner, 1f, (float*)pwo, inner, oi, inner, beta, yi, l);
-                var ys = new Span<float>(yi, c * l);
-                if (pr != 0) TensorPrimitives.Add(ys, new ReadOnlySpan<float>((float*)pr + off, c * l), ys);
-                if (rescale != 1f) TensorPrimitives.Divide(ys, rescale, ys);
+                SpatialAttention.Image(c, l, heads, d, scale, (float*)px + off, (float*)pw, (float*)pb, (float*)pwo, (float*)pbo,
+                    pr == 0 ? null : (float*)pr + off, rescale, (float*)py + off, (float*)pq + (nint)i * rows * l,
+                    (float*)po + (nint)i * l * inner, (float*)pp + (nint)i * heads * l * l, parallel: false, keepScores: true);
             }
         });
     }
