@@ -1,3 +1,4 @@
+using DiffusionSharp.Runtime;
 using DiffusionSharp.Tensors.Kernels;
 
 namespace DiffusionSharp.Tensors;
@@ -54,25 +55,29 @@ public sealed partial class Tensor
         ArgumentNullException.ThrowIfNull(generator);
         if (!training || p == 0f) return this;
         int n = Size;
-        var maskBuf = TensorPool.Rent(n, clear: false);
-        var mask = maskBuf.AsSpan(0, n);
-        generator.Uniform(mask);
+        var uBuf = TensorPool.Rent(n, clear: false);
+        generator.Uniform(uBuf.AsSpan(0, n));
         float scale = p >= 1f ? 0f : 1f / (1f - p);
-        Affine.ThresholdMask(mask, p, scale);
         var y = Empty(Shape);
-        System.Numerics.Tensors.TensorPrimitives.Multiply(Span, mask, y.Span);
-        if (!Autograd.GradMode.Enabled || !RequiresGrad) { TensorPool.Return(maskBuf); return y; }
-        // Backward keeps one byte per element instead of the float mask (a quarter of the memory).
-        var keep = GC.AllocateUninitializedArray<byte>(n);
-        for (int i = 0; i < n; i++) keep[i] = mask[i] != 0f ? (byte)1 : (byte)0;
-        TensorPool.Return(maskBuf);
+        // One bit per element keeps the mask for the backward (1/32 of a float mask); pieces of 64 elements own whole bytes.
+        var keep = GC.AllocateUninitializedArray<byte>((n + 7) / 8);
         var x = this;
+        int pieces = (n + 63) / 64;
+        Threading.For(pieces, 256, (s, e) =>
+        {
+            int i0 = s * 64, len = Math.Min(n, e * 64) - i0;
+            Affine.DropoutForward(x.Span.Slice(i0, len), uBuf.AsSpan(i0, len), p, scale, y.Span.Slice(i0, len), keep.AsSpan(i0 / 8));
+        });
+        TensorPool.Return(uBuf);
+        if (!Autograd.GradMode.Enabled || !RequiresGrad) return y;
         y.Track(g =>
         {
             var gx = Empty(x.Shape);
-            var gs = g.Span;
-            var d = gx.Span;
-            for (int i = 0; i < d.Length; i++) d[i] = gs[i] * (keep[i] != 0 ? scale : 0f);  // = g * mask, exactly
+            Threading.For(pieces, 256, (s, e) =>
+            {
+                int i0 = s * 64, len = Math.Min(n, e * 64) - i0;
+                Affine.DropoutBackward(g.Span.Slice(i0, len), keep.AsSpan(i0 / 8), scale, gx.Span.Slice(i0, len));  // = g * mask, exactly
+            });
             x.AccumulateGrad(gx, owned: true);
         }, this);
         return y;

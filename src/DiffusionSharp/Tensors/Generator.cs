@@ -105,13 +105,17 @@ public sealed class Generator
                     for (long b = b0 + s; b < b0 + e; b++)
                     {
                         Block(key, baseCounter + (ulong)b, out uint r0, out uint r1, out uint r2, out uint r3);
-                        if (normal) BoxMuller(r0, r1, r2, r3, v);
-                        else { v[0] = ToUnit(r0); v[1] = ToUnit(r1); v[2] = ToUnit(r2); v[3] = ToUnit(r3); }
-                        for (int lane = 0; lane < 4; lane++)
-                        {
-                            long j = b * 4 + lane - start;
-                            if (j >= 0 && j < n) ptr[j] = v[lane];
-                        }
+                        long j0 = b * 4 - start;
+                        // A block wholly inside the rows is written straight; only the first and last may be cut.
+                        float* to = j0 >= 0 && j0 + 4 <= n ? ptr + j0 : v;
+                        if (normal) BoxMuller(r0, r1, r2, r3, to);
+                        else { to[0] = ToUnit(r0); to[1] = ToUnit(r1); to[2] = ToUnit(r2); to[3] = ToUnit(r3); }
+                        if (to == v)
+                            for (int lane = 0; lane < 4; lane++)
+                            {
+                                long j = j0 + lane;
+                                if (j >= 0 && j < n) ptr[j] = v[lane];
+                            }
                     }
                 });
             }

@@ -113,13 +113,45 @@ public class KernelTests
         var g = Data(14, MaxLen, 1f);
         for (int n = 0; n <= MaxLen; n++)
         {
-            var u = x.AsSpan(1, n).ToArray();
-            Affine.ThresholdMask(u, 0.25f, 4f);
-            for (int i = 0; i < n; i++) Assert.Equal(x[1 + i] >= 0.25f ? 4f : 0f, u[i]);
             var d = new float[n];
             Affine.PassInside(x.AsSpan(1, n), g.AsSpan(1, n), -0.5f, 0.5f, d);
             for (int i = 0; i < n; i++) Assert.Equal(x[1 + i] >= -0.5f && x[1 + i] <= 0.5f ? g[1 + i] : 0f, d[i]);
         }
+    }
+
+    [Fact]
+    public void DropoutKernelsOnEveryWidth()
+    {
+        var x = Data(15, MaxLen, 1f);
+        var u = Data(16, MaxLen, 1f);
+        var g = Data(17, MaxLen, 1f);
+        for (int i = 0; i < MaxLen; i++) u[i] = Math.Abs(u[i]) % 1f;
+        u[3] = 0.25f;  // exactly p: kept
+        int saved = Affine.DropoutWidth;
+        try
+        {
+            foreach (int w in new[] { 512, 256, 0 })
+            {
+                Affine.DropoutWidth = w;
+                for (int n = 0; n <= MaxLen; n++)
+                {
+                    var y = new float[n];
+                    var keep = Enumerable.Repeat((byte)0xA5, (n + 7) / 8 + 1).ToArray();  // stale bits must be overwritten
+                    Affine.DropoutForward(x.AsSpan(1, n), u.AsSpan(1, n), 0.25f, 4f / 3f, y, keep);
+                    var d = new float[n];
+                    Affine.DropoutBackward(g.AsSpan(1, n), keep, 4f / 3f, d);
+                    for (int i = 0; i < n; i++)
+                    {
+                        bool k = u[1 + i] >= 0.25f;
+                        Assert.Equal(x[1 + i] * (k ? 4f / 3f : 0f), y[i]);
+                        Assert.Equal(k, ((keep[i >> 3] >> (i & 7)) & 1) != 0);
+                        Assert.Equal(g[1 + i] * (k ? 4f / 3f : 0f), d[i]);
+                    }
+                    if (n % 8 == 0) Assert.Equal((byte)0xA5, keep[n / 8]);  // nothing written past the mask
+                }
+            }
+        }
+        finally { Affine.DropoutWidth = saved; }
     }
 
     [Fact]

@@ -139,25 +139,85 @@ public static class Affine
         return sum;
     }
 
-    /// <summary>In place u[i] = u[i] &gt;= p ? scale : 0 (a dropout keep-mask from uniform draws).</summary>
+    /// <summary>Vector width of the dropout kernels (512, 256 or 0 for scalar); tests lower it to cover every path.</summary>
+    internal static int DropoutWidth = Vector512.IsHardwareAccelerated ? 512 : Vector256.IsHardwareAccelerated ? 256 : 0;
+
+    /// <summary>
+    /// Inverted dropout: y[i] = x[i] * (u[i] &gt;= p ? scale : 0) from uniform draws u, and bit i % 8 of keep[i / 8] set
+    /// where u[i] &gt;= p (the backward's mask, 1 bit per element).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void ThresholdMask(Span<float> u, float p, float scale)
+    public static void DropoutForward(ReadOnlySpan<float> x, ReadOnlySpan<float> u, float p, float scale, Span<float> y, Span<byte> keep)
     {
+        int n = x.Length, i = 0;
+        if (u.Length != n || y.Length != n || keep.Length < (n + 7) / 8)
+            throw new ArgumentException($"Length mismatch: x {x.Length}, u {u.Length}, y {y.Length}, keep {keep.Length} bytes.");
+        ref float px = ref MemoryMarshal.GetReference(x);
         ref float pu = ref MemoryMarshal.GetReference(u);
-        int n = u.Length, i = 0;
-        if (Vector512.IsHardwareAccelerated)
+        ref float py = ref MemoryMarshal.GetReference(y);
+        ref byte pk = ref MemoryMarshal.GetReference(keep);
+        if (DropoutWidth >= 512 && Vector512.IsHardwareAccelerated)
         {
             Vector512<float> vp = Vector512.Create(p), vs = Vector512.Create(scale);
             for (; i <= n - 16; i += 16)
-                (Vector512.GreaterThanOrEqual(Vector512.LoadUnsafe(ref pu, (nuint)i), vp) & vs).StoreUnsafe(ref pu, (nuint)i);
+            {
+                var m = Vector512.GreaterThanOrEqual(Vector512.LoadUnsafe(ref pu, (nuint)i), vp);
+                (Vector512.LoadUnsafe(ref px, (nuint)i) * (m & vs)).StoreUnsafe(ref py, (nuint)i);
+                Unsafe.WriteUnaligned(ref Unsafe.Add(ref pk, i >> 3), (ushort)m.ExtractMostSignificantBits());
+            }
         }
-        if (Vector256.IsHardwareAccelerated)
+        if (DropoutWidth >= 256 && Vector256.IsHardwareAccelerated)
         {
             Vector256<float> vp = Vector256.Create(p), vs = Vector256.Create(scale);
             for (; i <= n - 8; i += 8)
-                (Vector256.GreaterThanOrEqual(Vector256.LoadUnsafe(ref pu, (nuint)i), vp) & vs).StoreUnsafe(ref pu, (nuint)i);
+            {
+                var m = Vector256.GreaterThanOrEqual(Vector256.LoadUnsafe(ref pu, (nuint)i), vp);
+                (Vector256.LoadUnsafe(ref px, (nuint)i) * (m & vs)).StoreUnsafe(ref py, (nuint)i);
+                Unsafe.Add(ref pk, i >> 3) = (byte)m.ExtractMostSignificantBits();
+            }
         }
-        for (; i < n; i++) Unsafe.Add(ref pu, i) = Unsafe.Add(ref pu, i) >= p ? scale : 0f;
+        for (; i < n; i++)
+        {
+            bool k = Unsafe.Add(ref pu, i) >= p;
+            Unsafe.Add(ref py, i) = Unsafe.Add(ref px, i) * (k ? scale : 0f);
+            ref byte b = ref Unsafe.Add(ref pk, i >> 3);
+            if ((i & 7) == 0) b = 0;
+            if (k) b |= (byte)(1 << (i & 7));
+        }
+    }
+
+    /// <summary>The dropout gradient: d[i] = g[i] * (bit i % 8 of keep[i / 8] ? scale : 0), the same products as the forward's.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void DropoutBackward(ReadOnlySpan<float> g, ReadOnlySpan<byte> keep, float scale, Span<float> d)
+    {
+        int n = g.Length, i = 0;
+        if (d.Length != n || keep.Length < (n + 7) / 8)
+            throw new ArgumentException($"Length mismatch: g {g.Length}, d {d.Length}, keep {keep.Length} bytes.");
+        ref float pg = ref MemoryMarshal.GetReference(g);
+        ref float pd = ref MemoryMarshal.GetReference(d);
+        ref byte pk = ref MemoryMarshal.GetReference(keep);
+        if (DropoutWidth >= 512 && Vector512.IsHardwareAccelerated)
+        {
+            var bit = Vector512.Create(1u, 2u, 4u, 8u, 16u, 32u, 64u, 128u, 256u, 512u, 1024u, 2048u, 4096u, 8192u, 16384u, 32768u);
+            var vs = Vector512.Create(scale);
+            for (; i <= n - 16; i += 16)
+            {
+                var m = ~Vector512.Equals(Vector512.Create((uint)Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref pk, i >> 3))) & bit, Vector512<uint>.Zero);
+                (Vector512.LoadUnsafe(ref pg, (nuint)i) * (m.AsSingle() & vs)).StoreUnsafe(ref pd, (nuint)i);
+            }
+        }
+        if (DropoutWidth >= 256 && Vector256.IsHardwareAccelerated)
+        {
+            var bit = Vector256.Create(1u, 2u, 4u, 8u, 16u, 32u, 64u, 128u);
+            var vs = Vector256.Create(scale);
+            for (; i <= n - 8; i += 8)
+            {
+                var m = ~Vector256.Equals(Vector256.Create((uint)Unsafe.Add(ref pk, i >> 3)) & bit, Vector256<uint>.Zero);
+                (Vector256.LoadUnsafe(ref pg, (nuint)i) * (m.AsSingle() & vs)).StoreUnsafe(ref pd, (nuint)i);
+            }
+        }
+        for (; i < n; i++)
+            Unsafe.Add(ref pd, i) = Unsafe.Add(ref pg, i) * (((Unsafe.Add(ref pk, i >> 3) >> (i & 7)) & 1) != 0 ? scale : 0f);
     }
 
     /// <summary>dst[i] = min &lt;= x[i] &lt;= max ? g[i] : 0 (the clamp gradient).</summary>
