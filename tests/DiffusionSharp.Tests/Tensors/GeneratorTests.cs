@@ -17,6 +17,68 @@ public class GeneratorTests
         Assert.Equal(new[] { e0, e1, e2, e3 }, new[] { r0, r1, r2, r3 });
     }
 
+    [Theory]
+    [InlineData(0UL, 0UL)]
+    [InlineData(0x243f6a8885a308d3UL, 123456789UL)]
+    [InlineData(7UL, 0x00000001FFFFFFF0UL)]   // the last whole group before the low word wraps
+    [InlineData(7UL, 0xFFFFFFFFFFFFFFF0UL)]
+    public unsafe void VectorBlocksEqualScalarBlocks(ulong key, ulong counter)
+    {
+        int saved = Generator.VectorBlocks;
+        try
+        {
+            foreach (int w in new[] { 16, 8 })
+            {
+                Generator.VectorBlocks = w;
+                var r = new uint[64];
+                bool ran;
+                fixed (uint* pr = r) ran = Generator.VectorBlock(key, counter, pr);
+                if (!ran) continue;   // this machine lacks the width
+                for (int j = 0; j < w; j++)
+                {
+                    Generator.Block(key, counter + (ulong)j, out uint r0, out uint r1, out uint r2, out uint r3);
+                    Assert.Equal(new[] { r0, r1, r2, r3 }, r.Skip(4 * j).Take(4).ToArray());
+                }
+                fixed (uint* pr = r) Assert.False(Generator.VectorBlock(key, counter + 0x10UL - 1UL | 0xFFFFFFF8UL, pr));  // would wrap
+            }
+        }
+        finally { Generator.VectorBlocks = saved; }
+    }
+
+    [Fact]
+    public void UniformDrawsAreTheSameOnEveryVectorWidth()
+    {
+        int saved = Generator.VectorBlocks;
+        try
+        {
+            float[][]? scalar = null;
+            foreach (int w in new[] { 0, 8, 16 })
+            {
+                Generator.VectorBlocks = w;
+                var draws = new List<float[]>();
+                foreach (int n in new[] { 1, 5, 63, 64, 65, 257, 40_003 })
+                {
+                    var a = new float[n];
+                    new Generator(11) { Offset = 0xFFFFFFF0UL }.Uniform(a);  // crosses the low counter word's wrap
+                    draws.Add(a);
+                    // Rows 1..2 of 3 rows of 3n + 1... elements each (shards that start inside a counter block).
+                    foreach (int per in new[] { n, 4 * n })
+                    {
+                        var part = new float[2 * per];
+                        new Generator(12) { BatchShard = (1, 2, 3) }.Uniform(part);
+                        var whole = new float[3 * per];
+                        new Generator(12).Uniform(whole);
+                        Assert.Equal(whole.Skip(per).ToArray(), part);
+                        draws.Add(part);
+                    }
+                }
+                if (scalar == null) scalar = draws.ToArray();
+                else for (int i = 0; i < scalar.Length; i++) Assert.Equal(scalar[i], draws[i]);
+            }
+        }
+        finally { Generator.VectorBlocks = saved; }
+    }
+
     [Fact]
     public void SameSeedGivesSameNumbersForEveryThreadCount()
     {
