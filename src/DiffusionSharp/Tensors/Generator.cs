@@ -54,101 +54,113 @@ public sealed class Generator
     {
         int w = VectorBlocks;
         if (w == 0 || (uint)counter > uint.MaxValue - (uint)w) return false;
-        uint lo = (uint)counter, hi = (uint)(counter >> 32), k0 = (uint)key, k1 = (uint)(key >> 32);
-        if (w == 16 && Avx512F.IsSupported)
-        {
-            var c0 = Vector512.Create(lo) + Vector512<uint>.Indices;
-            var c1 = Vector512.Create(hi);
-            var c2 = Vector512<uint>.Zero;
-            var c3 = Vector512<uint>.Zero;
-            Vector512<uint> m0 = Vector512.Create(M0), m1 = Vector512.Create(M1);
-            for (int round = 0; round < 10; round++)
-            {
-                MulHiLo(c0, m0, out var h0, out var l0);
-                MulHiLo(c2, m1, out var h1, out var l1);
-                c0 = h1 ^ c1 ^ Vector512.Create(k0);
-                c1 = l1;
-                c2 = h0 ^ c3 ^ Vector512.Create(k1);
-                c3 = l0;
-                k0 += W0; k1 += W1;
-            }
-            // 4x4 transpose within each 128-bit lane: lane L of e_m is block 4L + m.
-            var a = Avx512F.UnpackLow(c0, c1).AsUInt64();
-            var b = Avx512F.UnpackHigh(c0, c1).AsUInt64();
-            var c = Avx512F.UnpackLow(c2, c3).AsUInt64();
-            var d = Avx512F.UnpackHigh(c2, c3).AsUInt64();
-            Store512(Avx512F.UnpackLow(a, c).AsUInt32(), r, 0);
-            Store512(Avx512F.UnpackHigh(a, c).AsUInt32(), r, 1);
-            Store512(Avx512F.UnpackLow(b, d).AsUInt32(), r, 2);
-            Store512(Avx512F.UnpackHigh(b, d).AsUInt32(), r, 3);
-            return true;
-        }
-        if (w == 8 && Avx2.IsSupported)
-        {
-            var c0 = Vector256.Create(lo) + Vector256<uint>.Indices;
-            var c1 = Vector256.Create(hi);
-            var c2 = Vector256<uint>.Zero;
-            var c3 = Vector256<uint>.Zero;
-            Vector256<uint> m0 = Vector256.Create(M0), m1 = Vector256.Create(M1);
-            for (int round = 0; round < 10; round++)
-            {
-                MulHiLo(c0, m0, out var h0, out var l0);
-                MulHiLo(c2, m1, out var h1, out var l1);
-                c0 = h1 ^ c1 ^ Vector256.Create(k0);
-                c1 = l1;
-                c2 = h0 ^ c3 ^ Vector256.Create(k1);
-                c3 = l0;
-                k0 += W0; k1 += W1;
-            }
-            var a = Avx2.UnpackLow(c0, c1).AsUInt64();
-            var b = Avx2.UnpackHigh(c0, c1).AsUInt64();
-            var c = Avx2.UnpackLow(c2, c3).AsUInt64();
-            var d = Avx2.UnpackHigh(c2, c3).AsUInt64();
-            Store256(Avx2.UnpackLow(a, c).AsUInt32(), r, 0);
-            Store256(Avx2.UnpackHigh(a, c).AsUInt32(), r, 1);
-            Store256(Avx2.UnpackLow(b, d).AsUInt32(), r, 2);
-            Store256(Avx2.UnpackHigh(b, d).AsUInt32(), r, 3);
-            return true;
-        }
+        if (w == 16 && Avx512F.IsSupported) { Blocks<Words512>(key, counter, r); return true; }
+        if (w == 8 && Avx2.IsSupported) { Blocks<Words256>(key, counter, r); return true; }
         return false;
     }
 
-    // The 32x32 -> 64-bit products of every lane: even lanes by one vpmuludq, odd lanes by another on the shifted words.
+    // The ten rounds of Block, one block per lane (counter + lane in word 0).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void MulHiLo(Vector512<uint> x, Vector512<uint> m, out Vector512<uint> hi, out Vector512<uint> lo)
+    private static unsafe void Blocks<T>(ulong key, ulong counter, uint* r) where T : struct, IWords<T>
     {
-        var even = Avx512F.Multiply(x, m);
-        var odd = Avx512F.Multiply((x.AsUInt64() >> 32).AsUInt32(), m);
-        var low = Vector512.Create(0xFFFFFFFFUL);
-        lo = ((even & low) | (odd << 32)).AsUInt32();
-        hi = ((even >> 32) | (odd & ~low)).AsUInt32();
+        uint k0 = (uint)key, k1 = (uint)(key >> 32);
+        T c0 = T.Counters((uint)counter), c1 = T.Broadcast((uint)(counter >> 32)), c2 = T.Broadcast(0), c3 = c2;
+        T m0 = T.Broadcast(M0), m1 = T.Broadcast(M1);
+        for (int round = 0; round < 10; round++)
+        {
+            T.MulHiLo(c0, m0, out var h0, out var l0);
+            T.MulHiLo(c2, m1, out var h1, out var l1);
+            c0 = h1 ^ c1 ^ T.Broadcast(k0);
+            c1 = l1;
+            c2 = h0 ^ c3 ^ T.Broadcast(k1);
+            c3 = l0;
+            k0 += W0; k1 += W1;
+        }
+        T.StoreBlocks(c0, c1, c2, c3, r);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void MulHiLo(Vector256<uint> x, Vector256<uint> m, out Vector256<uint> hi, out Vector256<uint> lo)
+    /// <summary>A vector of 32-bit counter words, one Philox block per lane, so that one round loop serves each width.</summary>
+    private unsafe interface IWords<T> where T : struct, IWords<T>
     {
-        var even = Avx2.Multiply(x, m);
-        var odd = Avx2.Multiply((x.AsUInt64() >> 32).AsUInt32(), m);
-        var low = Vector256.Create(0xFFFFFFFFUL);
-        lo = ((even & low) | (odd << 32)).AsUInt32();
-        hi = ((even >> 32) | (odd & ~low)).AsUInt32();
+        static abstract T Counters(uint first);
+        static abstract T Broadcast(uint v);
+        static abstract T operator ^(T a, T b);
+        /// <summary>The 32x32 -> 64-bit product of every lane with m, split in high and low words.</summary>
+        static abstract void MulHiLo(T x, T m, out T hi, out T lo);
+        /// <summary>Word k of lane j to r[4j + k].</summary>
+        static abstract void StoreBlocks(T w0, T w1, T w2, T w3, uint* r);
     }
 
-    // 128-bit lane L of v is block 4L + m: 16 bytes to r + 4 (4L + m).
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void Store512(Vector512<uint> v, uint* r, int m)
+    private readonly unsafe struct Words512(Vector512<uint> v) : IWords<Words512>
     {
-        v.GetLower().GetLower().Store(r + 4 * m);
-        v.GetLower().GetUpper().Store(r + 4 * (4 + m));
-        v.GetUpper().GetLower().Store(r + 4 * (8 + m));
-        v.GetUpper().GetUpper().Store(r + 4 * (12 + m));
+        private readonly Vector512<uint> _v = v;
+        public static Words512 Counters(uint first) => new(Vector512.Create(first) + Vector512<uint>.Indices);
+        public static Words512 Broadcast(uint v) => new(Vector512.Create(v));
+        public static Words512 operator ^(Words512 a, Words512 b) => new(a._v ^ b._v);
+
+        // Even lanes by one vpmuludq, odd lanes by another on the words shifted down.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void MulHiLo(Words512 x, Words512 m, out Words512 hi, out Words512 lo)
+        {
+            var even = Avx512F.Multiply(x._v, m._v);
+            var odd = Avx512F.Multiply((x._v.AsUInt64() >> 32).AsUInt32(), m._v);
+            var low = Vector512.Create(0xFFFFFFFFUL);
+            lo = new(((even & low) | (odd << 32)).AsUInt32());
+            hi = new(((even >> 32) | (odd & ~low)).AsUInt32());
+        }
+
+        // A 4x4 transpose within each 128-bit lane leaves block 4L + m in lane L of the m-th result.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void StoreBlocks(Words512 w0, Words512 w1, Words512 w2, Words512 w3, uint* r)
+        {
+            var a = Avx512F.UnpackLow(w0._v, w1._v).AsUInt64();
+            var b = Avx512F.UnpackHigh(w0._v, w1._v).AsUInt64();
+            var c = Avx512F.UnpackLow(w2._v, w3._v).AsUInt64();
+            var d = Avx512F.UnpackHigh(w2._v, w3._v).AsUInt64();
+            ReadOnlySpan<Vector512<uint>> t = [Avx512F.UnpackLow(a, c).AsUInt32(), Avx512F.UnpackHigh(a, c).AsUInt32(),
+                Avx512F.UnpackLow(b, d).AsUInt32(), Avx512F.UnpackHigh(b, d).AsUInt32()];
+            for (int m = 0; m < 4; m++)
+            {
+                t[m].GetLower().GetLower().Store(r + 4 * m);
+                t[m].GetLower().GetUpper().Store(r + 4 * (4 + m));
+                t[m].GetUpper().GetLower().Store(r + 4 * (8 + m));
+                t[m].GetUpper().GetUpper().Store(r + 4 * (12 + m));
+            }
+        }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void Store256(Vector256<uint> v, uint* r, int m)
+    private readonly unsafe struct Words256(Vector256<uint> v) : IWords<Words256>
     {
-        v.GetLower().Store(r + 4 * m);
-        v.GetUpper().Store(r + 4 * (4 + m));
+        private readonly Vector256<uint> _v = v;
+        public static Words256 Counters(uint first) => new(Vector256.Create(first) + Vector256<uint>.Indices);
+        public static Words256 Broadcast(uint v) => new(Vector256.Create(v));
+        public static Words256 operator ^(Words256 a, Words256 b) => new(a._v ^ b._v);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void MulHiLo(Words256 x, Words256 m, out Words256 hi, out Words256 lo)
+        {
+            var even = Avx2.Multiply(x._v, m._v);
+            var odd = Avx2.Multiply((x._v.AsUInt64() >> 32).AsUInt32(), m._v);
+            var low = Vector256.Create(0xFFFFFFFFUL);
+            lo = new(((even & low) | (odd << 32)).AsUInt32());
+            hi = new(((even >> 32) | (odd & ~low)).AsUInt32());
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void StoreBlocks(Words256 w0, Words256 w1, Words256 w2, Words256 w3, uint* r)
+        {
+            var a = Avx2.UnpackLow(w0._v, w1._v).AsUInt64();
+            var b = Avx2.UnpackHigh(w0._v, w1._v).AsUInt64();
+            var c = Avx2.UnpackLow(w2._v, w3._v).AsUInt64();
+            var d = Avx2.UnpackHigh(w2._v, w3._v).AsUInt64();
+            ReadOnlySpan<Vector256<uint>> t = [Avx2.UnpackLow(a, c).AsUInt32(), Avx2.UnpackHigh(a, c).AsUInt32(),
+                Avx2.UnpackLow(b, d).AsUInt32(), Avx2.UnpackHigh(b, d).AsUInt32()];
+            for (int m = 0; m < 4; m++)
+            {
+                t[m].GetLower().Store(r + 4 * m);
+                t[m].GetUpper().Store(r + 4 * (4 + m));
+            }
+        }
     }
 
     // Uniform floats of 4 * count words: the 24 high bits of each, scaled to [0, 1), as ToUnit does.
