@@ -40,7 +40,7 @@ public static class TrainCommand
         var vpred = new Option<bool>("--v-prediction") { Description = "Predict v instead of epsilon" };
         var classCond = new Option<bool>("--class-conditional") { Description = "Condition on labels (with classifier-free dropout)" };
         var classDrop = CliOptions.InRange(new Option<double>("--class-dropout") { Description = "Label dropout probability for classifier-free guidance", DefaultValueFactory = _ => 0.1 }, 0.0, 1.0);
-        var flip = new Option<bool>("--flip") { Description = "Random horizontal flips" };
+        var flip = new Option<bool>("--flip") { Description = "Random horizontal flips (for data without a left-right orientation: warns when a class faces one way)" };
         var seed = CliOptions.Seed("Seed of every random stream");
         var ckptEvery = CliOptions.InRange(new Option<long>("--checkpoint-every") { Description = "Checkpoint every N steps (0: only at the end and on interrupt)", DefaultValueFactory = _ => 1000 }, 0L, MaxSteps);
         var sampleEvery = CliOptions.InRange(new Option<long>("--sample-every") { Description = "Sample grid every N steps (0: never)", DefaultValueFactory = _ => 0 }, 0L, MaxSteps);
@@ -105,6 +105,10 @@ public static class TrainCommand
                 Console.Error.WriteLine($"data parallel over {comm.Size} MPI ranks, {DiffusionSharp.Runtime.Threading.Threads} thread(s) each: global batch {trainer.Options.BatchSize}, " +
                     $"{trainer.ShardImages} images on rank 0 (micro-batches of {Math.Min(trainer.Options.MicroBatch, trainer.Options.BatchSize)} split over the ranks)");
             if (root) Console.Error.WriteLine($"model: {trainer.Model.ParameterCount:N0} parameters; data: {dataset.Description} ({dataset.Count} images, {dataset.Channels}x{dataset.Size}x{dataset.Size})");
+            if (root && trainer.Options.RandomFlip && trainer.Step == 0)
+                foreach (var o in DiffusionSharp.Data.Orientation.Measure(dataset).Where(o => o.FacesOneWay))
+                    Console.Error.WriteLine($"warning: --flip mirrors images of '{o.Name}', which face one way in this data ({o.NearerMean * 100:F1}% of {o.Images} " +
+                        "images are nearer the class's mean image than its mirror); the model will learn to draw mirrored ones the data never has. Drop --flip for such data.");
             using var ctrlC = Cli.Progress.CancelOnCtrlC();  // Ctrl-C and SIGTERM both end in a checkpoint
             var runTime = new System.Diagnostics.Stopwatch();
             try
