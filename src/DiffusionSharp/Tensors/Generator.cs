@@ -185,45 +185,19 @@ public sealed class Generator
     public (int First, int Count, int Total)? BatchShard { get; set; }
 
     /// <summary>Fills <paramref name="dest"/> with uniform [0, 1) floats and advances the offset.</summary>
-    public void Uniform(Span<float> dest)
+    public void Uniform(Span<float> dest) => Draw(dest, normal: false);
+
+    // The whole draw, or this generator's rows of it under a batch shard.
+    private void Draw(Span<float> dest, bool normal)
     {
         if (BatchShard is { } shard && shard.Count != shard.Total && dest.Length % shard.Count == 0)
-        {
-            Rows(dest, shard.First, shard.Count, shard.Total, normal: false);
-            return;
-        }
-        ulong baseCounter = Offset;
-        int blocks = (dest.Length + 3) / 4;
-        Offset += (ulong)blocks;
-        unsafe
-        {
-            fixed (float* p = dest)
-            {
-                float* ptr = p;
-                int n = dest.Length;
-                ulong key = Seed;
-                Threading.For(blocks, 4096, (s, e) =>
-                {
-                    uint* words = stackalloc uint[64];
-                    int b = s, w = VectorBlocks;
-                    // Whole vector groups inside the draw, then single blocks (the tail, a wrapping counter, no vector path).
-                    for (; w > 0 && b + w <= e && 4 * (b + w) <= n && VectorBlock(key, baseCounter + (ulong)b, words); b += w)
-                        ToUnit(words, ptr + 4 * b, 4 * w);
-                    for (; b < e; b++)
-                    {
-                        Block(key, baseCounter + (ulong)b, out uint r0, out uint r1, out uint r2, out uint r3);
-                        int i = b * 4;
-                        ptr[i] = ToUnit(r0);
-                        if (i + 1 < n) ptr[i + 1] = ToUnit(r1);
-                        if (i + 2 < n) ptr[i + 2] = ToUnit(r2);
-                        if (i + 3 < n) ptr[i + 3] = ToUnit(r3);
-                    }
-                });
-            }
-        }
+            Rows(dest, shard.First, shard.Count, shard.Total, normal);
+        else
+            Rows(dest, 0, 1, 1, normal);
     }
 
-    // Element g of a draw is lane g % 4 of block offset + g / 4.
+    // Rows first .. first + count - 1 of a draw of `total` equal rows (0, 1, 1: the whole draw); element g of the draw is
+    // lane g % 4 of block offset + g / 4.
     private void Rows(Span<float> dest, int first, int count, int total, bool normal)
     {
         long per = dest.Length / count, start = first * per;
@@ -237,7 +211,7 @@ public sealed class Generator
                 long n = dest.Length;
                 ulong key = Seed;
                 long b0 = start / 4, b1 = (start + n + 3) / 4;
-                Threading.For((int)(b1 - b0), 4096, (s, e) =>
+                Threading.For((int)(b1 - b0), normal ? 2048 : 4096, (s, e) =>
                 {
                     float* v = stackalloc float[4];
                     uint* words = stackalloc uint[64];
@@ -271,40 +245,7 @@ public sealed class Generator
     }
 
     /// <summary>Fills <paramref name="dest"/> with standard-normal floats (Box-Muller in double) and advances the offset.</summary>
-    public void Normal(Span<float> dest)
-    {
-        if (BatchShard is { } shard && shard.Count != shard.Total && dest.Length % shard.Count == 0)
-        {
-            Rows(dest, shard.First, shard.Count, shard.Total, normal: true);
-            return;
-        }
-        ulong baseCounter = Offset;
-        int blocks = (dest.Length + 3) / 4;
-        Offset += (ulong)blocks;
-        unsafe
-        {
-            fixed (float* p = dest)
-            {
-                float* ptr = p;
-                int n = dest.Length;
-                ulong key = Seed;
-                Threading.For(blocks, 2048, (s, e) =>
-                {
-                    float* v = stackalloc float[4];
-                    for (int b = s; b < e; b++)
-                    {
-                        Block(key, baseCounter + (ulong)b, out uint r0, out uint r1, out uint r2, out uint r3);
-                        BoxMuller(r0, r1, r2, r3, v);
-                        int i = b * 4;
-                        ptr[i] = v[0];
-                        if (i + 1 < n) ptr[i + 1] = v[1];
-                        if (i + 2 < n) ptr[i + 2] = v[2];
-                        if (i + 3 < n) ptr[i + 3] = v[3];
-                    }
-                });
-            }
-        }
-    }
+    public void Normal(Span<float> dest) => Draw(dest, normal: true);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void BoxMuller(uint r0, uint r1, uint r2, uint r3, float* v)
