@@ -58,12 +58,14 @@ public static class Orientation
                 double toMean = 0, toMirror = 0;
                 for (int ch = 0; ch < c; ch++)
                     for (int y = 0; y < s; y++)
+                    {
+                        int at = (ch * s + y) * s;
                         for (int x = 0; x < s; x++)
                         {
-                            int at = (ch * s + y) * s;
                             double v = img[at + x], a = v - m[at + x], b = v - m[at + s - 1 - x];
                             toMean += a * a; toMirror += b * b;
                         }
+                    }
                 if (toMean < toMirror) nearer++;
             }
             result.Add(new ClassOrientation(k, data.ClassNames.Count > 0 ? data.ClassNames[k] : "all images", n, (double)nearer / n));
