@@ -160,11 +160,13 @@ internal static class SampleEndpoints
             }, cancel);
             queue.Record(JobOutcome.Completed);
         }
-        catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+        // The client went away: the request's token fires, or a write to the closed connection fails first (Kestrel's
+        // ConnectionAbortedException is an OperationCanceledException raised before RequestAborted is set).
+        catch (Exception ex) when (ex is OperationCanceledException || cancel.IsCancellationRequested)
         {
             queue.Record(JobOutcome.Cancelled);
         }
-        catch (Exception ex) when (ex is not OperationCanceledException)
+        catch (Exception ex)
         {
             queue.Record(JobOutcome.Failed);
             if (!cancel.IsCancellationRequested)

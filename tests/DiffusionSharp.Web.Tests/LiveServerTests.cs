@@ -138,6 +138,7 @@ public class LiveServerTests
         Assert.Equal(0, q.GetProperty("waiting").GetInt32());
         Assert.True(q.GetProperty("running").GetBoolean());  // the running job went on
         Assert.Equal(1, q.GetProperty("cancelled").GetInt64());
+        Assert.Equal(0, q.GetProperty("failed").GetInt64());  // a client that left is a cancellation, never a failure
     }
 
     [Fact]
