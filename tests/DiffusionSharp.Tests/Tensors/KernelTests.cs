@@ -55,6 +55,37 @@ public class KernelTests
 
     [Fact] public void Sigmoid_() => CheckUnary<SigmoidOp>(Sigmoid, 1e-7, 1e-6);
     [Fact] public void Silu() => CheckUnary<SiluOp>(x => x * Sigmoid(x), 1e-7, 1e-6);
+    [Fact]
+    public void SiluAndItsGradientSaturateAndAgreeAcrossWidths()
+    {
+        // e^-x saturates below -88: SiLU is -0 there (the limit), its gradient 0; NaN stays NaN; widths give the same bits
+        float[] xs = { -1e30f, float.NegativeInfinity, -100f, -88.5f, -88f, -87.9f, -20f, -1f, -0f, 0f, 1e-3f, 1f, 20f, 88.5f, 1e30f, float.PositiveInfinity, float.NaN };
+        Assert.Equal(-0f, SiluOp.Invoke(-1e30f));
+        Assert.True(float.IsNegative(SiluOp.Invoke(-100f)) && SiluOp.Invoke(-100f) == 0f);
+        Assert.Equal(0f, SiluGradOp.Invoke(-1e30f, 1f));
+        Assert.Equal(float.PositiveInfinity, SiluOp.Invoke(float.PositiveInfinity));
+        Assert.Equal(1e30f, SiluOp.Invoke(1e30f));
+        Assert.True(float.IsNaN(SiluOp.Invoke(float.NaN)) && float.IsNaN(SiluGradOp.Invoke(float.NaN, 1f)));
+        Assert.InRange(SiluOp.Invoke(-87.9f), -1e-36f, 0f);
+        foreach (var x in xs)
+        {
+            float s = SiluOp.Invoke(x), g = SiluGradOp.Invoke(x, 0.5f);
+            Assert.Equal(BitConverter.SingleToInt32Bits(s), BitConverter.SingleToInt32Bits(SiluOp.Invoke(System.Runtime.Intrinsics.Vector128.Create(x))[1]));
+            Assert.Equal(BitConverter.SingleToInt32Bits(s), BitConverter.SingleToInt32Bits(SiluOp.Invoke(System.Runtime.Intrinsics.Vector256.Create(x))[5]));
+            Assert.Equal(BitConverter.SingleToInt32Bits(s), BitConverter.SingleToInt32Bits(SiluOp.Invoke(System.Runtime.Intrinsics.Vector512.Create(x))[11]));
+            var half = 0.5f;
+            Assert.Equal(BitConverter.SingleToInt32Bits(g), BitConverter.SingleToInt32Bits(SiluGradOp.Invoke(System.Runtime.Intrinsics.Vector128.Create(x), System.Runtime.Intrinsics.Vector128.Create(half))[2]));
+            Assert.Equal(BitConverter.SingleToInt32Bits(g), BitConverter.SingleToInt32Bits(SiluGradOp.Invoke(System.Runtime.Intrinsics.Vector256.Create(x), System.Runtime.Intrinsics.Vector256.Create(half))[6]));
+            Assert.Equal(BitConverter.SingleToInt32Bits(g), BitConverter.SingleToInt32Bits(SiluGradOp.Invoke(System.Runtime.Intrinsics.Vector512.Create(x), System.Runtime.Intrinsics.Vector512.Create(half))[13]));
+            if (float.IsFinite(x) && x > -88f)
+            {
+                double d = x / (1 + Math.Exp(-(double)x)), sd = 1 / (1 + Math.Exp(-(double)x));
+                Assert.InRange(Math.Abs(s - d), 0, 1e-7 + 1e-6 * Math.Abs(d));
+                Assert.InRange(Math.Abs(g - 0.5 * sd * (1 + x * (1 - sd))), 0, 1e-6 + 1e-5 * Math.Abs(0.5 * sd * (1 + x * (1 - sd))));
+            }
+        }
+    }
+
     [Fact] public void Gelu() => CheckUnary<GeluOp>(x => x * ReferenceMath.Phi(x), 1e-7, 1e-6);
     [Fact] public void Neg() => CheckUnary<NegOp>(x => -x, 0, 0);
 

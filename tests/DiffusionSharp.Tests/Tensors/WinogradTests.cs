@@ -100,6 +100,8 @@ public unsafe class WinogradTests(ITestOutputHelper output)
     [InlineData(2, 33, 40, 16, 16, 1, 96)]
     [InlineData(3, 64, 32, 12, 10, 1, 30)]
     [InlineData(1, 16, 17, 3, 135, 1, 96)]   // a tile row longer than Winograd.OutputRun, odd width
+    [InlineData(1, 17, 16, 32, 33, 1, 40)]   // planes of 1,024+ floats: staged 8 channels at a time down the rows, then a channel tail
+    [InlineData(2, 24, 16, 34, 31, 2, 96)]
     public void MatchesDirectConvolution(int n, int cin, int cout, int h, int w, int pad, int chunkTiles)
     {
         double worst = Run(n, cin, cout, h, w, pad, chunkTiles);

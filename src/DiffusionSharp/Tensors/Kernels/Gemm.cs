@@ -496,11 +496,17 @@ public static unsafe class Gemm
             float* d = dst + (nint)jr * kc;
             if (!transB)
             {
-                for (int p = 0; p < kc; p++)
-                {
-                    float* src = b + (nint)(pc + p) * ldb + jc + jr;
-                    new ReadOnlySpan<float>(src, nr).CopyTo(new Span<float>(d + p * NR, nr));
-                }
+                float* src0 = b + (nint)pc * ldb + jc + jr;
+                // full panels of whole vectors are moved in registers: a memmove call per 64-float row cost as much as the copy
+                if (nr == NR && NR % 16 == 0 && Vector512.IsHardwareAccelerated)
+                    for (int p = 0; p < kc; p++)
+                        for (int q = 0; q < NR; q += 16) Vector512.Load(src0 + (nint)p * ldb + q).Store(d + p * NR + q);
+                else if (nr == NR && NR % 8 == 0 && Vector256.IsHardwareAccelerated)
+                    for (int p = 0; p < kc; p++)
+                        for (int q = 0; q < NR; q += 8) Vector256.Load(src0 + (nint)p * ldb + q).Store(d + p * NR + q);
+                else
+                    for (int p = 0; p < kc; p++)
+                        new ReadOnlySpan<float>(src0 + (nint)p * ldb, nr).CopyTo(new Span<float>(d + p * NR, nr));
             }
             else
             {
