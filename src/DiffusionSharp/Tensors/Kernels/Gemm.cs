@@ -29,10 +29,13 @@ public static unsafe class Gemm
         public readonly GemmKernel Kind;
         public readonly int MR, NR, KC, L2Floats;
         public readonly delegate*<int, float*, nint, nint, float*, float*, nint, float, float, void> Kernel;
+        // full tiles of a blocked sum (BlockedTile) in one call, where the family has such a kernel
+        public readonly delegate*<int, int, float*, nint, nint, float*, float*, nint, bool, void> Blocked;
 
-        public Config(GemmKernel kind, int mr, int nr, int kc, int l2Floats, delegate*<int, float*, nint, nint, float*, float*, nint, float, float, void> kernel)
+        public Config(GemmKernel kind, int mr, int nr, int kc, int l2Floats, delegate*<int, float*, nint, nint, float*, float*, nint, float, float, void> kernel,
+            delegate*<int, int, float*, nint, nint, float*, float*, nint, bool, void> blocked = null)
         {
-            Kind = kind; MR = mr; NR = nr; KC = kc; L2Floats = l2Floats; Kernel = kernel;
+            Kind = kind; MR = mr; NR = nr; KC = kc; L2Floats = l2Floats; Kernel = kernel; Blocked = blocked;
         }
     }
 
@@ -97,8 +100,8 @@ public static unsafe class Gemm
     // KC*MR floats of A stay in L1 while the KC x NC block of B (at most L2Floats) streams from L2; tuned on Zen-class AVX-512 cores.
     private static Config ConfigFor(GemmKernel kind) => kind switch
     {
-        GemmKernel.Vector512 => new Config(kind, 6, 64, 512, 128 * 1024, &Kernel512x6x64),
-        GemmKernel.Vector256 => new Config(kind, 6, 16, 320, 160 * 1024, &Kernel256x6x16),
+        GemmKernel.Vector512 => new Config(kind, 6, 64, 512, 128 * 1024, &Kernel512x6x64, &Blocked512x6x64),
+        GemmKernel.Vector256 => new Config(kind, 6, 16, 320, 160 * 1024, &Kernel256x6x16, &Blocked256x6x16),
         GemmKernel.Vector128 => new Config(kind, 4, 8, 320, 160 * 1024, &Kernel128x4x8),
         _ => new Config(kind, 4, 4, 320, 160 * 1024, &KernelScalar4x4),
     };
@@ -427,6 +430,11 @@ public static unsafe class Gemm
         float* crow, int ldc, float* tileA)
     {
         int NR = cfg.NR;
+        if (mr == cfg.MR && nr == NR && cfg.Blocked != null)
+        {
+            cfg.Blocked(k, block, ap, rs, cs, panel, crow, ldc, accumulate);
+            return;
+        }
         var kernel = cfg.Kernel;
         for (int p = 0; p < k; p += block)
         {
@@ -573,6 +581,122 @@ public static unsafe class Gemm
             Vector512.FusedMultiplyAdd(c30, av, Vector512.Load(c + 3 * ldc + 0) * bv).Store(c + 3 * ldc + 0); Vector512.FusedMultiplyAdd(c31, av, Vector512.Load(c + 3 * ldc + 16) * bv).Store(c + 3 * ldc + 16); Vector512.FusedMultiplyAdd(c32, av, Vector512.Load(c + 3 * ldc + 32) * bv).Store(c + 3 * ldc + 32); Vector512.FusedMultiplyAdd(c33, av, Vector512.Load(c + 3 * ldc + 48) * bv).Store(c + 3 * ldc + 48);
             Vector512.FusedMultiplyAdd(c40, av, Vector512.Load(c + 4 * ldc + 0) * bv).Store(c + 4 * ldc + 0); Vector512.FusedMultiplyAdd(c41, av, Vector512.Load(c + 4 * ldc + 16) * bv).Store(c + 4 * ldc + 16); Vector512.FusedMultiplyAdd(c42, av, Vector512.Load(c + 4 * ldc + 32) * bv).Store(c + 4 * ldc + 32); Vector512.FusedMultiplyAdd(c43, av, Vector512.Load(c + 4 * ldc + 48) * bv).Store(c + 4 * ldc + 48);
             Vector512.FusedMultiplyAdd(c50, av, Vector512.Load(c + 5 * ldc + 0) * bv).Store(c + 5 * ldc + 0); Vector512.FusedMultiplyAdd(c51, av, Vector512.Load(c + 5 * ldc + 16) * bv).Store(c + 5 * ldc + 16); Vector512.FusedMultiplyAdd(c52, av, Vector512.Load(c + 5 * ldc + 32) * bv).Store(c + 5 * ldc + 32); Vector512.FusedMultiplyAdd(c53, av, Vector512.Load(c + 5 * ldc + 48) * bv).Store(c + 5 * ldc + 48);
+        }
+    }
+
+    // kc terms in blocks of `block` (the last may be shorter): each block's 6x64 products are summed in registers from
+    // zero, then added to C (stored, for the first block when not accumulating): Kernel512x6x64's per-block arithmetic without a
+    // call, zeroing and alpha/beta scaling per block.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Blocked512x6x64(int kc, int block, float* a, nint rs, nint cs, float* b, float* c, nint ldc, bool accumulate)
+    {
+        float* a0 = a; float* a1 = a + 1 * rs; float* a2 = a + 2 * rs; float* a3 = a + 3 * rs; float* a4 = a + 4 * rs; float* a5 = a + 5 * rs;
+        nint off = 0;
+        for (int p0 = 0; p0 < kc; p0 += block)
+        {
+            int kb = Math.Min(block, kc - p0);
+            Vector512<float> c00 = default; Vector512<float> c01 = default; Vector512<float> c02 = default; Vector512<float> c03 = default;
+            Vector512<float> c10 = default; Vector512<float> c11 = default; Vector512<float> c12 = default; Vector512<float> c13 = default;
+            Vector512<float> c20 = default; Vector512<float> c21 = default; Vector512<float> c22 = default; Vector512<float> c23 = default;
+            Vector512<float> c30 = default; Vector512<float> c31 = default; Vector512<float> c32 = default; Vector512<float> c33 = default;
+            Vector512<float> c40 = default; Vector512<float> c41 = default; Vector512<float> c42 = default; Vector512<float> c43 = default;
+            Vector512<float> c50 = default; Vector512<float> c51 = default; Vector512<float> c52 = default; Vector512<float> c53 = default;
+            for (int p = 0; p < kb; p++)
+            {
+                var b0 = Vector512.LoadAligned(b + 0);
+                var b1 = Vector512.LoadAligned(b + 16);
+                var b2 = Vector512.LoadAligned(b + 32);
+                var b3 = Vector512.LoadAligned(b + 48);
+                var x0 = Vector512.Create(a0[off]);
+                c00 = Vector512.FusedMultiplyAdd(x0, b0, c00); c01 = Vector512.FusedMultiplyAdd(x0, b1, c01); c02 = Vector512.FusedMultiplyAdd(x0, b2, c02); c03 = Vector512.FusedMultiplyAdd(x0, b3, c03);
+                var x1 = Vector512.Create(a1[off]);
+                c10 = Vector512.FusedMultiplyAdd(x1, b0, c10); c11 = Vector512.FusedMultiplyAdd(x1, b1, c11); c12 = Vector512.FusedMultiplyAdd(x1, b2, c12); c13 = Vector512.FusedMultiplyAdd(x1, b3, c13);
+                var x2 = Vector512.Create(a2[off]);
+                c20 = Vector512.FusedMultiplyAdd(x2, b0, c20); c21 = Vector512.FusedMultiplyAdd(x2, b1, c21); c22 = Vector512.FusedMultiplyAdd(x2, b2, c22); c23 = Vector512.FusedMultiplyAdd(x2, b3, c23);
+                var x3 = Vector512.Create(a3[off]);
+                c30 = Vector512.FusedMultiplyAdd(x3, b0, c30); c31 = Vector512.FusedMultiplyAdd(x3, b1, c31); c32 = Vector512.FusedMultiplyAdd(x3, b2, c32); c33 = Vector512.FusedMultiplyAdd(x3, b3, c33);
+                var x4 = Vector512.Create(a4[off]);
+                c40 = Vector512.FusedMultiplyAdd(x4, b0, c40); c41 = Vector512.FusedMultiplyAdd(x4, b1, c41); c42 = Vector512.FusedMultiplyAdd(x4, b2, c42); c43 = Vector512.FusedMultiplyAdd(x4, b3, c43);
+                var x5 = Vector512.Create(a5[off]);
+                c50 = Vector512.FusedMultiplyAdd(x5, b0, c50); c51 = Vector512.FusedMultiplyAdd(x5, b1, c51); c52 = Vector512.FusedMultiplyAdd(x5, b2, c52); c53 = Vector512.FusedMultiplyAdd(x5, b3, c53);
+                off += cs;
+                b += 64;
+            }
+            if (p0 == 0 && !accumulate)
+            {
+                c00.Store(c + 0 * ldc + 0); c01.Store(c + 0 * ldc + 16); c02.Store(c + 0 * ldc + 32); c03.Store(c + 0 * ldc + 48);
+                c10.Store(c + 1 * ldc + 0); c11.Store(c + 1 * ldc + 16); c12.Store(c + 1 * ldc + 32); c13.Store(c + 1 * ldc + 48);
+                c20.Store(c + 2 * ldc + 0); c21.Store(c + 2 * ldc + 16); c22.Store(c + 2 * ldc + 32); c23.Store(c + 2 * ldc + 48);
+                c30.Store(c + 3 * ldc + 0); c31.Store(c + 3 * ldc + 16); c32.Store(c + 3 * ldc + 32); c33.Store(c + 3 * ldc + 48);
+                c40.Store(c + 4 * ldc + 0); c41.Store(c + 4 * ldc + 16); c42.Store(c + 4 * ldc + 32); c43.Store(c + 4 * ldc + 48);
+                c50.Store(c + 5 * ldc + 0); c51.Store(c + 5 * ldc + 16); c52.Store(c + 5 * ldc + 32); c53.Store(c + 5 * ldc + 48);
+            }
+            else
+            {
+                (c00 + Vector512.Load(c + 0 * ldc + 0)).Store(c + 0 * ldc + 0); (c01 + Vector512.Load(c + 0 * ldc + 16)).Store(c + 0 * ldc + 16); (c02 + Vector512.Load(c + 0 * ldc + 32)).Store(c + 0 * ldc + 32); (c03 + Vector512.Load(c + 0 * ldc + 48)).Store(c + 0 * ldc + 48);
+                (c10 + Vector512.Load(c + 1 * ldc + 0)).Store(c + 1 * ldc + 0); (c11 + Vector512.Load(c + 1 * ldc + 16)).Store(c + 1 * ldc + 16); (c12 + Vector512.Load(c + 1 * ldc + 32)).Store(c + 1 * ldc + 32); (c13 + Vector512.Load(c + 1 * ldc + 48)).Store(c + 1 * ldc + 48);
+                (c20 + Vector512.Load(c + 2 * ldc + 0)).Store(c + 2 * ldc + 0); (c21 + Vector512.Load(c + 2 * ldc + 16)).Store(c + 2 * ldc + 16); (c22 + Vector512.Load(c + 2 * ldc + 32)).Store(c + 2 * ldc + 32); (c23 + Vector512.Load(c + 2 * ldc + 48)).Store(c + 2 * ldc + 48);
+                (c30 + Vector512.Load(c + 3 * ldc + 0)).Store(c + 3 * ldc + 0); (c31 + Vector512.Load(c + 3 * ldc + 16)).Store(c + 3 * ldc + 16); (c32 + Vector512.Load(c + 3 * ldc + 32)).Store(c + 3 * ldc + 32); (c33 + Vector512.Load(c + 3 * ldc + 48)).Store(c + 3 * ldc + 48);
+                (c40 + Vector512.Load(c + 4 * ldc + 0)).Store(c + 4 * ldc + 0); (c41 + Vector512.Load(c + 4 * ldc + 16)).Store(c + 4 * ldc + 16); (c42 + Vector512.Load(c + 4 * ldc + 32)).Store(c + 4 * ldc + 32); (c43 + Vector512.Load(c + 4 * ldc + 48)).Store(c + 4 * ldc + 48);
+                (c50 + Vector512.Load(c + 5 * ldc + 0)).Store(c + 5 * ldc + 0); (c51 + Vector512.Load(c + 5 * ldc + 16)).Store(c + 5 * ldc + 16); (c52 + Vector512.Load(c + 5 * ldc + 32)).Store(c + 5 * ldc + 32); (c53 + Vector512.Load(c + 5 * ldc + 48)).Store(c + 5 * ldc + 48);
+            }
+        }
+    }
+
+    // kc terms in blocks of `block` (the last may be shorter): each block's 6x16 products are summed in registers from
+    // zero, then added to C (stored, for the first block when not accumulating): Kernel256x6x16's per-block arithmetic without a
+    // call, zeroing and alpha/beta scaling per block.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Blocked256x6x16(int kc, int block, float* a, nint rs, nint cs, float* b, float* c, nint ldc, bool accumulate)
+    {
+        float* a0 = a; float* a1 = a + 1 * rs; float* a2 = a + 2 * rs; float* a3 = a + 3 * rs; float* a4 = a + 4 * rs; float* a5 = a + 5 * rs;
+        nint off = 0;
+        for (int p0 = 0; p0 < kc; p0 += block)
+        {
+            int kb = Math.Min(block, kc - p0);
+            Vector256<float> c00 = default; Vector256<float> c01 = default;
+            Vector256<float> c10 = default; Vector256<float> c11 = default;
+            Vector256<float> c20 = default; Vector256<float> c21 = default;
+            Vector256<float> c30 = default; Vector256<float> c31 = default;
+            Vector256<float> c40 = default; Vector256<float> c41 = default;
+            Vector256<float> c50 = default; Vector256<float> c51 = default;
+            for (int p = 0; p < kb; p++)
+            {
+                var b0 = Vector256.LoadAligned(b + 0);
+                var b1 = Vector256.LoadAligned(b + 8);
+                var x0 = Vector256.Create(a0[off]);
+                c00 = Vector256.FusedMultiplyAdd(x0, b0, c00); c01 = Vector256.FusedMultiplyAdd(x0, b1, c01);
+                var x1 = Vector256.Create(a1[off]);
+                c10 = Vector256.FusedMultiplyAdd(x1, b0, c10); c11 = Vector256.FusedMultiplyAdd(x1, b1, c11);
+                var x2 = Vector256.Create(a2[off]);
+                c20 = Vector256.FusedMultiplyAdd(x2, b0, c20); c21 = Vector256.FusedMultiplyAdd(x2, b1, c21);
+                var x3 = Vector256.Create(a3[off]);
+                c30 = Vector256.FusedMultiplyAdd(x3, b0, c30); c31 = Vector256.FusedMultiplyAdd(x3, b1, c31);
+                var x4 = Vector256.Create(a4[off]);
+                c40 = Vector256.FusedMultiplyAdd(x4, b0, c40); c41 = Vector256.FusedMultiplyAdd(x4, b1, c41);
+                var x5 = Vector256.Create(a5[off]);
+                c50 = Vector256.FusedMultiplyAdd(x5, b0, c50); c51 = Vector256.FusedMultiplyAdd(x5, b1, c51);
+                off += cs;
+                b += 16;
+            }
+            if (p0 == 0 && !accumulate)
+            {
+                c00.Store(c + 0 * ldc + 0); c01.Store(c + 0 * ldc + 8);
+                c10.Store(c + 1 * ldc + 0); c11.Store(c + 1 * ldc + 8);
+                c20.Store(c + 2 * ldc + 0); c21.Store(c + 2 * ldc + 8);
+                c30.Store(c + 3 * ldc + 0); c31.Store(c + 3 * ldc + 8);
+                c40.Store(c + 4 * ldc + 0); c41.Store(c + 4 * ldc + 8);
+                c50.Store(c + 5 * ldc + 0); c51.Store(c + 5 * ldc + 8);
+            }
+            else
+            {
+                (c00 + Vector256.Load(c + 0 * ldc + 0)).Store(c + 0 * ldc + 0); (c01 + Vector256.Load(c + 0 * ldc + 8)).Store(c + 0 * ldc + 8);
+                (c10 + Vector256.Load(c + 1 * ldc + 0)).Store(c + 1 * ldc + 0); (c11 + Vector256.Load(c + 1 * ldc + 8)).Store(c + 1 * ldc + 8);
+                (c20 + Vector256.Load(c + 2 * ldc + 0)).Store(c + 2 * ldc + 0); (c21 + Vector256.Load(c + 2 * ldc + 8)).Store(c + 2 * ldc + 8);
+                (c30 + Vector256.Load(c + 3 * ldc + 0)).Store(c + 3 * ldc + 0); (c31 + Vector256.Load(c + 3 * ldc + 8)).Store(c + 3 * ldc + 8);
+                (c40 + Vector256.Load(c + 4 * ldc + 0)).Store(c + 4 * ldc + 0); (c41 + Vector256.Load(c + 4 * ldc + 8)).Store(c + 4 * ldc + 8);
+                (c50 + Vector256.Load(c + 5 * ldc + 0)).Store(c + 5 * ldc + 0); (c51 + Vector256.Load(c + 5 * ldc + 8)).Store(c + 5 * ldc + 8);
+            }
         }
     }
 
