@@ -30,6 +30,11 @@ try:
     if pools: info = {"internal_api": pools[0].get("internal_api"), "architecture": pools[0].get("architecture"), "num_threads": pools[0].get("num_threads"), "version": pools[0].get("version")}
 except Exception as e:
     info = {"error": str(e)}
+try:
+    np.dot(np.ones((64, 64), np.float32), np.ones((64, 64), np.float32))
+    info["libraries"] = sorted({l.split()[-1] for l in open("/proc/self/maps") if any(s in l.split()[-1] for s in ("blas", "mkl", "blis"))})
+except Exception:
+    pass
 print(json.dumps(info), flush=True)
 shape = None
 for line in sys.stdin:
@@ -189,10 +194,15 @@ internal sealed class NumpyProcess : IDisposable
         {
             using var doc = JsonDocument.Parse(first);
             if (doc.RootElement.TryGetProperty("num_threads", out var v) && v.ValueKind == JsonValueKind.Number) nt = v.GetInt32();
+            // the libraries NumPy mapped tell OpenBLAS from the reference BLAS (Debian's default, tens of times slower) without threadpoolctl
+            var libs = doc.RootElement.TryGetProperty("libraries", out var l) && l.ValueKind == JsonValueKind.Array
+                ? l.EnumerateArray().Select(e => e.GetString() ?? "").ToList() : new List<string>();
             if (doc.RootElement.TryGetProperty("internal_api", out var api) && api.GetString() != "openblas")
                 note = $"note: NumPy's BLAS is {api.GetString()}, not OpenBLAS ({first}); apt-get install libopenblas0-pthread.";
             else if (!doc.RootElement.TryGetProperty("internal_api", out _))
-                note = $"note: could not identify NumPy's BLAS ({first}); install python3-threadpoolctl to report it.";
+                note = libs.Any(x => x.Contains("openblas", StringComparison.OrdinalIgnoreCase))
+                    ? $"note: NumPy uses {libs.First(x => x.Contains("openblas", StringComparison.OrdinalIgnoreCase))}; install python3-threadpoolctl to report its version and threads."
+                    : $"warning: NumPy's BLAS is not OpenBLAS ({(libs.Count > 0 ? string.Join(", ", libs) : first)}), so the reference column is not OpenBLAS; apt-get install libopenblas0-pthread python3-threadpoolctl.";
         }
         catch (JsonException) { }
         return new NumpyProcess(p, info, nt);

@@ -16,6 +16,7 @@ public static class TrainCommand
         var preset = CliOptions.OneOf(new Option<string>("--preset") { Description = $"U-Net preset ({string.Join(", ", Nn.UNet.UNet2DModel.PresetNames)})", DefaultValueFactory = _ => "ddpm-small" },
             Nn.UNet.UNet2DModel.PresetNames.ToArray());
         var config = new Option<string?>("--config") { Description = "A diffusers UNet2DModel config.json (overrides --preset; stored in the checkpoint)" };
+        var init = new Option<string?>("--init") { Description = "Start from the weights of a trained model (fine-tuning): a diffusers UNet folder, or a model or run folder with one in unet/; its config.json is the architecture (instead of --preset or --config)" };
         var size = CliOptions.InRange(new Option<int?>("--resolution", "--size") { Description = "Resize images to this square size (default: the data set's)" }, 1, Nn.UNet.UNet2DConfig.MaxSampleSize);
         var batch = CliOptions.Batch("Batch size", 64);
         var micro = CliOptions.InRange(new Option<int?>("--micro-batch") { Description = "Images per gradient micro-batch: gradients are summed per micro-batch in a fixed order, so the result does not depend on threads or MPI ranks (default: half the batch, at most 32)" }, 1, 65_536);
@@ -51,7 +52,7 @@ public static class TrainCommand
         var bucketMb = CliOptions.InRange(new Option<double>("--bucket-mb") { Description = "Gradient all-reduce bucket size under mpirun (MB)", DefaultValueFactory = _ => 8 }, 0.001, 4096.0);
         var cmd = new Command("train", "Train a diffusion model.")
         {
-            output, data, preset, config, size, batch, micro, steps, lr, warmup, ema, objective, snrGamma, pMean, pStd, sigmaData, dropout, lrSchedule, emaProfile, emaStd, vpred, classCond, classDrop, flip, seed,
+            output, data, preset, config, init, size, batch, micro, steps, lr, warmup, ema, objective, snrGamma, pMean, pStd, sigmaData, dropout, lrSchedule, emaProfile, emaStd, vpred, classCond, classDrop, flip, seed,
             ckptEvery, sampleEvery, logEvery, resume, overwrite, schedule, bucketMb, resize, crop, alpha,
         };
         cmd.SetAction(p =>
@@ -79,16 +80,19 @@ public static class TrainCommand
                 trainer = Trainer.Resume(outDir, dataset, p.GetValue(steps), comm);
                 if (root) Console.Error.WriteLine($"resuming {outDir} at step {trainer.Step} of {trainer.Options.Steps}" +
                     (trainer.StoredOptions is { } so && so.Steps != trainer.Options.Steps ? $" (--steps changes the run's total from {so.Steps})" : ""));
-                if (root) ReportIgnored(p, trainer.Options, new Option[] { preset, config, batch, micro, lr, warmup, ema, objective, snrGamma, pMean, pStd, sigmaData, dropout, lrSchedule, emaProfile, emaStd, vpred, classCond, classDrop, flip, seed, ckptEvery, sampleEvery, logEvery, schedule });
+                if (root) ReportIgnored(p, trainer.Options, new Option[] { preset, config, init, batch, micro, lr, warmup, ema, objective, snrGamma, pMean, pStd, sigmaData, dropout, lrSchedule, emaProfile, emaStd, vpred, classCond, classDrop, flip, seed, ckptEvery, sampleEvery, logEvery, schedule });
                 if (root && trainer.Step >= trainer.Options.Steps)
                     Console.Error.WriteLine($"the run already has its {trainer.Options.Steps} steps; pass a larger --steps to train on");
             }
             else
             {
+                if (p.GetValue(init) != null && (CliOptions.IsExplicit(p, config) || CliOptions.IsExplicit(p, preset)))
+                    throw new ArgumentException("--init takes the architecture from the model's config.json; drop --config and --preset.");
                 if (p.GetValue(overwrite) && root) Trainer.DeletePreviousRun(outDir);
                 var opts = new TrainOptions
                 {
-                    Preset = p.GetValue(preset)!, ModelConfigPath = p.GetValue(config) is string c ? Path.GetFullPath(c) : null, Data = p.GetValue(data)!,
+                    Preset = p.GetValue(preset)!, ModelConfigPath = p.GetValue(config) is string c ? Path.GetFullPath(c) : null,
+                    InitFrom = p.GetValue(init) is string i ? Path.GetFullPath(i) : null, Data = p.GetValue(data)!,
                     BatchSize = p.GetValue(batch), MicroBatch = p.GetValue(micro) ?? TrainOptions.DefaultMicroBatch(p.GetValue(batch)), Steps = p.GetValue(steps) ?? DefaultSteps, LearningRate = p.GetValue(lr), WarmupSteps = p.GetValue(warmup),
                     EmaDecay = p.GetValue(ema), Objective = ParseObjective(p.GetValue(objective)!), VPrediction = p.GetValue(vpred),
                     ClassConditional = p.GetValue(classCond), ClassDropout = p.GetValue(classDrop), RandomFlip = p.GetValue(flip),

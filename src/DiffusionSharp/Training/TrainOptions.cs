@@ -31,6 +31,12 @@ public sealed record TrainOptions
     public string Preset { get; init; } = "ddpm-small";
     /// <summary>A diffusers UNet2DModel config.json to build the model from.</summary>
     public string? ModelConfigPath { get; init; }
+    /// <summary>
+    /// A diffusers UNet2DModel folder (config.json + diffusion_pytorch_model.safetensors), or a model or run folder holding one
+    /// in unet/, whose weights start the run (fine-tuning); its architecture replaces <see cref="Preset"/> and
+    /// <see cref="ModelConfigPath"/>. A resumed run continues from its checkpoint instead.
+    /// </summary>
+    public string? InitFrom { get; init; }
     /// <summary>Data set name or folder (see Datasets.Open).</summary>
     public string Data { get; init; } = "fashion-mnist";
     /// <summary>Images per step.</summary>

@@ -73,7 +73,8 @@ public sealed class Trainer
 
     private static readonly JsonSerializerOptions IndentedJson = new() { WriteIndented = true };
 
-    private Trainer(TrainOptions options, string outputDir, IDataset data, IReadOnlyList<string> classNames, UNet2DConfig cfg, ICommunicator? comm)
+    private Trainer(TrainOptions options, string outputDir, IDataset data, IReadOnlyList<string> classNames, UNet2DConfig cfg, ICommunicator? comm,
+        IReadOnlyDictionary<string, Tensor>? initialWeights = null)
     {
         _comm = comm ?? SingleProcess.Instance;
         if (options.MicroBatch < 1) throw new ArgumentException($"The micro-batch must be at least 1 image, got {options.MicroBatch}.");
@@ -94,6 +95,7 @@ public sealed class Trainer
         NumClasses = Math.Max(classNames.Count, 1);
         var seed = options.Seed;
         Model = new UNet2DModel(cfg, new Generator(seed * 4 + 1));
+        if (initialWeights != null) Model.LoadStateDict(initialWeights, strict: true);  // before the optimizer and the EMA copy them
         _noiseGen = new Generator(seed * 4 + 2);
         _dropoutGen = new Generator(seed * 4 + 3);
         _labelGen = new Generator(seed * 4 + 4);
@@ -127,7 +129,38 @@ public sealed class Trainer
 
     /// <summary>The model config implied by the options and the data (channels, size, classes, variance channels).</summary>
     public static UNet2DConfig BuildConfig(TrainOptions options, IDataset data) =>
-        FitToData(options.ModelConfigPath != null ? UNet2DConfig.Load(options.ModelConfigPath) : UNet2DModel.PresetConfig(options.Preset), options, data);
+        FitToData(options.InitFrom != null ? UNet2DConfig.Load(Path.Combine(InitFolder(options.InitFrom), "config.json"))
+            : options.ModelConfigPath != null ? UNet2DConfig.Load(options.ModelConfigPath) : UNet2DModel.PresetConfig(options.Preset), options, data);
+
+    /// <summary>
+    /// The diffusers UNet folder that <see cref="TrainOptions.InitFrom"/> names: the folder itself when it holds config.json and
+    /// diffusion_pytorch_model.safetensors, else its unet/ (an exported model or a run folder).
+    /// </summary>
+    public static string InitFolder(string path)
+    {
+        static bool IsUnet(string d) => File.Exists(Path.Combine(d, "config.json")) && File.Exists(Path.Combine(d, "diffusion_pytorch_model.safetensors"));
+        if (IsUnet(path)) return path;
+        if (IsUnet(Path.Combine(path, "unet"))) return Path.Combine(path, "unet");
+        throw new DirectoryNotFoundException(Directory.Exists(path)
+            ? $"--init {path}: neither a diffusers UNet folder (config.json + diffusion_pytorch_model.safetensors) nor a model or run folder with one in unet/."
+            : $"--init {path}: folder not found.");
+    }
+
+    // The sizes the data and objective impose must be the pretrained network's: say which differs, and how to fix it.
+    private static void CheckInitFits(UNet2DConfig stored, UNet2DConfig fitted, string folder, TrainOptions options)
+    {
+        string at = $"--init {folder}";
+        if (stored.InChannels != fitted.InChannels)
+            throw new InvalidDataException($"{at}: the model takes {stored.InChannels}-channel images; the data set's have {fitted.InChannels}.");
+        if (stored.OutChannels != fitted.OutChannels)
+            throw new InvalidDataException($"{at}: the model outputs {stored.OutChannels} channels; --objective {options.Objective.ToString().ToLowerInvariant()} on this data needs {fitted.OutChannels} (learned variances, --objective hybrid, double the image channels).");
+        if (stored.NumClassEmbeds != fitted.NumClassEmbeds)
+            throw new InvalidDataException(stored.NumClassEmbeds is not int sc
+                ? $"{at}: the model is unconditional; drop --class-conditional."
+                : fitted.NumClassEmbeds is not int fc
+                    ? $"{at}: the model is class-conditional ({sc - 1} classes and the null class); add --class-conditional."
+                    : $"{at}: the model has {sc - 1} classes (and the null class); the data set has {fc - 1}.");
+    }
 
     // The architecture from a config or preset, with the sizes the data set and the objective impose.
     private static UNet2DConfig FitToData(UNet2DConfig cfg, TrainOptions options, IDataset data)
@@ -153,8 +186,16 @@ public sealed class Trainer
         if (options.NumTrainTimesteps is < 2 or > MaxTrainTimesteps)
             throw new ArgumentOutOfRangeException(nameof(options), $"NumTrainTimesteps must be in 2..{MaxTrainTimesteps}, got {options.NumTrainTimesteps}.");
         var cfg = BuildConfig(options, data);
+        Dictionary<string, Tensor>? init = null;
+        if (options.InitFrom != null)
+        {
+            var folder = InitFolder(options.InitFrom);
+            var pretrained = UNet2DModel.FromPretrained(folder);  // checks the weights against the config, and that they are finite
+            CheckInitFits(pretrained.Config, cfg, options.InitFrom, options);
+            init = pretrained.StateDict();
+        }
         Directory.CreateDirectory(outputDir);
-        return new Trainer(options, outputDir, data, ClassNamesOf(data), cfg, comm);
+        return new Trainer(options, outputDir, data, ClassNamesOf(data), cfg, comm, init);
     }
 
     /// <summary>Largest accepted number of diffusion steps T (tables of T doubles are built from it).</summary>

@@ -256,6 +256,27 @@ public partial class CliFuzzTests(FuzzFixture fx) : IClassFixture<FuzzFixture>
     }
 
     [Fact]
+    public void TrainInitFineTunesARunAndRefusesWhatIsNotAModel()
+    {
+        var run = Path.Combine(fx.Dir.Path, "init-src");
+        Assert.Equal(0, Run(Array.Empty<string>(), fx.Dir.Path, "train", "-o", run, "--data", fx.Data, "--config", fx.Config, "--steps", "1", "--batch", "2", "--log-every", "0").Rc);
+        Assert.Equal(0, Run(Array.Empty<string>(), fx.Dir.Path, "train", "-o", Fresh(fx.Dir.Path, ""), "--data", fx.Data, "--init", run, "--steps", "1", "--batch", "2", "--log-every", "0").Rc);
+        Assert.NotEqual(0, Run(new[] { "--config" }, fx.Dir.Path, "train", "-o", Fresh(fx.Dir.Path, ""), "--data", fx.Data, "--init", run, "--config", fx.Config, "--steps", "1").Rc);
+        Assert.NotEqual(0, Run(new[] { "--init" }, fx.Dir.Path, "train", "-o", Fresh(fx.Dir.Path, ""), "--data", fx.Data, "--init", fx.Data, "--steps", "1").Rc);
+        var weights = File.ReadAllBytes(Path.Combine(run, "unet", "diffusion_pytorch_model.safetensors"));
+        foreach (int cut in Cuts(weights.Length, 10))
+        {
+            var unet = Path.Combine(fx.Dir.Path, "init-cut-" + Interlocked.Increment(ref _n));
+            Directory.CreateDirectory(unet);
+            File.Copy(Path.Combine(run, "unet", "config.json"), Path.Combine(unet, "config.json"));
+            File.WriteAllBytes(Path.Combine(unet, "diffusion_pytorch_model.safetensors"), weights[..cut]);
+            Assert.NotEqual(0, Run(new[] { "diffusion_pytorch_model.safetensors" }, fx.Dir.Path,
+                "train", "-o", Fresh(fx.Dir.Path, ""), "--data", fx.Data, "--init", unet, "--steps", "1", "--batch", "2").Rc);
+            Directory.Delete(unet, recursive: true);
+        }
+    }
+
+    [Fact]
     public void CorruptRunFolderFailsCleanlyAtResume()
     {
         var run = Path.Combine(fx.Dir.Path, "run-src");

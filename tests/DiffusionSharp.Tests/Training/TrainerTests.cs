@@ -107,6 +107,51 @@ public class TrainerTests : IDisposable
     }
 
     [Fact]
+    public void InitStartsFromTheGivenModelsWeightsAndTrainsOn()
+    {
+        var data = TinyData();
+        var preDir = Path.Combine(_root, "pre");
+        Trainer.Create(Options(3, classCond: true), preDir, data).Run(CancellationToken.None);
+        // a run folder names its exported unet/, as an exported model folder does
+        Assert.Equal(Path.Combine(preDir, "unet"), Trainer.InitFolder(preDir));
+        var pre = UNet2DModel.FromPretrained(Path.Combine(preDir, "unet")).Parameters().SelectMany(p => p.ToArray()).ToArray();
+
+        var tuned = Trainer.Create(Options(2, classCond: true) with { InitFrom = preDir, Dropout = 0 }, Path.Combine(_root, "tuned"), data);
+        Assert.Equal(pre, Weights(tuned));
+        Assert.Equal(pre, tuned.Ema!.Shadow.SelectMany(p => p.ToArray()).ToArray());
+        Assert.Equal(0f, tuned.Model.Config.Dropout);
+        var fresh = Trainer.Create(Options(2, classCond: true), Path.Combine(_root, "fresh"), data);
+        Assert.NotEqual(pre, Weights(fresh));
+
+        var losses = new List<double>();
+        tuned.Run(CancellationToken.None, (r, _) => losses.Add(r.Loss));
+        Assert.All(losses, l => Assert.True(double.IsFinite(l)));
+        Assert.NotEqual(pre, Weights(tuned));
+        // the fine-tuned run resumes from its own checkpoint, not from the model it started from
+        var resumed = Trainer.Resume(Path.Combine(_root, "tuned"), data, steps: 3);
+        Assert.Equal(Weights(tuned), Weights(resumed));
+    }
+
+    [Fact]
+    public void InitRefusesAModelThatDoesNotFitTheRun()
+    {
+        var data = TinyData();
+        var condDir = Path.Combine(_root, "cond");
+        Trainer.Create(Options(1, classCond: true), condDir, data).Run(CancellationToken.None);
+        var ex = Assert.Throws<InvalidDataException>(() => Trainer.Create(Options(1) with { InitFrom = condDir }, Path.Combine(_root, "a"), data));
+        Assert.Contains("add --class-conditional", ex.Message);
+        var rgb = new InMemoryImageDataset(new byte[40 * 3 * 64], new int[40], 3, 8, new[] { "x", "y", "z" }, "rgb");
+        ex = Assert.Throws<InvalidDataException>(() => Trainer.Create(Options(1, classCond: true) with { InitFrom = condDir }, Path.Combine(_root, "b"), rgb));
+        Assert.Contains("1-channel images; the data set's have 3", ex.Message);
+        var two = new InMemoryImageDataset(new byte[40 * 64], new int[40], 1, 8, new[] { "x", "y" }, "two classes");
+        ex = Assert.Throws<InvalidDataException>(() => Trainer.Create(Options(1, classCond: true) with { InitFrom = condDir }, Path.Combine(_root, "c"), two));
+        Assert.Contains("the model has 3 classes (and the null class); the data set has 2", ex.Message);
+        var none = Assert.Throws<DirectoryNotFoundException>(() => Trainer.Create(Options(1) with { InitFrom = _root }, Path.Combine(_root, "d"), data));
+        Assert.Contains("neither a diffusers UNet folder", none.Message);
+        Assert.False(Directory.Exists(Path.Combine(_root, "d")));
+    }
+
+    [Fact]
     public void LossDecreasesAndExportedModelSamples()
     {
         var data = TinyData();
