@@ -146,6 +146,33 @@ public sealed class Trainer
             : $"--init {path}: folder not found.");
     }
 
+    // What the network predicts is not in its config.json but in the scheduler config beside it (a model or run folder):
+    // fine-tuning an EDM network as an epsilon one, or an epsilon one as v, starts from weights that answer another question.
+    private static void CheckInitObjective(string unetFolder, TrainOptions options)
+    {
+        var path = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(unetFolder))!, "scheduler", "scheduler_config.json");
+        if (!File.Exists(path)) return;
+        string? cls = null, prediction = null;
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(path));
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) return;
+            if (doc.RootElement.TryGetProperty("_class_name", out var c) && c.ValueKind == JsonValueKind.String) cls = c.GetString();
+            if (doc.RootElement.TryGetProperty("prediction_type", out var p) && p.ValueKind == JsonValueKind.String) prediction = p.GetString();
+        }
+        catch (JsonException) { return; }  // the scheduler config only informs this check; the weights were read and checked above
+        string at = $"--init {options.InitFrom}", hint = $" (to fine-tune it as another objective anyway, pass --init {unetFolder} itself)";
+        bool edm = cls?.StartsWith("EDM", StringComparison.Ordinal) == true;
+        if (edm && options.Objective != TrainObjective.Edm)
+            throw new InvalidDataException($"{at}: the model was trained with --objective edm ({path} is {cls}); pass --objective edm{hint}.");
+        if (!edm && cls != null && options.Objective == TrainObjective.Edm)
+            throw new InvalidDataException($"{at}: the model was not trained with --objective edm ({path} is {cls}); drop --objective edm{hint}.");
+        if (!edm && prediction == "v_prediction" && !options.VPrediction)
+            throw new InvalidDataException($"{at}: the model predicts v ({path}); add --v-prediction{hint}.");
+        if (!edm && prediction == "epsilon" && options.VPrediction)
+            throw new InvalidDataException($"{at}: the model predicts epsilon ({path}); drop --v-prediction{hint}.");
+    }
+
     // The sizes the data and objective impose must be the pretrained network's: say which differs, and how to fix it.
     private static void CheckInitFits(UNet2DConfig stored, UNet2DConfig fitted, string folder, TrainOptions options)
     {
@@ -192,6 +219,7 @@ public sealed class Trainer
             var folder = InitFolder(options.InitFrom);
             var pretrained = UNet2DModel.FromPretrained(folder);  // checks the weights against the config, and that they are finite
             CheckInitFits(pretrained.Config, cfg, options.InitFrom, options);
+            if (folder != options.InitFrom) CheckInitObjective(folder, options);  // a UNet folder named itself is taken as asked
             init = pretrained.StateDict();
         }
         Directory.CreateDirectory(outputDir);

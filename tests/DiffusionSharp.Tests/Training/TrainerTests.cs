@@ -146,6 +146,17 @@ public class TrainerTests : IDisposable
         var two = new InMemoryImageDataset(new byte[40 * 64], new int[40], 1, 8, new[] { "x", "y" }, "two classes");
         ex = Assert.Throws<InvalidDataException>(() => Trainer.Create(Options(1, classCond: true) with { InitFrom = condDir }, Path.Combine(_root, "c"), two));
         Assert.Contains("the model has 3 classes (and the null class); the data set has 2", ex.Message);
+        // what the network predicts comes from the scheduler config beside unet/
+        ex = Assert.Throws<InvalidDataException>(() => Trainer.Create(Options(1, classCond: true) with { InitFrom = condDir, Objective = TrainObjective.Edm }, Path.Combine(_root, "e"), data));
+        Assert.Contains("drop --objective edm", ex.Message);
+        ex = Assert.Throws<InvalidDataException>(() => Trainer.Create(Options(1, classCond: true) with { InitFrom = condDir, VPrediction = true }, Path.Combine(_root, "v"), data));
+        Assert.Contains("drop --v-prediction", ex.Message);
+        var edmDir = Path.Combine(_root, "edm");
+        Trainer.Create(Options(1, classCond: true) with { Objective = TrainObjective.Edm }, edmDir, data).Run(CancellationToken.None);
+        ex = Assert.Throws<InvalidDataException>(() => Trainer.Create(Options(1, classCond: true) with { InitFrom = edmDir }, Path.Combine(_root, "s"), data));
+        Assert.Contains("pass --objective edm", ex.Message);
+        // the unet/ folder alone carries no objective: taken as asked
+        Assert.NotNull(Trainer.Create(Options(1, classCond: true) with { InitFrom = Path.Combine(edmDir, "unet") }, Path.Combine(_root, "s2"), data));
         var none = Assert.Throws<DirectoryNotFoundException>(() => Trainer.Create(Options(1) with { InitFrom = _root }, Path.Combine(_root, "d"), data));
         Assert.Contains("neither a diffusers UNet folder", none.Message);
         Assert.False(Directory.Exists(Path.Combine(_root, "d")));
