@@ -160,7 +160,7 @@ public class GemmTests
         // Vector512/256.FusedMultiplyAdd; the scalar kernel rounds products and sums separately), then added to C.
         const int block = 16;
         foreach (var (m, n, k, accumulate, transA) in new[] { (13, 70, 37, false, false), (6, 64, 32, true, false), (25, 20, 16, true, false), (1, 17, 5, false, false),
-            (40, 130, 48, true, false), (13, 70, 37, false, true), (12, 64, 33, true, true), (25, 20, 16, true, true), (1, 17, 5, false, true), (64, 32, 90, true, true) })
+            (40, 130, 48, true, false), (30, 32, 40, false, false), (13, 70, 37, false, true), (12, 64, 33, true, true), (25, 20, 16, true, true), (1, 17, 5, false, true), (64, 32, 90, true, true) })
         {
             // op(A)[i, q] is A[i * lda + q], or A[q * lda + i] when transA
             int lda = (transA ? m : k) + 3, ldc = n + 5;

@@ -144,7 +144,7 @@ public static unsafe class Gemm
     private static readonly Config? Narrow = IsSupported(GemmKernel.Vector256) ? ConfigFor(GemmKernel.Vector256) : null;
 
     // The AVX-512 family's 32-wide tile (same arithmetic per element as the 64-wide one).
-    private static readonly Config? Half512 = IsSupported(GemmKernel.Vector512) ? new Config(GemmKernel.Vector512, 6, 32, 512, 128 * 1024, &Kernel512x6x32) : null;
+    private static readonly Config? Half512 = IsSupported(GemmKernel.Vector512) ? new Config(GemmKernel.Vector512, 6, 32, 512, 128 * 1024, &Kernel512x6x32, &Blocked512x6x32) : null;
 
     // A 64-wide tile would be mostly padding for narrow C: up to 24 columns the 16-wide AVX2 tile wastes less, up to 32 the
     // 32-wide AVX-512 tile (attention's P v per head) wastes nothing.
@@ -530,71 +530,23 @@ public static unsafe class Gemm
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel512x6x64(int kc, float* a, nint rs, nint cs, float* b, float* c, nint ldc, float alpha, float beta)
-    {
-        Vector512<float> c00 = default; Vector512<float> c01 = default; Vector512<float> c02 = default; Vector512<float> c03 = default;
-        Vector512<float> c10 = default; Vector512<float> c11 = default; Vector512<float> c12 = default; Vector512<float> c13 = default;
-        Vector512<float> c20 = default; Vector512<float> c21 = default; Vector512<float> c22 = default; Vector512<float> c23 = default;
-        Vector512<float> c30 = default; Vector512<float> c31 = default; Vector512<float> c32 = default; Vector512<float> c33 = default;
-        Vector512<float> c40 = default; Vector512<float> c41 = default; Vector512<float> c42 = default; Vector512<float> c43 = default;
-        Vector512<float> c50 = default; Vector512<float> c51 = default; Vector512<float> c52 = default; Vector512<float> c53 = default;
-        float* a0 = a; float* a1 = a + 1 * rs; float* a2 = a + 2 * rs; float* a3 = a + 3 * rs; float* a4 = a + 4 * rs; float* a5 = a + 5 * rs;
-        nint off = 0;
-        for (int p = 0; p < kc; p++)
-        {
-            var b0 = Vector512.LoadAligned(b + 0);
-            var b1 = Vector512.LoadAligned(b + 16);
-            var b2 = Vector512.LoadAligned(b + 32);
-            var b3 = Vector512.LoadAligned(b + 48);
-            var x0 = Vector512.Create(a0[off]);
-            c00 = Vector512.FusedMultiplyAdd(x0, b0, c00); c01 = Vector512.FusedMultiplyAdd(x0, b1, c01); c02 = Vector512.FusedMultiplyAdd(x0, b2, c02); c03 = Vector512.FusedMultiplyAdd(x0, b3, c03);
-            var x1 = Vector512.Create(a1[off]);
-            c10 = Vector512.FusedMultiplyAdd(x1, b0, c10); c11 = Vector512.FusedMultiplyAdd(x1, b1, c11); c12 = Vector512.FusedMultiplyAdd(x1, b2, c12); c13 = Vector512.FusedMultiplyAdd(x1, b3, c13);
-            var x2 = Vector512.Create(a2[off]);
-            c20 = Vector512.FusedMultiplyAdd(x2, b0, c20); c21 = Vector512.FusedMultiplyAdd(x2, b1, c21); c22 = Vector512.FusedMultiplyAdd(x2, b2, c22); c23 = Vector512.FusedMultiplyAdd(x2, b3, c23);
-            var x3 = Vector512.Create(a3[off]);
-            c30 = Vector512.FusedMultiplyAdd(x3, b0, c30); c31 = Vector512.FusedMultiplyAdd(x3, b1, c31); c32 = Vector512.FusedMultiplyAdd(x3, b2, c32); c33 = Vector512.FusedMultiplyAdd(x3, b3, c33);
-            var x4 = Vector512.Create(a4[off]);
-            c40 = Vector512.FusedMultiplyAdd(x4, b0, c40); c41 = Vector512.FusedMultiplyAdd(x4, b1, c41); c42 = Vector512.FusedMultiplyAdd(x4, b2, c42); c43 = Vector512.FusedMultiplyAdd(x4, b3, c43);
-            var x5 = Vector512.Create(a5[off]);
-            c50 = Vector512.FusedMultiplyAdd(x5, b0, c50); c51 = Vector512.FusedMultiplyAdd(x5, b1, c51); c52 = Vector512.FusedMultiplyAdd(x5, b2, c52); c53 = Vector512.FusedMultiplyAdd(x5, b3, c53);
-            off += cs;
-            b += 64;
-        }
-        var av = Vector512.Create(alpha);
-        if (beta == 0f)
-        {
-            (c00 * av).Store(c + 0 * ldc + 0); (c01 * av).Store(c + 0 * ldc + 16); (c02 * av).Store(c + 0 * ldc + 32); (c03 * av).Store(c + 0 * ldc + 48);
-            (c10 * av).Store(c + 1 * ldc + 0); (c11 * av).Store(c + 1 * ldc + 16); (c12 * av).Store(c + 1 * ldc + 32); (c13 * av).Store(c + 1 * ldc + 48);
-            (c20 * av).Store(c + 2 * ldc + 0); (c21 * av).Store(c + 2 * ldc + 16); (c22 * av).Store(c + 2 * ldc + 32); (c23 * av).Store(c + 2 * ldc + 48);
-            (c30 * av).Store(c + 3 * ldc + 0); (c31 * av).Store(c + 3 * ldc + 16); (c32 * av).Store(c + 3 * ldc + 32); (c33 * av).Store(c + 3 * ldc + 48);
-            (c40 * av).Store(c + 4 * ldc + 0); (c41 * av).Store(c + 4 * ldc + 16); (c42 * av).Store(c + 4 * ldc + 32); (c43 * av).Store(c + 4 * ldc + 48);
-            (c50 * av).Store(c + 5 * ldc + 0); (c51 * av).Store(c + 5 * ldc + 16); (c52 * av).Store(c + 5 * ldc + 32); (c53 * av).Store(c + 5 * ldc + 48);
-        }
-        else
-        {
-            var bv = Vector512.Create(beta);
-            Vector512.FusedMultiplyAdd(c00, av, Vector512.Load(c + 0 * ldc + 0) * bv).Store(c + 0 * ldc + 0); Vector512.FusedMultiplyAdd(c01, av, Vector512.Load(c + 0 * ldc + 16) * bv).Store(c + 0 * ldc + 16); Vector512.FusedMultiplyAdd(c02, av, Vector512.Load(c + 0 * ldc + 32) * bv).Store(c + 0 * ldc + 32); Vector512.FusedMultiplyAdd(c03, av, Vector512.Load(c + 0 * ldc + 48) * bv).Store(c + 0 * ldc + 48);
-            Vector512.FusedMultiplyAdd(c10, av, Vector512.Load(c + 1 * ldc + 0) * bv).Store(c + 1 * ldc + 0); Vector512.FusedMultiplyAdd(c11, av, Vector512.Load(c + 1 * ldc + 16) * bv).Store(c + 1 * ldc + 16); Vector512.FusedMultiplyAdd(c12, av, Vector512.Load(c + 1 * ldc + 32) * bv).Store(c + 1 * ldc + 32); Vector512.FusedMultiplyAdd(c13, av, Vector512.Load(c + 1 * ldc + 48) * bv).Store(c + 1 * ldc + 48);
-            Vector512.FusedMultiplyAdd(c20, av, Vector512.Load(c + 2 * ldc + 0) * bv).Store(c + 2 * ldc + 0); Vector512.FusedMultiplyAdd(c21, av, Vector512.Load(c + 2 * ldc + 16) * bv).Store(c + 2 * ldc + 16); Vector512.FusedMultiplyAdd(c22, av, Vector512.Load(c + 2 * ldc + 32) * bv).Store(c + 2 * ldc + 32); Vector512.FusedMultiplyAdd(c23, av, Vector512.Load(c + 2 * ldc + 48) * bv).Store(c + 2 * ldc + 48);
-            Vector512.FusedMultiplyAdd(c30, av, Vector512.Load(c + 3 * ldc + 0) * bv).Store(c + 3 * ldc + 0); Vector512.FusedMultiplyAdd(c31, av, Vector512.Load(c + 3 * ldc + 16) * bv).Store(c + 3 * ldc + 16); Vector512.FusedMultiplyAdd(c32, av, Vector512.Load(c + 3 * ldc + 32) * bv).Store(c + 3 * ldc + 32); Vector512.FusedMultiplyAdd(c33, av, Vector512.Load(c + 3 * ldc + 48) * bv).Store(c + 3 * ldc + 48);
-            Vector512.FusedMultiplyAdd(c40, av, Vector512.Load(c + 4 * ldc + 0) * bv).Store(c + 4 * ldc + 0); Vector512.FusedMultiplyAdd(c41, av, Vector512.Load(c + 4 * ldc + 16) * bv).Store(c + 4 * ldc + 16); Vector512.FusedMultiplyAdd(c42, av, Vector512.Load(c + 4 * ldc + 32) * bv).Store(c + 4 * ldc + 32); Vector512.FusedMultiplyAdd(c43, av, Vector512.Load(c + 4 * ldc + 48) * bv).Store(c + 4 * ldc + 48);
-            Vector512.FusedMultiplyAdd(c50, av, Vector512.Load(c + 5 * ldc + 0) * bv).Store(c + 5 * ldc + 0); Vector512.FusedMultiplyAdd(c51, av, Vector512.Load(c + 5 * ldc + 16) * bv).Store(c + 5 * ldc + 16); Vector512.FusedMultiplyAdd(c52, av, Vector512.Load(c + 5 * ldc + 32) * bv).Store(c + 5 * ldc + 32); Vector512.FusedMultiplyAdd(c53, av, Vector512.Load(c + 5 * ldc + 48) * bv).Store(c + 5 * ldc + 48);
-        }
-    }
+    private static void Kernel512x6x64(int kc, float* a, nint rs, nint cs, float* b, float* c, nint ldc, float alpha, float beta) =>
+        Tile512x6x64(kc, kc, a, rs, cs, b, c, ldc, alpha, beta);
 
-    // kc terms in blocks of `block` (the last may be shorter): each block's 6x64 products are summed in registers from
-    // zero, then added to C (stored, for the first block when not accumulating): Kernel512x6x64's per-block arithmetic without a
-    // call, zeroing and alpha/beta scaling per block.
+    private static void Blocked512x6x64(int kc, int block, float* a, nint rs, nint cs, float* b, float* c, nint ldc, bool accumulate) =>
+        Tile512x6x64(kc, block, a, rs, cs, b, c, ldc, 1f, accumulate ? 1f : 0f);
+
+    // C (6x64) = alpha A B + beta C over kc terms summed in blocks of `block`: the first block's register sums are scaled into C,
+    // each later one added to it (a blocked sum's accumulate is beta 1; block = kc is the plain product).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Blocked512x6x64(int kc, int block, float* a, nint rs, nint cs, float* b, float* c, nint ldc, bool accumulate)
+    private static void Tile512x6x64(int kc, int block, float* a, nint rs, nint cs, float* b, float* c, nint ldc, float alpha, float beta)
     {
         float* a0 = a; float* a1 = a + 1 * rs; float* a2 = a + 2 * rs; float* a3 = a + 3 * rs; float* a4 = a + 4 * rs; float* a5 = a + 5 * rs;
         nint off = 0;
-        for (int p0 = 0; p0 < kc; p0 += block)
+        int step = Math.Max(block, 1);
+        for (int p0 = 0; p0 == 0 || p0 < kc; p0 += step)
         {
-            int kb = Math.Min(block, kc - p0);
+            int kb = Math.Min(step, kc - p0);
             Vector512<float> c00 = default; Vector512<float> c01 = default; Vector512<float> c02 = default; Vector512<float> c03 = default;
             Vector512<float> c10 = default; Vector512<float> c11 = default; Vector512<float> c12 = default; Vector512<float> c13 = default;
             Vector512<float> c20 = default; Vector512<float> c21 = default; Vector512<float> c22 = default; Vector512<float> c23 = default;
@@ -622,16 +574,7 @@ public static unsafe class Gemm
                 off += cs;
                 b += 64;
             }
-            if (p0 == 0 && !accumulate)
-            {
-                c00.Store(c + 0 * ldc + 0); c01.Store(c + 0 * ldc + 16); c02.Store(c + 0 * ldc + 32); c03.Store(c + 0 * ldc + 48);
-                c10.Store(c + 1 * ldc + 0); c11.Store(c + 1 * ldc + 16); c12.Store(c + 1 * ldc + 32); c13.Store(c + 1 * ldc + 48);
-                c20.Store(c + 2 * ldc + 0); c21.Store(c + 2 * ldc + 16); c22.Store(c + 2 * ldc + 32); c23.Store(c + 2 * ldc + 48);
-                c30.Store(c + 3 * ldc + 0); c31.Store(c + 3 * ldc + 16); c32.Store(c + 3 * ldc + 32); c33.Store(c + 3 * ldc + 48);
-                c40.Store(c + 4 * ldc + 0); c41.Store(c + 4 * ldc + 16); c42.Store(c + 4 * ldc + 32); c43.Store(c + 4 * ldc + 48);
-                c50.Store(c + 5 * ldc + 0); c51.Store(c + 5 * ldc + 16); c52.Store(c + 5 * ldc + 32); c53.Store(c + 5 * ldc + 48);
-            }
-            else
+            if (p0 > 0)
             {
                 (c00 + Vector512.Load(c + 0 * ldc + 0)).Store(c + 0 * ldc + 0); (c01 + Vector512.Load(c + 0 * ldc + 16)).Store(c + 0 * ldc + 16); (c02 + Vector512.Load(c + 0 * ldc + 32)).Store(c + 0 * ldc + 32); (c03 + Vector512.Load(c + 0 * ldc + 48)).Store(c + 0 * ldc + 48);
                 (c10 + Vector512.Load(c + 1 * ldc + 0)).Store(c + 1 * ldc + 0); (c11 + Vector512.Load(c + 1 * ldc + 16)).Store(c + 1 * ldc + 16); (c12 + Vector512.Load(c + 1 * ldc + 32)).Store(c + 1 * ldc + 32); (c13 + Vector512.Load(c + 1 * ldc + 48)).Store(c + 1 * ldc + 48);
@@ -640,169 +583,109 @@ public static unsafe class Gemm
                 (c40 + Vector512.Load(c + 4 * ldc + 0)).Store(c + 4 * ldc + 0); (c41 + Vector512.Load(c + 4 * ldc + 16)).Store(c + 4 * ldc + 16); (c42 + Vector512.Load(c + 4 * ldc + 32)).Store(c + 4 * ldc + 32); (c43 + Vector512.Load(c + 4 * ldc + 48)).Store(c + 4 * ldc + 48);
                 (c50 + Vector512.Load(c + 5 * ldc + 0)).Store(c + 5 * ldc + 0); (c51 + Vector512.Load(c + 5 * ldc + 16)).Store(c + 5 * ldc + 16); (c52 + Vector512.Load(c + 5 * ldc + 32)).Store(c + 5 * ldc + 32); (c53 + Vector512.Load(c + 5 * ldc + 48)).Store(c + 5 * ldc + 48);
             }
-        }
-    }
-
-    // kc terms in blocks of `block` (the last may be shorter): each block's 6x16 products are summed in registers from
-    // zero, then added to C (stored, for the first block when not accumulating): Kernel256x6x16's per-block arithmetic without a
-    // call, zeroing and alpha/beta scaling per block.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Blocked256x6x16(int kc, int block, float* a, nint rs, nint cs, float* b, float* c, nint ldc, bool accumulate)
-    {
-        float* a0 = a; float* a1 = a + 1 * rs; float* a2 = a + 2 * rs; float* a3 = a + 3 * rs; float* a4 = a + 4 * rs; float* a5 = a + 5 * rs;
-        nint off = 0;
-        for (int p0 = 0; p0 < kc; p0 += block)
-        {
-            int kb = Math.Min(block, kc - p0);
-            Vector256<float> c00 = default; Vector256<float> c01 = default;
-            Vector256<float> c10 = default; Vector256<float> c11 = default;
-            Vector256<float> c20 = default; Vector256<float> c21 = default;
-            Vector256<float> c30 = default; Vector256<float> c31 = default;
-            Vector256<float> c40 = default; Vector256<float> c41 = default;
-            Vector256<float> c50 = default; Vector256<float> c51 = default;
-            for (int p = 0; p < kb; p++)
+            else if (beta == 0f)
             {
-                var b0 = Vector256.LoadAligned(b + 0);
-                var b1 = Vector256.LoadAligned(b + 8);
-                var x0 = Vector256.Create(a0[off]);
-                c00 = Vector256.FusedMultiplyAdd(x0, b0, c00); c01 = Vector256.FusedMultiplyAdd(x0, b1, c01);
-                var x1 = Vector256.Create(a1[off]);
-                c10 = Vector256.FusedMultiplyAdd(x1, b0, c10); c11 = Vector256.FusedMultiplyAdd(x1, b1, c11);
-                var x2 = Vector256.Create(a2[off]);
-                c20 = Vector256.FusedMultiplyAdd(x2, b0, c20); c21 = Vector256.FusedMultiplyAdd(x2, b1, c21);
-                var x3 = Vector256.Create(a3[off]);
-                c30 = Vector256.FusedMultiplyAdd(x3, b0, c30); c31 = Vector256.FusedMultiplyAdd(x3, b1, c31);
-                var x4 = Vector256.Create(a4[off]);
-                c40 = Vector256.FusedMultiplyAdd(x4, b0, c40); c41 = Vector256.FusedMultiplyAdd(x4, b1, c41);
-                var x5 = Vector256.Create(a5[off]);
-                c50 = Vector256.FusedMultiplyAdd(x5, b0, c50); c51 = Vector256.FusedMultiplyAdd(x5, b1, c51);
-                off += cs;
-                b += 16;
-            }
-            if (p0 == 0 && !accumulate)
-            {
-                c00.Store(c + 0 * ldc + 0); c01.Store(c + 0 * ldc + 8);
-                c10.Store(c + 1 * ldc + 0); c11.Store(c + 1 * ldc + 8);
-                c20.Store(c + 2 * ldc + 0); c21.Store(c + 2 * ldc + 8);
-                c30.Store(c + 3 * ldc + 0); c31.Store(c + 3 * ldc + 8);
-                c40.Store(c + 4 * ldc + 0); c41.Store(c + 4 * ldc + 8);
-                c50.Store(c + 5 * ldc + 0); c51.Store(c + 5 * ldc + 8);
+                var av = Vector512.Create(alpha);
+                (c00 * av).Store(c + 0 * ldc + 0); (c01 * av).Store(c + 0 * ldc + 16); (c02 * av).Store(c + 0 * ldc + 32); (c03 * av).Store(c + 0 * ldc + 48);
+                (c10 * av).Store(c + 1 * ldc + 0); (c11 * av).Store(c + 1 * ldc + 16); (c12 * av).Store(c + 1 * ldc + 32); (c13 * av).Store(c + 1 * ldc + 48);
+                (c20 * av).Store(c + 2 * ldc + 0); (c21 * av).Store(c + 2 * ldc + 16); (c22 * av).Store(c + 2 * ldc + 32); (c23 * av).Store(c + 2 * ldc + 48);
+                (c30 * av).Store(c + 3 * ldc + 0); (c31 * av).Store(c + 3 * ldc + 16); (c32 * av).Store(c + 3 * ldc + 32); (c33 * av).Store(c + 3 * ldc + 48);
+                (c40 * av).Store(c + 4 * ldc + 0); (c41 * av).Store(c + 4 * ldc + 16); (c42 * av).Store(c + 4 * ldc + 32); (c43 * av).Store(c + 4 * ldc + 48);
+                (c50 * av).Store(c + 5 * ldc + 0); (c51 * av).Store(c + 5 * ldc + 16); (c52 * av).Store(c + 5 * ldc + 32); (c53 * av).Store(c + 5 * ldc + 48);
             }
             else
             {
-                (c00 + Vector256.Load(c + 0 * ldc + 0)).Store(c + 0 * ldc + 0); (c01 + Vector256.Load(c + 0 * ldc + 8)).Store(c + 0 * ldc + 8);
-                (c10 + Vector256.Load(c + 1 * ldc + 0)).Store(c + 1 * ldc + 0); (c11 + Vector256.Load(c + 1 * ldc + 8)).Store(c + 1 * ldc + 8);
-                (c20 + Vector256.Load(c + 2 * ldc + 0)).Store(c + 2 * ldc + 0); (c21 + Vector256.Load(c + 2 * ldc + 8)).Store(c + 2 * ldc + 8);
-                (c30 + Vector256.Load(c + 3 * ldc + 0)).Store(c + 3 * ldc + 0); (c31 + Vector256.Load(c + 3 * ldc + 8)).Store(c + 3 * ldc + 8);
-                (c40 + Vector256.Load(c + 4 * ldc + 0)).Store(c + 4 * ldc + 0); (c41 + Vector256.Load(c + 4 * ldc + 8)).Store(c + 4 * ldc + 8);
-                (c50 + Vector256.Load(c + 5 * ldc + 0)).Store(c + 5 * ldc + 0); (c51 + Vector256.Load(c + 5 * ldc + 8)).Store(c + 5 * ldc + 8);
+                var av = Vector512.Create(alpha); var bv = Vector512.Create(beta);
+                Vector512.FusedMultiplyAdd(c00, av, Vector512.Load(c + 0 * ldc + 0) * bv).Store(c + 0 * ldc + 0); Vector512.FusedMultiplyAdd(c01, av, Vector512.Load(c + 0 * ldc + 16) * bv).Store(c + 0 * ldc + 16); Vector512.FusedMultiplyAdd(c02, av, Vector512.Load(c + 0 * ldc + 32) * bv).Store(c + 0 * ldc + 32); Vector512.FusedMultiplyAdd(c03, av, Vector512.Load(c + 0 * ldc + 48) * bv).Store(c + 0 * ldc + 48);
+                Vector512.FusedMultiplyAdd(c10, av, Vector512.Load(c + 1 * ldc + 0) * bv).Store(c + 1 * ldc + 0); Vector512.FusedMultiplyAdd(c11, av, Vector512.Load(c + 1 * ldc + 16) * bv).Store(c + 1 * ldc + 16); Vector512.FusedMultiplyAdd(c12, av, Vector512.Load(c + 1 * ldc + 32) * bv).Store(c + 1 * ldc + 32); Vector512.FusedMultiplyAdd(c13, av, Vector512.Load(c + 1 * ldc + 48) * bv).Store(c + 1 * ldc + 48);
+                Vector512.FusedMultiplyAdd(c20, av, Vector512.Load(c + 2 * ldc + 0) * bv).Store(c + 2 * ldc + 0); Vector512.FusedMultiplyAdd(c21, av, Vector512.Load(c + 2 * ldc + 16) * bv).Store(c + 2 * ldc + 16); Vector512.FusedMultiplyAdd(c22, av, Vector512.Load(c + 2 * ldc + 32) * bv).Store(c + 2 * ldc + 32); Vector512.FusedMultiplyAdd(c23, av, Vector512.Load(c + 2 * ldc + 48) * bv).Store(c + 2 * ldc + 48);
+                Vector512.FusedMultiplyAdd(c30, av, Vector512.Load(c + 3 * ldc + 0) * bv).Store(c + 3 * ldc + 0); Vector512.FusedMultiplyAdd(c31, av, Vector512.Load(c + 3 * ldc + 16) * bv).Store(c + 3 * ldc + 16); Vector512.FusedMultiplyAdd(c32, av, Vector512.Load(c + 3 * ldc + 32) * bv).Store(c + 3 * ldc + 32); Vector512.FusedMultiplyAdd(c33, av, Vector512.Load(c + 3 * ldc + 48) * bv).Store(c + 3 * ldc + 48);
+                Vector512.FusedMultiplyAdd(c40, av, Vector512.Load(c + 4 * ldc + 0) * bv).Store(c + 4 * ldc + 0); Vector512.FusedMultiplyAdd(c41, av, Vector512.Load(c + 4 * ldc + 16) * bv).Store(c + 4 * ldc + 16); Vector512.FusedMultiplyAdd(c42, av, Vector512.Load(c + 4 * ldc + 32) * bv).Store(c + 4 * ldc + 32); Vector512.FusedMultiplyAdd(c43, av, Vector512.Load(c + 4 * ldc + 48) * bv).Store(c + 4 * ldc + 48);
+                Vector512.FusedMultiplyAdd(c50, av, Vector512.Load(c + 5 * ldc + 0) * bv).Store(c + 5 * ldc + 0); Vector512.FusedMultiplyAdd(c51, av, Vector512.Load(c + 5 * ldc + 16) * bv).Store(c + 5 * ldc + 16); Vector512.FusedMultiplyAdd(c52, av, Vector512.Load(c + 5 * ldc + 32) * bv).Store(c + 5 * ldc + 32); Vector512.FusedMultiplyAdd(c53, av, Vector512.Load(c + 5 * ldc + 48) * bv).Store(c + 5 * ldc + 48);
             }
         }
     }
 
+    private static void Kernel256x6x16(int kc, float* a, nint rs, nint cs, float* b, float* c, nint ldc, float alpha, float beta) =>
+        Tile6x2<V256>(kc, kc, a, rs, cs, b, c, ldc, alpha, beta);
+
+    private static void Blocked256x6x16(int kc, int block, float* a, nint rs, nint cs, float* b, float* c, nint ldc, bool accumulate) =>
+        Tile6x2<V256>(kc, block, a, rs, cs, b, c, ldc, 1f, accumulate ? 1f : 0f);
+
+    private static void Kernel512x6x32(int kc, float* a, nint rs, nint cs, float* b, float* c, nint ldc, float alpha, float beta) =>
+        Tile6x2<V512>(kc, kc, a, rs, cs, b, c, ldc, alpha, beta);
+
+    private static void Blocked512x6x32(int kc, int block, float* a, nint rs, nint cs, float* b, float* c, nint ldc, bool accumulate) =>
+        Tile6x2<V512>(kc, block, a, rs, cs, b, c, ldc, 1f, accumulate ? 1f : 0f);
+
+    // As Tile512x6x64 on 6 x 2 vectors: 6x16 tiles of 256-bit vectors (the AVX2 kernel) or 6x32 of 512-bit ones (the
+    // AVX-512 kernel for products at most 32 columns wide).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel512x6x32(int kc, float* a, nint rs, nint cs, float* b, float* c, nint ldc, float alpha, float beta)
+    private static void Tile6x2<T>(int kc, int block, float* a, nint rs, nint cs, float* b, float* c, nint ldc, float alpha, float beta) where T : struct, IVec<T>
     {
-        Vector512<float> c00 = default; Vector512<float> c01 = default;
-        Vector512<float> c10 = default; Vector512<float> c11 = default;
-        Vector512<float> c20 = default; Vector512<float> c21 = default;
-        Vector512<float> c30 = default; Vector512<float> c31 = default;
-        Vector512<float> c40 = default; Vector512<float> c41 = default;
-        Vector512<float> c50 = default; Vector512<float> c51 = default;
+        int w = T.Count;
         float* a0 = a; float* a1 = a + 1 * rs; float* a2 = a + 2 * rs; float* a3 = a + 3 * rs; float* a4 = a + 4 * rs; float* a5 = a + 5 * rs;
         nint off = 0;
-        for (int p = 0; p < kc; p++)
+        int step = Math.Max(block, 1);
+        for (int p0 = 0; p0 == 0 || p0 < kc; p0 += step)
         {
-            var b0 = Vector512.LoadAligned(b + 0);
-            var b1 = Vector512.LoadAligned(b + 16);
-            var x0 = Vector512.Create(a0[off]);
-            c00 = Vector512.FusedMultiplyAdd(x0, b0, c00); c01 = Vector512.FusedMultiplyAdd(x0, b1, c01);
-            var x1 = Vector512.Create(a1[off]);
-            c10 = Vector512.FusedMultiplyAdd(x1, b0, c10); c11 = Vector512.FusedMultiplyAdd(x1, b1, c11);
-            var x2 = Vector512.Create(a2[off]);
-            c20 = Vector512.FusedMultiplyAdd(x2, b0, c20); c21 = Vector512.FusedMultiplyAdd(x2, b1, c21);
-            var x3 = Vector512.Create(a3[off]);
-            c30 = Vector512.FusedMultiplyAdd(x3, b0, c30); c31 = Vector512.FusedMultiplyAdd(x3, b1, c31);
-            var x4 = Vector512.Create(a4[off]);
-            c40 = Vector512.FusedMultiplyAdd(x4, b0, c40); c41 = Vector512.FusedMultiplyAdd(x4, b1, c41);
-            var x5 = Vector512.Create(a5[off]);
-            c50 = Vector512.FusedMultiplyAdd(x5, b0, c50); c51 = Vector512.FusedMultiplyAdd(x5, b1, c51);
-            off += cs;
-            b += 32;
-        }
-        var av = Vector512.Create(alpha);
-        if (beta == 0f)
-        {
-            (c00 * av).Store(c + 0 * ldc + 0); (c01 * av).Store(c + 0 * ldc + 16);
-            (c10 * av).Store(c + 1 * ldc + 0); (c11 * av).Store(c + 1 * ldc + 16);
-            (c20 * av).Store(c + 2 * ldc + 0); (c21 * av).Store(c + 2 * ldc + 16);
-            (c30 * av).Store(c + 3 * ldc + 0); (c31 * av).Store(c + 3 * ldc + 16);
-            (c40 * av).Store(c + 4 * ldc + 0); (c41 * av).Store(c + 4 * ldc + 16);
-            (c50 * av).Store(c + 5 * ldc + 0); (c51 * av).Store(c + 5 * ldc + 16);
-        }
-        else
-        {
-            var bv = Vector512.Create(beta);
-            Vector512.FusedMultiplyAdd(c00, av, Vector512.Load(c + 0 * ldc + 0) * bv).Store(c + 0 * ldc + 0); Vector512.FusedMultiplyAdd(c01, av, Vector512.Load(c + 0 * ldc + 16) * bv).Store(c + 0 * ldc + 16);
-            Vector512.FusedMultiplyAdd(c10, av, Vector512.Load(c + 1 * ldc + 0) * bv).Store(c + 1 * ldc + 0); Vector512.FusedMultiplyAdd(c11, av, Vector512.Load(c + 1 * ldc + 16) * bv).Store(c + 1 * ldc + 16);
-            Vector512.FusedMultiplyAdd(c20, av, Vector512.Load(c + 2 * ldc + 0) * bv).Store(c + 2 * ldc + 0); Vector512.FusedMultiplyAdd(c21, av, Vector512.Load(c + 2 * ldc + 16) * bv).Store(c + 2 * ldc + 16);
-            Vector512.FusedMultiplyAdd(c30, av, Vector512.Load(c + 3 * ldc + 0) * bv).Store(c + 3 * ldc + 0); Vector512.FusedMultiplyAdd(c31, av, Vector512.Load(c + 3 * ldc + 16) * bv).Store(c + 3 * ldc + 16);
-            Vector512.FusedMultiplyAdd(c40, av, Vector512.Load(c + 4 * ldc + 0) * bv).Store(c + 4 * ldc + 0); Vector512.FusedMultiplyAdd(c41, av, Vector512.Load(c + 4 * ldc + 16) * bv).Store(c + 4 * ldc + 16);
-            Vector512.FusedMultiplyAdd(c50, av, Vector512.Load(c + 5 * ldc + 0) * bv).Store(c + 5 * ldc + 0); Vector512.FusedMultiplyAdd(c51, av, Vector512.Load(c + 5 * ldc + 16) * bv).Store(c + 5 * ldc + 16);
+            int kb = Math.Min(step, kc - p0);
+            T c00 = default; T c01 = default;
+            T c10 = default; T c11 = default;
+            T c20 = default; T c21 = default;
+            T c30 = default; T c31 = default;
+            T c40 = default; T c41 = default;
+            T c50 = default; T c51 = default;
+            for (int p = 0; p < kb; p++)
+            {
+                var b0 = T.Load(b); var b1 = T.Load(b + w);
+                var x0 = T.Broadcast(a0[off]);
+                c00 = T.FusedMultiplyAdd(x0, b0, c00); c01 = T.FusedMultiplyAdd(x0, b1, c01);
+                var x1 = T.Broadcast(a1[off]);
+                c10 = T.FusedMultiplyAdd(x1, b0, c10); c11 = T.FusedMultiplyAdd(x1, b1, c11);
+                var x2 = T.Broadcast(a2[off]);
+                c20 = T.FusedMultiplyAdd(x2, b0, c20); c21 = T.FusedMultiplyAdd(x2, b1, c21);
+                var x3 = T.Broadcast(a3[off]);
+                c30 = T.FusedMultiplyAdd(x3, b0, c30); c31 = T.FusedMultiplyAdd(x3, b1, c31);
+                var x4 = T.Broadcast(a4[off]);
+                c40 = T.FusedMultiplyAdd(x4, b0, c40); c41 = T.FusedMultiplyAdd(x4, b1, c41);
+                var x5 = T.Broadcast(a5[off]);
+                c50 = T.FusedMultiplyAdd(x5, b0, c50); c51 = T.FusedMultiplyAdd(x5, b1, c51);
+                off += cs;
+                b += 2 * w;
+            }
+            if (p0 > 0)
+            {
+                (c00 + T.Load(c + 0 * ldc)).Store(c + 0 * ldc); (c01 + T.Load(c + 0 * ldc + w)).Store(c + 0 * ldc + w);
+                (c10 + T.Load(c + 1 * ldc)).Store(c + 1 * ldc); (c11 + T.Load(c + 1 * ldc + w)).Store(c + 1 * ldc + w);
+                (c20 + T.Load(c + 2 * ldc)).Store(c + 2 * ldc); (c21 + T.Load(c + 2 * ldc + w)).Store(c + 2 * ldc + w);
+                (c30 + T.Load(c + 3 * ldc)).Store(c + 3 * ldc); (c31 + T.Load(c + 3 * ldc + w)).Store(c + 3 * ldc + w);
+                (c40 + T.Load(c + 4 * ldc)).Store(c + 4 * ldc); (c41 + T.Load(c + 4 * ldc + w)).Store(c + 4 * ldc + w);
+                (c50 + T.Load(c + 5 * ldc)).Store(c + 5 * ldc); (c51 + T.Load(c + 5 * ldc + w)).Store(c + 5 * ldc + w);
+            }
+            else if (beta == 0f)
+            {
+                var av = T.Broadcast(alpha);
+                (c00 * av).Store(c + 0 * ldc); (c01 * av).Store(c + 0 * ldc + w);
+                (c10 * av).Store(c + 1 * ldc); (c11 * av).Store(c + 1 * ldc + w);
+                (c20 * av).Store(c + 2 * ldc); (c21 * av).Store(c + 2 * ldc + w);
+                (c30 * av).Store(c + 3 * ldc); (c31 * av).Store(c + 3 * ldc + w);
+                (c40 * av).Store(c + 4 * ldc); (c41 * av).Store(c + 4 * ldc + w);
+                (c50 * av).Store(c + 5 * ldc); (c51 * av).Store(c + 5 * ldc + w);
+            }
+            else
+            {
+                var av = T.Broadcast(alpha); var bv = T.Broadcast(beta);
+                T.FusedMultiplyAdd(c00, av, T.Load(c + 0 * ldc) * bv).Store(c + 0 * ldc); T.FusedMultiplyAdd(c01, av, T.Load(c + 0 * ldc + w) * bv).Store(c + 0 * ldc + w);
+                T.FusedMultiplyAdd(c10, av, T.Load(c + 1 * ldc) * bv).Store(c + 1 * ldc); T.FusedMultiplyAdd(c11, av, T.Load(c + 1 * ldc + w) * bv).Store(c + 1 * ldc + w);
+                T.FusedMultiplyAdd(c20, av, T.Load(c + 2 * ldc) * bv).Store(c + 2 * ldc); T.FusedMultiplyAdd(c21, av, T.Load(c + 2 * ldc + w) * bv).Store(c + 2 * ldc + w);
+                T.FusedMultiplyAdd(c30, av, T.Load(c + 3 * ldc) * bv).Store(c + 3 * ldc); T.FusedMultiplyAdd(c31, av, T.Load(c + 3 * ldc + w) * bv).Store(c + 3 * ldc + w);
+                T.FusedMultiplyAdd(c40, av, T.Load(c + 4 * ldc) * bv).Store(c + 4 * ldc); T.FusedMultiplyAdd(c41, av, T.Load(c + 4 * ldc + w) * bv).Store(c + 4 * ldc + w);
+                T.FusedMultiplyAdd(c50, av, T.Load(c + 5 * ldc) * bv).Store(c + 5 * ldc); T.FusedMultiplyAdd(c51, av, T.Load(c + 5 * ldc + w) * bv).Store(c + 5 * ldc + w);
+            }
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel256x6x16(int kc, float* a, nint rs, nint cs, float* b, float* c, nint ldc, float alpha, float beta)
-    {
-        Vector256<float> c00 = default; Vector256<float> c01 = default;
-        Vector256<float> c10 = default; Vector256<float> c11 = default;
-        Vector256<float> c20 = default; Vector256<float> c21 = default;
-        Vector256<float> c30 = default; Vector256<float> c31 = default;
-        Vector256<float> c40 = default; Vector256<float> c41 = default;
-        Vector256<float> c50 = default; Vector256<float> c51 = default;
-        float* a0 = a; float* a1 = a + 1 * rs; float* a2 = a + 2 * rs; float* a3 = a + 3 * rs; float* a4 = a + 4 * rs; float* a5 = a + 5 * rs;
-        nint off = 0;
-        for (int p = 0; p < kc; p++)
-        {
-            var b0 = Vector256.LoadAligned(b + 0);
-            var b1 = Vector256.LoadAligned(b + 8);
-            var x0 = Vector256.Create(a0[off]);
-            c00 = Vector256.FusedMultiplyAdd(x0, b0, c00); c01 = Vector256.FusedMultiplyAdd(x0, b1, c01);
-            var x1 = Vector256.Create(a1[off]);
-            c10 = Vector256.FusedMultiplyAdd(x1, b0, c10); c11 = Vector256.FusedMultiplyAdd(x1, b1, c11);
-            var x2 = Vector256.Create(a2[off]);
-            c20 = Vector256.FusedMultiplyAdd(x2, b0, c20); c21 = Vector256.FusedMultiplyAdd(x2, b1, c21);
-            var x3 = Vector256.Create(a3[off]);
-            c30 = Vector256.FusedMultiplyAdd(x3, b0, c30); c31 = Vector256.FusedMultiplyAdd(x3, b1, c31);
-            var x4 = Vector256.Create(a4[off]);
-            c40 = Vector256.FusedMultiplyAdd(x4, b0, c40); c41 = Vector256.FusedMultiplyAdd(x4, b1, c41);
-            var x5 = Vector256.Create(a5[off]);
-            c50 = Vector256.FusedMultiplyAdd(x5, b0, c50); c51 = Vector256.FusedMultiplyAdd(x5, b1, c51);
-            off += cs;
-            b += 16;
-        }
-        var av = Vector256.Create(alpha);
-        if (beta == 0f)
-        {
-            (c00 * av).Store(c + 0 * ldc + 0); (c01 * av).Store(c + 0 * ldc + 8);
-            (c10 * av).Store(c + 1 * ldc + 0); (c11 * av).Store(c + 1 * ldc + 8);
-            (c20 * av).Store(c + 2 * ldc + 0); (c21 * av).Store(c + 2 * ldc + 8);
-            (c30 * av).Store(c + 3 * ldc + 0); (c31 * av).Store(c + 3 * ldc + 8);
-            (c40 * av).Store(c + 4 * ldc + 0); (c41 * av).Store(c + 4 * ldc + 8);
-            (c50 * av).Store(c + 5 * ldc + 0); (c51 * av).Store(c + 5 * ldc + 8);
-        }
-        else
-        {
-            var bv = Vector256.Create(beta);
-            Vector256.FusedMultiplyAdd(c00, av, Vector256.Load(c + 0 * ldc + 0) * bv).Store(c + 0 * ldc + 0); Vector256.FusedMultiplyAdd(c01, av, Vector256.Load(c + 0 * ldc + 8) * bv).Store(c + 0 * ldc + 8);
-            Vector256.FusedMultiplyAdd(c10, av, Vector256.Load(c + 1 * ldc + 0) * bv).Store(c + 1 * ldc + 0); Vector256.FusedMultiplyAdd(c11, av, Vector256.Load(c + 1 * ldc + 8) * bv).Store(c + 1 * ldc + 8);
-            Vector256.FusedMultiplyAdd(c20, av, Vector256.Load(c + 2 * ldc + 0) * bv).Store(c + 2 * ldc + 0); Vector256.FusedMultiplyAdd(c21, av, Vector256.Load(c + 2 * ldc + 8) * bv).Store(c + 2 * ldc + 8);
-            Vector256.FusedMultiplyAdd(c30, av, Vector256.Load(c + 3 * ldc + 0) * bv).Store(c + 3 * ldc + 0); Vector256.FusedMultiplyAdd(c31, av, Vector256.Load(c + 3 * ldc + 8) * bv).Store(c + 3 * ldc + 8);
-            Vector256.FusedMultiplyAdd(c40, av, Vector256.Load(c + 4 * ldc + 0) * bv).Store(c + 4 * ldc + 0); Vector256.FusedMultiplyAdd(c41, av, Vector256.Load(c + 4 * ldc + 8) * bv).Store(c + 4 * ldc + 8);
-            Vector256.FusedMultiplyAdd(c50, av, Vector256.Load(c + 5 * ldc + 0) * bv).Store(c + 5 * ldc + 0); Vector256.FusedMultiplyAdd(c51, av, Vector256.Load(c + 5 * ldc + 8) * bv).Store(c + 5 * ldc + 8);
-        }
-    }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Kernel128x4x8(int kc, float* a, nint rs, nint cs, float* b, float* c, nint ldc, float alpha, float beta)
