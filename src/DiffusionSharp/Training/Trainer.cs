@@ -180,7 +180,7 @@ public sealed class Trainer
         if (stored.InChannels != fitted.InChannels)
             throw new InvalidDataException($"{at}: the model takes {stored.InChannels}-channel images; the data set's have {fitted.InChannels}.");
         if (stored.OutChannels != fitted.OutChannels)
-            throw new InvalidDataException($"{at}: the model outputs {stored.OutChannels} channels; --objective {options.Objective.ToString().ToLowerInvariant()} on this data needs {fitted.OutChannels} (learned variances, --objective hybrid, double the image channels).");
+            throw new InvalidDataException($"{at}: the model outputs {stored.OutChannels} channels; the {options.Objective} objective on this data needs {fitted.OutChannels} (--objective hybrid learns variances and doubles the image channels).");
         if (stored.NumClassEmbeds != fitted.NumClassEmbeds)
             throw new InvalidDataException(stored.NumClassEmbeds is not int sc
                 ? $"{at}: the model is unconditional; drop --class-conditional."

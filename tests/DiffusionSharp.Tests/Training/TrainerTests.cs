@@ -146,6 +146,8 @@ public class TrainerTests : IDisposable
         var two = new InMemoryImageDataset(new byte[40 * 64], new int[40], 1, 8, new[] { "x", "y" }, "two classes");
         ex = Assert.Throws<InvalidDataException>(() => Trainer.Create(Options(1, classCond: true) with { InitFrom = condDir }, Path.Combine(_root, "c"), two));
         Assert.Contains("the model has 3 classes (and the null class); the data set has 2", ex.Message);
+        ex = Assert.Throws<InvalidDataException>(() => Trainer.Create(Options(1, classCond: true) with { InitFrom = condDir, Objective = TrainObjective.Hybrid }, Path.Combine(_root, "h"), data));
+        Assert.Contains("the model outputs 1 channels; the Hybrid objective on this data needs 2", ex.Message);
         // what the network predicts comes from the scheduler config beside unet/
         ex = Assert.Throws<InvalidDataException>(() => Trainer.Create(Options(1, classCond: true) with { InitFrom = condDir, Objective = TrainObjective.Edm }, Path.Combine(_root, "e"), data));
         Assert.Contains("drop --objective edm", ex.Message);
