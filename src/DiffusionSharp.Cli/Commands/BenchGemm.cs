@@ -200,8 +200,8 @@ internal sealed class NumpyProcess : IDisposable
             if (doc.RootElement.TryGetProperty("internal_api", out var api) && api.GetString() != "openblas")
                 note = $"note: NumPy's BLAS is {api.GetString()}, not OpenBLAS ({first}); apt-get install libopenblas0-pthread.";
             else if (!doc.RootElement.TryGetProperty("internal_api", out _))
-                note = libs.Any(x => x.Contains("openblas", StringComparison.OrdinalIgnoreCase))
-                    ? $"note: NumPy uses {libs.First(x => x.Contains("openblas", StringComparison.OrdinalIgnoreCase))}; install python3-threadpoolctl to report its version and threads."
+                note = libs.FirstOrDefault(x => x.Contains("openblas", StringComparison.OrdinalIgnoreCase)) is string openblas
+                    ? $"note: NumPy uses {openblas}; install python3-threadpoolctl to report its version and threads."
                     : $"warning: NumPy's BLAS is not OpenBLAS ({(libs.Count > 0 ? string.Join(", ", libs) : first)}), so the reference column is not OpenBLAS; apt-get install libopenblas0-pthread python3-threadpoolctl.";
         }
         catch (JsonException) { }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using DiffusionSharp.Data;
 using DiffusionSharp.Diffusion;
+using DiffusionSharp.Diffusion.Schedulers;
 using DiffusionSharp.Diffusion.Schedules;
 using DiffusionSharp.IO;
 using DiffusionSharp.Nn.UNet;
@@ -152,24 +153,25 @@ public sealed class Trainer
     {
         var path = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(unetFolder))!, "scheduler", "scheduler_config.json");
         if (!File.Exists(path)) return;
-        string? cls = null, prediction = null;
+        SchedulerConfig config;
+        PredictionType? prediction;
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllText(path));
-            if (doc.RootElement.ValueKind != JsonValueKind.Object) return;
-            if (doc.RootElement.TryGetProperty("_class_name", out var c) && c.ValueKind == JsonValueKind.String) cls = c.GetString();
-            if (doc.RootElement.TryGetProperty("prediction_type", out var p) && p.ValueKind == JsonValueKind.String) prediction = p.GetString();
+            config = SchedulerConfig.Load(path);
+            prediction = config.Contains("prediction_type") ? config.Bind<SchedulerOptions>().PredictionType : null;
         }
-        catch (JsonException) { return; }  // the scheduler config only informs this check; the weights were read and checked above
+        // the scheduler config only informs this check; the weights were read and checked above
+        catch (Exception e) when (e is FormatException or NotSupportedException or ArgumentException) { return; }
+        string? cls = config.ClassName;
         string at = $"--init {options.InitFrom}", hint = $" (to fine-tune it as another objective anyway, pass --init {unetFolder} itself)";
-        bool edm = cls?.StartsWith("EDM", StringComparison.Ordinal) == true;
+        bool edm = EdmOptions.Describes(config);
         if (edm && options.Objective != TrainObjective.Edm)
             throw new InvalidDataException($"{at}: the model was trained with --objective edm ({path} is {cls}); pass --objective edm{hint}.");
         if (!edm && cls != null && options.Objective == TrainObjective.Edm)
             throw new InvalidDataException($"{at}: the model was not trained with --objective edm ({path} is {cls}); drop --objective edm{hint}.");
-        if (!edm && prediction == "v_prediction" && !options.VPrediction)
+        if (!edm && prediction == PredictionType.VPrediction && !options.VPrediction)
             throw new InvalidDataException($"{at}: the model predicts v ({path}); add --v-prediction{hint}.");
-        if (!edm && prediction == "epsilon" && options.VPrediction)
+        if (!edm && prediction == PredictionType.Epsilon && options.VPrediction)
             throw new InvalidDataException($"{at}: the model predicts epsilon ({path}); drop --v-prediction{hint}.");
     }
 
@@ -508,7 +510,7 @@ public sealed class Trainer
         if (Options.Objective == TrainObjective.Edm)
         {
             // diffusers EDMEulerScheduler keys: prediction_type epsilon is its name for the F of D = c_skip x + c_out F
-            var edm = new Diffusion.Schedulers.EdmOptions { SigmaData = Options.EdmSigmaData };
+            var edm = new EdmOptions { SigmaData = Options.EdmSigmaData };
             cfg["sigma_min"] = edm.SigmaMin;
             cfg["sigma_max"] = edm.SigmaMax;
             cfg["sigma_data"] = edm.SigmaData;

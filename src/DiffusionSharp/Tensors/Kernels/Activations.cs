@@ -16,7 +16,8 @@ public readonly struct SigmoidOp : IUnaryOperator
 /// cheaper than <c>Vector512.Exp</c>); below -88, where e^-x saturates, the result is -0 as the limit is.</summary>
 public readonly struct SiluOp : IUnaryOperator
 {
-    private const float Saturated = -88f;
+    // below this e^-x overflows FastExp's range: SiLU is -0 there and its gradient's sigmoid 0
+    internal const float Saturated = -88f;
     public static float Invoke(float x) => x < Saturated ? -0f : x / (1f + FastExp.Exp(-x));
     public static Vector128<float> Invoke(Vector128<float> x) =>
         Vector128.ConditionalSelect(Vector128.LessThan(x, Vector128.Create(Saturated)), Vector128.Create(-0f), x / (Vector128<float>.One + FastExp.Exp(-x)));
@@ -30,7 +31,7 @@ public readonly struct SiluOp : IUnaryOperator
 /// (s = 0 below -88). Operands are (x, g).</summary>
 public readonly struct SiluGradOp : IBinaryOperator
 {
-    private const float Saturated = -88f;
+    private const float Saturated = SiluOp.Saturated;
     public static float Invoke(float x, float g)
     {
         float s = x < Saturated ? 0f : 1f / (1f + FastExp.Exp(-x));
