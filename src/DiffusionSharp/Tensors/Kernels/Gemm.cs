@@ -404,7 +404,17 @@ public static unsafe class Gemm
             }
             return;
         }
-        float* packA = Buffer(ref t_packA, MR * block);
+        // A last strip of fewer than MR rows is copied once, zero-padded to MR rows, so that its tiles run the full kernel too.
+        int full = m / MR * MR;
+        float* tail = null;
+        if (full < m && cfg.Blocked != null)
+        {
+            tail = Buffer(ref t_packA, MR * k);
+            for (int r = 0; r < MR; r++)
+                if (full + r < m) new ReadOnlySpan<float>(a + (nint)(full + r) * lda, k).CopyTo(new Span<float>(tail + (nint)r * k, k));
+                else new Span<float>(tail + (nint)r * k, k).Clear();
+        }
+        float* packA = tail != null ? null : Buffer(ref t_packA, MR * block);
         // C tile by C tile, all k blocks in turn: the tile stays in L1 while the A rows and the B panel stream past it.
         for (int jr = 0; jr < n; jr += cfg.NR)
         {
@@ -413,6 +423,7 @@ public static unsafe class Gemm
             {
                 int mr = Math.Min(MR, m - ir);
                 if (mr == MR) BlockedTile(cfg, mr, nr, k, block, a + (nint)ir * lda, lda, 1, packedB + (nint)jr * k, accumulate, c + (nint)ir * ldc + jr, ldc, tileA);
+                else if (tail != null) BlockedTile(cfg, mr, nr, k, block, tail, k, 1, packedB + (nint)jr * k, accumulate, c + (nint)ir * ldc + jr, ldc, tileA);
                 else
                     for (int p = 0; p < k; p += block)
                     {
@@ -430,9 +441,18 @@ public static unsafe class Gemm
         float* crow, int ldc, float* tileA)
     {
         int NR = cfg.NR;
-        if (mr == cfg.MR && nr == NR && cfg.Blocked != null)
+        if (cfg.Blocked != null)
         {
-            cfg.Blocked(k, block, ap, rs, cs, panel, crow, ldc, accumulate);
+            if (mr == cfg.MR && nr == NR) { cfg.Blocked(k, block, ap, rs, cs, panel, crow, ldc, accumulate); return; }
+            // A partial tile (A holds MR rows, the panel NR zero-padded columns) runs the full kernel on a copy of its C tile:
+            // the same sums in the same order, so the same bits as the full tiles' path.
+            if (accumulate)
+            {
+                for (int i = 0; i < mr; i++) new ReadOnlySpan<float>(crow + (nint)i * ldc, nr).CopyTo(new Span<float>(tileA + i * NR, nr));
+                new Span<float>(tileA + mr * NR, (cfg.MR - mr) * NR).Clear();   // rows no one reads: no stale denormals in the sums
+            }
+            cfg.Blocked(k, block, ap, rs, cs, panel, tileA, NR, accumulate);
+            for (int i = 0; i < mr; i++) new ReadOnlySpan<float>(tileA + i * NR, nr).CopyTo(new Span<float>(crow + (nint)i * ldc, nr));
             return;
         }
         var kernel = cfg.Kernel;
