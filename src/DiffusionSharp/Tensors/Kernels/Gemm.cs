@@ -538,7 +538,11 @@ public static unsafe class Gemm
             }
             else
             {
-                for (int j = 0; j < nr; j++)
+                // B's rows are the panel's columns: 8 at a time through register transposes, the rest one by one
+                int j = 0;
+                if (Vector256.IsHardwareAccelerated)
+                    for (; j + 8 <= nr; j += 8) Transpose.Rows8(b + (nint)(jc + jr + j) * ldb + pc, ldb, kc, d + j, NR);
+                for (; j < nr; j++)
                 {
                     float* src = b + (nint)(jc + jr + j) * ldb + pc;
                     for (int p = 0; p < kc; p++) d[p * NR + j] = src[p];

@@ -281,7 +281,7 @@ internal static unsafe class Winograd
                         // Taps 0-7 of the 8 filters are the rows of an 8x8 block: one transpose gives a vector per tap; tap 8 is gathered.
                         var v0 = Vector256.Load(f); var v1 = Vector256.Load(f + fs); var v2 = Vector256.Load(f + 2 * fs); var v3 = Vector256.Load(f + 3 * fs);
                         var v4 = Vector256.Load(f + 4 * fs); var v5 = Vector256.Load(f + 5 * fs); var v6 = Vector256.Load(f + 6 * fs); var v7 = Vector256.Load(f + 7 * fs);
-                        Transpose8x8(ref v0, ref v1, ref v2, ref v3, ref v4, ref v5, ref v6, ref v7);
+                        Transpose.Block8x8(ref v0, ref v1, ref v2, ref v3, ref v4, ref v5, ref v6, ref v7);
                         var v8 = Vector256.Create(f[8], f[fs + 8], f[2 * fs + 8], f[3 * fs + 8], f[4 * fs + 8], f[5 * fs + 8], f[6 * fs + 8], f[7 * fs + 8]);
                         // g[i] holds tap i, or tap 8 - i for the 180-degree rotation
                         if (flip) { g[0] = v8; g[1] = v7; g[2] = v6; g[3] = v5; g[4] = v4; g[5] = v3; g[6] = v2; g[7] = v1; g[8] = v0; }
@@ -370,7 +370,7 @@ internal static unsafe class Winograd
                 for (int r = r0; r < r1; r++)
                 {
                     float* sr = SourceRow(src, C, H, W, pad, hp, r);
-                    if (sr != null) Transpose8Rows(sr + (nint)c * H * W, H * W, len, dst + (nint)(r - r0) * wp * cP + (nint)pad * cP + c, cP);
+                    if (sr != null) Transpose.Rows8(sr + (nint)c * H * W, H * W, len, dst + (nint)(r - r0) * wp * cP + (nint)pad * cP + c, cP);
                 }
         for (int r = r0; r < r1; r++)
         {
@@ -378,7 +378,7 @@ internal static unsafe class Winograd
             if (sr == null) continue;
             float* body = dst + (nint)(r - r0) * wp * cP + (nint)pad * cP;
             int cr = c;
-            for (; cr + 8 <= C; cr += 8) Transpose8Rows(sr + (nint)cr * H * W, H * W, len, body + cr, cP);
+            for (; cr + 8 <= C; cr += 8) Transpose.Rows8(sr + (nint)cr * H * W, H * W, len, body + cr, cP);
             for (; cr < C; cr++)
             {
                 float* sc = sr + (nint)cr * H * W;
@@ -392,73 +392,6 @@ internal static unsafe class Winograd
     {
         int h = r % hp - pad;
         return (uint)h >= (uint)H ? null : src + ((nint)(r / hp) * C * H + h) * W;
-    }
-
-    // dst[j * ld + i] = src[i * srcStride + j] for 8 source rows i and `len` columns j (8x8 register transposes plus a tail).
-    private static void Transpose8Rows(float* src, int srcStride, int len, float* dst, int ld)
-    {
-        int j = 0;
-        for (; j + 8 <= len; j += 8)
-        {
-            var r0 = Vector256.Load(src + j); var r1 = Vector256.Load(src + srcStride + j);
-            var r2 = Vector256.Load(src + 2 * srcStride + j); var r3 = Vector256.Load(src + 3 * srcStride + j);
-            var r4 = Vector256.Load(src + 4 * srcStride + j); var r5 = Vector256.Load(src + 5 * srcStride + j);
-            var r6 = Vector256.Load(src + 6 * srcStride + j); var r7 = Vector256.Load(src + 7 * srcStride + j);
-            Transpose8x8(ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7);
-            float* d = dst + (nint)j * ld;
-            r0.Store(d); r1.Store(d + ld); r2.Store(d + 2 * ld); r3.Store(d + 3 * ld);
-            r4.Store(d + 4 * ld); r5.Store(d + 5 * ld); r6.Store(d + 6 * ld); r7.Store(d + 7 * ld);
-        }
-        for (; j < len; j++)
-            for (int i = 0; i < 8; i++) dst[(nint)j * ld + i] = src[(nint)i * srcStride + j];
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose8x8(ref Vector256<float> r0, ref Vector256<float> r1, ref Vector256<float> r2, ref Vector256<float> r3,
-        ref Vector256<float> r4, ref Vector256<float> r5, ref Vector256<float> r6, ref Vector256<float> r7)
-    {
-        // Pairs, then quads, then 128-bit halves (the classic unpack/shuffle/permute ladder, expressed portably).
-        var t0 = Unpack(r0, r1, lo: true); var t1 = Unpack(r0, r1, lo: false);
-        var t2 = Unpack(r2, r3, lo: true); var t3 = Unpack(r2, r3, lo: false);
-        var t4 = Unpack(r4, r5, lo: true); var t5 = Unpack(r4, r5, lo: false);
-        var t6 = Unpack(r6, r7, lo: true); var t7 = Unpack(r6, r7, lo: false);
-        var q0 = Pairs(t0, t2, lo: true); var q1 = Pairs(t0, t2, lo: false);
-        var q2 = Pairs(t1, t3, lo: true); var q3 = Pairs(t1, t3, lo: false);
-        var q4 = Pairs(t4, t6, lo: true); var q5 = Pairs(t4, t6, lo: false);
-        var q6 = Pairs(t5, t7, lo: true); var q7 = Pairs(t5, t7, lo: false);
-        r0 = Halves(q0, q4, lo: true); r4 = Halves(q0, q4, lo: false);
-        r1 = Halves(q1, q5, lo: true); r5 = Halves(q1, q5, lo: false);
-        r2 = Halves(q2, q6, lo: true); r6 = Halves(q2, q6, lo: false);
-        r3 = Halves(q3, q7, lo: true); r7 = Halves(q3, q7, lo: false);
-    }
-
-    // Interleaves 32-bit elements of the low (or high) pair in each 128-bit lane: a0 b0 a1 b1 | a4 b4 a5 b5.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Unpack(Vector256<float> a, Vector256<float> b, bool lo)
-    {
-        if (System.Runtime.Intrinsics.X86.Avx.IsSupported)
-            return lo ? System.Runtime.Intrinsics.X86.Avx.UnpackLow(a, b) : System.Runtime.Intrinsics.X86.Avx.UnpackHigh(a, b);
-        int o = lo ? 0 : 2;
-        return Vector256.Create(a[o], b[o], a[o + 1], b[o + 1], a[o + 4], b[o + 4], a[o + 5], b[o + 5]);
-    }
-
-    // 64-bit pairs: a01 b01 | a45 b45 (lo) or a23 b23 | a67 b67.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Pairs(Vector256<float> a, Vector256<float> b, bool lo)
-    {
-        if (System.Runtime.Intrinsics.X86.Avx.IsSupported)
-            return lo ? System.Runtime.Intrinsics.X86.Avx.Shuffle(a, b, 0x44) : System.Runtime.Intrinsics.X86.Avx.Shuffle(a, b, 0xEE);
-        int o = lo ? 0 : 2;
-        return Vector256.Create(a[o], a[o + 1], b[o], b[o + 1], a[o + 4], a[o + 5], b[o + 4], b[o + 5]);
-    }
-
-    // 128-bit halves: a.lo b.lo (lo) or a.hi b.hi.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Halves(Vector256<float> a, Vector256<float> b, bool lo)
-    {
-        if (System.Runtime.Intrinsics.X86.Avx.IsSupported)
-            return lo ? System.Runtime.Intrinsics.X86.Avx.Permute2x128(a, b, 0x20) : System.Runtime.Intrinsics.X86.Avx.Permute2x128(a, b, 0x31);
-        return lo ? Vector256.Create(a.GetLower(), b.GetLower()) : Vector256.Create(a.GetUpper(), b.GetUpper());
     }
 
     /// <summary>
@@ -881,7 +814,7 @@ internal static unsafe class Winograd
                         Vector256<float>* pv = (Vector256<float>*)(tile + half * 8 * Lanes);
                         var v0 = pv[0]; var v1 = pv[1]; var v2 = pv[2]; var v3 = pv[3];
                         var v4 = pv[4]; var v5 = pv[5]; var v6 = pv[6]; var v7 = pv[7];
-                        Transpose8x8(ref v0, ref v1, ref v2, ref v3, ref v4, ref v5, ref v6, ref v7);
+                        Transpose.Block8x8(ref v0, ref v1, ref v2, ref v3, ref v4, ref v5, ref v6, ref v7);
                         float* yr = yn + (nint)c * P + half * 2 * Wo;
                         StoreRows(v0, yr, Wo); StoreRows(v1, yr + P, Wo); StoreRows(v2, yr + 2 * P, Wo); StoreRows(v3, yr + 3 * P, Wo);
                         StoreRows(v4, yr + 4 * P, Wo); StoreRows(v5, yr + 5 * P, Wo); StoreRows(v6, yr + 6 * P, Wo); StoreRows(v7, yr + 7 * P, Wo);
@@ -983,7 +916,7 @@ internal static unsafe class Winograd
             // One 8x8 transpose (four rows used) gives each channel its (y00 y01 y10 y11) in the low half.
             var z = Vector256<float>.Zero;
             Vector256<float> v4 = z, v5 = z, v6 = z, v7 = z;
-            Transpose8x8(ref v0, ref v1, ref v2, ref v3, ref v4, ref v5, ref v6, ref v7);
+            Transpose.Block8x8(ref v0, ref v1, ref v2, ref v3, ref v4, ref v5, ref v6, ref v7);
             Store2x2(v0, y, Wo); Store2x2(v1, y + P, Wo); Store2x2(v2, y + 2 * P, Wo); Store2x2(v3, y + 3 * P, Wo);
             Store2x2(v4, y + 4 * P, Wo); Store2x2(v5, y + 5 * P, Wo); Store2x2(v6, y + 6 * P, Wo); Store2x2(v7, y + 7 * P, Wo);
             return;
