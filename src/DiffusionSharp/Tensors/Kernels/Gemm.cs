@@ -383,6 +383,7 @@ public static unsafe class Gemm
     /// without packing B again. op(A) is A [m x k] (row stride lda) or, when <paramref name="transA"/>, A [k x m]; full
     /// row panels are read in place either way. Single-threaded.
     /// </summary>
+    [SkipLocalsInit]   // the C tile scratch is written (or copied into) before it is read
     internal static void BlockedPacked(GemmKernel kind, int m, int n, int k, int block, float* a, int lda, float* packedB, bool accumulate, float* c, int ldc,
         bool transA = false)
     {

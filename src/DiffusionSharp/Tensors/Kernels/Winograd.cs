@@ -501,7 +501,7 @@ internal static unsafe class Winograd
     }
 
     // T.Count filters (co .. co + Count - 1, input channel ci): t = du G (a x 3) row by row, then gw = G^T t column by column.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining), SkipLocalsInit]   // every element of its stack scratch is written before it is read
     private static void FilterGradientRun<T>(float* du, int cout, nint step, int cin, int m, int ci, int co, float* gw) where T : unmanaged, IVecD<T>
     {
         int a = m + 2;
@@ -581,7 +581,7 @@ internal static unsafe class Winograd
 
     // One 4x4 output-gradient tile of one channel vector: Z = A dY A^T, columns first (q[k][j] = (A dY)[k][j]), then rows; the 36
     // results go to planes o, o + plane, ... Every lane runs the same operations, so 8- and 16-channel vectors give the same bits.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining), SkipLocalsInit]   // every element of its stack scratch is written before it is read
     private static void GradTile4<T>(float* src, nint cs, nint row, float* dst, nint plane) where T : unmanaged, IVec<T>
     {
         var q = stackalloc T[24];
@@ -703,7 +703,7 @@ internal static unsafe class Winograd
 
     // One 6x6 window of one channel vector: V = B^T d B, columns first (d[r][j] <- (B^T d)[r][j]), then rows; the 36 results go
     // to planes o, o + plane, ... Every lane runs the same operations, so 8- and 16-channel vectors give the same bits.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining), SkipLocalsInit]   // every element of its stack scratch is written before it is read
     private static void InputTile4<T>(float* src, nint cs, nint row, float* dst, nint plane) where T : unmanaged, IVec<T>
     {
         var d = stackalloc T[36];
