@@ -11,7 +11,7 @@ var request = new SampleRequest
 {
     Count = 16,
     Steps = 20,
-    Sampler = "dpmpp",                                   // DPM-Solver++ (2M)
+    Sampler = "auto",                                    // the model's default sampler (DPM-Solver++(2M))
     Seed = 0,
     ClassLabel = pipe.Unet.Config.NumClassEmbeds is null ? null : 7,
 };

@@ -50,9 +50,13 @@ public static class CliOptions
     public static Option<double> Guidance(string description = "Classifier-free guidance scale") =>
         InRange(new Option<double>("--guidance") { Description = description, DefaultValueFactory = _ => 1.0 }, -100.0, 100.0);
 
-    /// <summary>--sampler: one of <see cref="DiffusionPipeline.SamplerNames"/>, checked at parse time.</summary>
+    /// <summary>--sampler: one of <see cref="DiffusionPipeline.SamplerNames"/>, checked at parse time; auto (the default) is the model's own.</summary>
     public static Option<string> Sampler(string description = "Sampler") =>
-        OneOf(new Option<string>("--sampler") { Description = description + ": " + string.Join(", ", DiffusionPipeline.SamplerNames), DefaultValueFactory = _ => "dpmpp" },
+        OneOf(new Option<string>("--sampler")
+            {
+                Description = $"{description}: {string.Join(", ", DiffusionPipeline.SamplerNames)} ({SamplerRegistry.Auto}: {SamplerRegistry.AutoDescription})",
+                DefaultValueFactory = _ => SamplerRegistry.Auto,
+            },
             DiffusionPipeline.SamplerNames.ToArray());
 
     /// <summary>Adds a parse-time check that the value lies in [<paramref name="min"/>, <paramref name="max"/>] (and is finite).</summary>

@@ -74,7 +74,7 @@ internal static class SampleEndpoints
         {
             return (null, $"Model '{modelId}' cannot be loaded: {ex.Message}");
         }
-        var sampler = Get("sampler") ?? "dpmpp";
+        var sampler = Get("sampler") ?? DiffusionSharp.Diffusion.SamplerRegistry.Auto;
         if (!SamplingEngine.SamplerNames.Contains(sampler, StringComparer.Ordinal))
             return (null, $"Unknown sampler '{sampler}'; expected one of {string.Join(", ", SamplingEngine.SamplerNames)}.");
         if (!TryInt(Get("steps") ?? "20", 1, options.MaxSteps, out int steps)) return (null, $"steps must be a whole number in 1..{options.MaxSteps}, got '{Get("steps")}'.");

@@ -40,10 +40,11 @@ public sealed class SamplingEngine
     private readonly ConcurrentDictionary<string, Lazy<DiffusionPipeline>> _pipelines = new(StringComparer.Ordinal);
 
     /// <summary>Sampler names the pipeline accepts.</summary>
-    public static IReadOnlyList<string> SamplerNames => SamplerRegistry.Names;
+    public static IReadOnlyList<string> SamplerNames => SamplerRegistry.Choices;
 
-    /// <summary>Each sampler's name and one-line description, in the order the CLI's help lists them.</summary>
-    public static IReadOnlyList<(string Name, string Description)> Samplers => SamplerRegistry.All.Select(s => (s.Name, s.Description)).ToList();
+    /// <summary>Each sampler's name and one-line description, in the order the CLI's help lists them (auto first).</summary>
+    public static IReadOnlyList<(string Name, string Description)> Samplers =>
+        [(SamplerRegistry.Auto, SamplerRegistry.AutoDescription), .. SamplerRegistry.All.Select(s => (s.Name, s.Description))];
 
     private DiffusionPipeline Load(ModelEntry model)
     {

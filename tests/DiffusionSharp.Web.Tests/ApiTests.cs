@@ -117,7 +117,7 @@ public class ApiTests(ApiFixture fx) : IClassFixture<ApiFixture>
         Assert.Equal(16, cls.GetProperty("size").GetInt32());
         Assert.Equal(0, models["tiny"].GetProperty("classes").GetArrayLength());
         Assert.False(models["tiny"].GetProperty("guidance").GetBoolean());
-        Assert.Equal(DiffusionSharp.Diffusion.SamplerRegistry.Names, j.GetProperty("samplers").EnumerateArray().Select(s => s.GetProperty("name").GetString()!).ToArray());
+        Assert.Equal(DiffusionSharp.Diffusion.SamplerRegistry.Choices, j.GetProperty("samplers").EnumerateArray().Select(s => s.GetProperty("name").GetString()!).ToArray());
         Assert.Equal(SamplingEngine.MaxSteps, j.GetProperty("limits").GetProperty("maxSteps").GetInt32());
         Assert.Equal(SamplingEngine.MaxCount, j.GetProperty("limits").GetProperty("maxCount").GetInt32());
     }

@@ -235,15 +235,15 @@ public static class EvalCommand
             var dir = ModelLocator.Resolve(a.Model);
             var pipe = DiffusionPipeline.FromPretrained(dir);
             cls.EnsureAccepts(pipe.Unet.Config.InChannels, pipe.Unet.Config.SampleSize ?? 32, $"the model {dir}");
-            var req = new SampleRequest { Count = toGenerate, Steps = a.Steps, Sampler = a.Sampler, Seed = a.Seed, GuidanceScale = a.Guidance, BatchSize = a.Batch };
+            var req = new SampleRequest { Count = toGenerate, Steps = a.Steps, Sampler = pipe.ResolveSampler(a.Sampler), Seed = a.Seed, GuidanceScale = a.Guidance, BatchSize = a.Batch };
             Tensor? made = null;
             var comm = DiffusionSharp.Runtime.Mpi.Current;  // under mpirun the ranks sample whole batches of the same images
             if (comm.Rank != 0) made = Generate(pipe, req, null);
-            else Cli.Progress.Run($"sampling {toGenerate} images ({a.Sampler}, {a.Steps} steps{(comm.Size > 1 ? $", split over {comm.Size} ranks" : "")})",
+            else Cli.Progress.Run($"sampling {toGenerate} images ({req.Sampler}, {a.Steps} steps{(comm.Size > 1 ? $", split over {comm.Size} ranks" : "")})",
                 report => made = Generate(pipe, req, report));
             if (made == null) return 0;
             images = made;
-            source = $"{toGenerate} images sampled from {dir} ({a.Sampler}, {a.Steps} steps, guidance {a.Guidance}, seed {a.Seed})";
+            source = $"{toGenerate} images sampled from {dir} ({req.Sampler}, {a.Steps} steps, guidance {a.Guidance}, seed {a.Seed})";
         }
         else
             throw new ArgumentException($"--samples '{a.Samples}' is not an existing folder of PNG images, a number of images to generate, or train:N / test:N.");

@@ -64,7 +64,7 @@ public static class EvalSweep
         var names = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Distinct().ToArray();
         if (names.Length == 0) throw new ArgumentException($"{option}: expected comma-separated sampler names.");
         foreach (var n in names)
-            if (SamplerRegistry.Find(n) == null) throw new ArgumentException($"{option}: unknown sampler '{n}'; expected some of {string.Join(", ", SamplerRegistry.Names)}.");
+            if (!SamplerRegistry.Choices.Contains(n)) throw new ArgumentException($"{option}: unknown sampler '{n}'; expected some of {string.Join(", ", SamplerRegistry.Choices)}.");
         return names;
     }
 
@@ -84,7 +84,7 @@ public static class EvalSweep
         if (refCount < 2) throw new ArgumentException($"--data {data}: its test split has {refCount} images; FID needs at least 2.");
         double[] refFeatures = comm.Rank == 0 ? cls.ExtractFeatures(reference, refCount) : [];
 
-        var points = sweep.Points().ToArray();
+        var points = sweep.Points().Select(p => (Sampler: pipe.ResolveSampler(p.Sampler), p.Steps, p.Guidance)).ToArray();
         // progress in units of network calls times images, so long points weigh more
         var weights = points.Select(p => (double)SamplerRegistry.Get(p.Sampler).ModelCalls(pipe.ChainSteps(p.Sampler, p.Steps)) * (p.Guidance != 1 ? 2 : 1)).ToArray();
         double totalWeight = weights.Sum(), doneWeight = 0;

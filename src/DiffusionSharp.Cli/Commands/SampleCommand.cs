@@ -42,7 +42,7 @@ public static class SampleCommand
             if (ort != null) pipe.NetworkOverride = ort.Forward;
             var req = new SampleRequest
             {
-                Count = p.GetValue(count), Steps = p.GetValue(steps), Sampler = p.GetValue(sampler)!, Seed = p.GetValue(seed),
+                Count = p.GetValue(count), Steps = p.GetValue(steps), Sampler = pipe.ResolveSampler(p.GetValue(sampler)!), Seed = p.GetValue(seed),
                 ClassLabel = label, GuidanceScale = p.GetValue(guidance), BatchSize = p.GetValue(batch), Eta = p.GetValue(eta),
             };
             var comm = DiffusionSharp.Runtime.Mpi.Current;  // under mpirun each rank samples whole batches of the same images

@@ -16,8 +16,8 @@ public sealed record SampleRequest
     public int Steps { get; init; } = 20;
     /// <summary>Seed of the initial noise and of every stochastic step.</summary>
     public ulong Seed { get; init; }
-    /// <summary>Sampler name (see <see cref="DiffusionPipeline.SamplerNames"/>).</summary>
-    public string Sampler { get; init; } = "dpmpp";
+    /// <summary>Sampler name (see <see cref="DiffusionPipeline.SamplerNames"/>); <c>auto</c> picks the model's default (<see cref="DiffusionPipeline.DefaultSampler"/>).</summary>
+    public string Sampler { get; init; } = SamplerRegistry.Auto;
     /// <summary>Class of every image; null cycles through the classes of a conditional model.</summary>
     public int? ClassLabel { get; init; }
     /// <summary>Classifier-free guidance scale (1 = plain conditional model).</summary>
@@ -53,8 +53,14 @@ public sealed class NonFiniteSampleException(string message) : InvalidOperationE
 /// </summary>
 public sealed class DiffusionPipeline
 {
-    /// <summary>Names accepted by <see cref="SampleRequest.Sampler"/>.</summary>
-    public static readonly IReadOnlyList<string> SamplerNames = SamplerRegistry.Names;
+    /// <summary>Names accepted by <see cref="SampleRequest.Sampler"/>: <c>auto</c> and every sampler's.</summary>
+    public static readonly IReadOnlyList<string> SamplerNames = SamplerRegistry.Choices;
+
+    /// <summary>The sampler <c>auto</c> stands for with this model (<see cref="SamplerRegistry.DefaultFor"/>).</summary>
+    public string DefaultSampler => SamplerRegistry.DefaultFor(SchedulerConfig);
+
+    /// <summary><paramref name="name"/>, or <see cref="DefaultSampler"/> for <c>auto</c>.</summary>
+    public string ResolveSampler(string name) => name == SamplerRegistry.Auto ? DefaultSampler : name;
 
     /// <summary>Largest accepted <see cref="SampleRequest.Steps"/> (the k-samplers allocate one sigma per step).</summary>
     public const int MaxSteps = 100_000;
@@ -140,7 +146,7 @@ public sealed class DiffusionPipeline
 
     /// <summary>Builds the diffusers-style scheduler <paramref name="name"/> over this model's training schedule.</summary>
     public Scheduler CreateScheduler(string name, double eta = 0) =>
-        (SamplerRegistry.Get(name).CreateScheduler ?? throw new ArgumentException($"'{name}' is a k-diffusion sampler, not a scheduler."))(SchedulerConfig, eta);
+        (SamplerRegistry.Get(ResolveSampler(name)).CreateScheduler ?? throw new ArgumentException($"'{name}' is a k-diffusion sampler, not a scheduler."))(SchedulerConfig, eta);
 
     /// <summary>
     /// The training process as a <see cref="GaussianDiffusion"/> respaced to <paramref name="steps"/> evenly spaced steps
@@ -220,6 +226,7 @@ public sealed class DiffusionPipeline
         if (request.BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(request), $"Batch size must be at least 1, got {request.BatchSize}.");
         if (!double.IsFinite(request.GuidanceScale)) throw new ArgumentOutOfRangeException(nameof(request), $"Guidance scale must be a finite number, got {request.GuidanceScale}.");
         if (!double.IsFinite(request.Eta) || request.Eta < 0) throw new ArgumentOutOfRangeException(nameof(request), $"Eta must be a finite number >= 0, got {request.Eta}.");
+        request = request with { Sampler = ResolveSampler(request.Sampler) };
         SamplerRegistry.Get(request.Sampler);
         bool conditional = Unet.Config.NumClassEmbeds is int;
         if (!conditional && request.ClassLabel != null) throw new ArgumentException("This model is not class conditional; drop the class label.");
@@ -334,7 +341,7 @@ public sealed class DiffusionPipeline
     /// num_train_timesteps distinct steps, so more are capped there; the k-samplers run any number.
     /// </summary>
     public int ChainSteps(string sampler, int steps) =>
-        SamplerRegistry.Get(sampler).RunK != null ? steps : Math.Min(steps, NoiseOptions.NumTrainTimesteps);
+        SamplerRegistry.Get(ResolveSampler(sampler)).RunK != null ? steps : Math.Min(steps, NoiseOptions.NumTrainTimesteps);
 
     // A NaN/Inf stops sampling at the first step that shows it, before any image is written.
     private static void CheckFinite(Tensor t, string what)

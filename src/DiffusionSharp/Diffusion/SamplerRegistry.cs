@@ -55,6 +55,23 @@ public static class SamplerRegistry
     /// <summary>The names of <see cref="All"/>.</summary>
     public static IReadOnlyList<string> Names { get; } = All.Select(s => s.Name).ToArray();
 
+    /// <summary>The name that stands for each model's own default sampler (<see cref="DefaultFor"/>).</summary>
+    public const string Auto = "auto";
+
+    /// <summary>What a user may ask for: <see cref="Auto"/>, then <see cref="Names"/>.</summary>
+    public static IReadOnlyList<string> Choices { get; } = [Auto, .. Names];
+
+    /// <summary>One line for help texts on <see cref="Auto"/>.</summary>
+    public const string AutoDescription = "the model's default: k-dpmpp-2m for EDM models (DPM-Solver++(2M) over their own Karras noise levels), dpmpp otherwise";
+
+    /// <summary>
+    /// The default sampler of a model with this scheduler config: for an EDM model DPM-Solver++(2M) over the noise levels
+    /// its config describes (sigma_min to sigma_max, rho), which scored FID 0.121 / precision 0.880 / recall 0.871 at 10k
+    /// samples and 20 steps on the bundled model against 0.179 / 0.877 / 0.868 for the DPM-Solver++ scheduler over the
+    /// equivalent variance-preserving timesteps (docs/quality.md); for any other model the DPM-Solver++ scheduler.
+    /// </summary>
+    public static string DefaultFor(SchedulerConfig config) => EdmOptions.Describes(config) ? "k-dpmpp-2m" : "dpmpp";
+
     /// <summary>The sampler named <paramref name="name"/>, or null.</summary>
     public static SamplerInfo? Find(string name) => All.FirstOrDefault(s => s.Name == name);
 

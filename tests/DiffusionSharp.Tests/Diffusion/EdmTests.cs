@@ -168,6 +168,33 @@ public class EdmTests
         Assert.True(Png.Read(grid).Width > 0);
     }
 
+    [Fact]
+    public void AutoSamplesAnEdmModelWithDpmSolverOverItsKarrasSigmasAndAVpModelWithTheScheduler()
+    {
+        using var tmp = new TempDir();
+        var t = Trainer.Create(Options(TinyConfig(tmp), 1) with { ClassConditional = false }, tmp.File("m"), FeatureClassifierTests.Stripes(8, 1));
+        t.Run(CancellationToken.None);
+        var edm = DiffusionPipeline.FromPretrained(tmp.File("m"));
+        var vpJson = File.ReadAllText(Path.Combine(tmp.File("m"), "scheduler", "scheduler_config.json")).Replace("EDMEulerScheduler", "DDPMScheduler");
+        var vp = new DiffusionPipeline(edm.Unet, vpJson);
+        Assert.Equal("k-dpmpp-2m", edm.DefaultSampler);
+        Assert.Equal("dpmpp", vp.DefaultSampler);
+        Assert.Equal("ddim", edm.ResolveSampler("ddim"));
+        Assert.Equal(SamplerRegistry.Auto, new SampleRequest().Sampler);
+        foreach (var (pipe, named) in new[] { (edm, "k-dpmpp-2m"), (vp, "dpmpp") })
+        {
+            using var auto = pipe.Sample(new SampleRequest { Count = 2, Steps = 4, Seed = 3 });
+            using var same = pipe.Sample(new SampleRequest { Count = 2, Steps = 4, Seed = 3, Sampler = named });
+            using var other = pipe.Sample(new SampleRequest { Count = 2, Steps = 4, Seed = 3, Sampler = named == "dpmpp" ? "k-dpmpp-2m" : "dpmpp" });
+            Assert.Equal(same.ToArray(), auto.ToArray());
+            Assert.NotEqual(other.ToArray(), auto.ToArray());
+        }
+        // a k-sampler runs any number of steps, a scheduler at most the training timesteps
+        Assert.Equal(5000, edm.ChainSteps(SamplerRegistry.Auto, 5000));
+        Assert.Equal(1000, vp.ChainSteps(SamplerRegistry.Auto, 5000));
+        Assert.Equal(vp.CreateScheduler("dpmpp").GetType(), vp.CreateScheduler(SamplerRegistry.Auto).GetType());
+    }
+
     // With the ideal F for data N(0, s^2) (F = k(sigma) x_in, sigma = e^(4 c_noise)) in place of the network: the schedulers, which
     // run on the VP view, must draw the same images as a VP model predicting the ideal epsilon; the k-samplers, which run on D
     // directly, images of standard deviation s (closely for the second-order ones, first-order ones lose some at 50 steps).

@@ -139,7 +139,10 @@ public class TrainedProcessTests : IDisposable
     [Fact]
     public void RegistryListsEverySamplerThePipelineRuns()
     {
-        Assert.Equal(DiffusionPipeline.SamplerNames, SamplerRegistry.Names);
+        // "auto" (each model's default) first, then every sampler
+        Assert.Equal(DiffusionPipeline.SamplerNames, SamplerRegistry.Choices);
+        Assert.Equal([SamplerRegistry.Auto, .. SamplerRegistry.Names], SamplerRegistry.Choices);
+        Assert.DoesNotContain(SamplerRegistry.Auto, SamplerRegistry.Names);
         foreach (var info in SamplerRegistry.All)
         {
             Assert.True(info.CreateScheduler != null ^ info.RunK != null, info.Name);
