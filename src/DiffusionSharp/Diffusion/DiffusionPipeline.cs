@@ -145,8 +145,13 @@ public sealed class DiffusionPipeline
     }
 
     /// <summary>Builds the diffusers-style scheduler <paramref name="name"/> over this model's training schedule.</summary>
-    public Scheduler CreateScheduler(string name, double eta = 0) =>
-        (SamplerRegistry.Get(ResolveSampler(name)).CreateScheduler ?? throw new ArgumentException($"'{name}' is a k-diffusion sampler, not a scheduler."))(SchedulerConfig, eta);
+    public Scheduler CreateScheduler(string name, double eta = 0)
+    {
+        var resolved = ResolveSampler(name);
+        var create = SamplerRegistry.Get(resolved).CreateScheduler
+            ?? throw new ArgumentException($"'{resolved}'{(resolved != name ? $" ({name} for this model)" : "")} is a k-diffusion sampler, not a scheduler.");
+        return create(SchedulerConfig, eta);
+    }
 
     /// <summary>
     /// The training process as a <see cref="GaussianDiffusion"/> respaced to <paramref name="steps"/> evenly spaced steps

@@ -193,6 +193,7 @@ public class EdmTests
         Assert.Equal(5000, edm.ChainSteps(SamplerRegistry.Auto, 5000));
         Assert.Equal(1000, vp.ChainSteps(SamplerRegistry.Auto, 5000));
         Assert.Equal(vp.CreateScheduler("dpmpp").GetType(), vp.CreateScheduler(SamplerRegistry.Auto).GetType());
+        Assert.Contains("'k-dpmpp-2m' (auto for this model) is a k-diffusion sampler", Assert.Throws<ArgumentException>(() => edm.CreateScheduler(SamplerRegistry.Auto)).Message);
     }
 
     // With the ideal F for data N(0, s^2) (F = k(sigma) x_in, sigma = e^(4 c_noise)) in place of the network: the schedulers, which
