@@ -164,7 +164,7 @@ public static class EvalSweep
             plt.Axes.Bottom.Label.Text = "classifier-free guidance scale";
             plt.Axes.Left.Label.Text = "FID (classifier features)";
             plt.Axes.Right.Label.Text = "precision / recall";
-            plt.Title($"{sweep.Samplers[0]}, {sweep.Steps[0]} steps, {sweep.Count} samples");
+            plt.Title($"{(rows.Count > 0 ? rows[0].Sampler : sweep.Samplers[0])}, {sweep.Steps[0]} steps, {sweep.Count} samples");
         }
         plt.ShowLegend(ScottPlot.Alignment.UpperRight);
         plt.SavePng(path, 800, 500);
