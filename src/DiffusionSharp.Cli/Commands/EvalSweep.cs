@@ -74,6 +74,8 @@ public static class EvalSweep
         foreach (var f in sweep.Files) OutputGuard.CheckFile(f, overwrite, "--output");
         var dir = ModelLocator.Resolve(modelDir);
         var pipe = DiffusionPipeline.FromPretrained(dir);
+        // "auto" becomes this model's sampler once, so the points, the table and the plot all name what ran
+        sweep = sweep with { Samplers = sweep.Samplers.Select(pipe.ResolveSampler).Distinct().ToArray() };
         var clsDir = ModelLocator.ResolveClassifier(classifier);
         var cls = FeatureClassifier.Load(clsDir);
         int c = cls.Config.InChannels, s = cls.Config.ImageSize;
@@ -84,7 +86,7 @@ public static class EvalSweep
         if (refCount < 2) throw new ArgumentException($"--data {data}: its test split has {refCount} images; FID needs at least 2.");
         double[] refFeatures = comm.Rank == 0 ? cls.ExtractFeatures(reference, refCount) : [];
 
-        var points = sweep.Points().Select(p => (Sampler: pipe.ResolveSampler(p.Sampler), p.Steps, p.Guidance)).ToArray();
+        var points = sweep.Points().ToArray();
         // progress in units of network calls times images, so long points weigh more
         var weights = points.Select(p => (double)SamplerRegistry.Get(p.Sampler).ModelCalls(pipe.ChainSteps(p.Sampler, p.Steps)) * (p.Guidance != 1 ? 2 : 1)).ToArray();
         double totalWeight = weights.Sum(), doneWeight = 0;
@@ -164,7 +166,7 @@ public static class EvalSweep
             plt.Axes.Bottom.Label.Text = "classifier-free guidance scale";
             plt.Axes.Left.Label.Text = "FID (classifier features)";
             plt.Axes.Right.Label.Text = "precision / recall";
-            plt.Title($"{(rows.Count > 0 ? rows[0].Sampler : sweep.Samplers[0])}, {sweep.Steps[0]} steps, {sweep.Count} samples");
+            plt.Title($"{sweep.Samplers[0]}, {sweep.Steps[0]} steps, {sweep.Count} samples");
         }
         plt.ShowLegend(ScottPlot.Alignment.UpperRight);
         plt.SavePng(path, 800, 500);
