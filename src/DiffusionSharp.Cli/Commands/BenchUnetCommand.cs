@@ -103,6 +103,7 @@ public static class BenchUnetCommand
             return 0;
         }
         var p = peer.RootElement;
+        if (ReferenceBlasWarning(p) is string blasWarning) Console.Error.WriteLine(blasWarning);
         double pTrain = p.GetProperty("train_images_per_s").GetDouble(), pEval = p.GetProperty("eval_images_per_s").GetDouble();
         long pParams = p.GetProperty("params").GetInt64();
         double pGflop = p.GetProperty("forward_gflop_per_image").GetDouble();
@@ -124,6 +125,8 @@ public static class BenchUnetCommand
             Console.WriteLine($"  eval:  {p.GetProperty("eval_s").GetDouble():F3} s/batch, {pEval:F2} images/s");
             Console.WriteLine($"  peer at {100 * pGflop * pEval / peak:F0}% (eval) and {100 * 3 * pGflop * pTrain / peak:F0}% (train) of the measured peak");
             if (!double.IsNaN(pRss)) Console.WriteLine($"  peak resident memory (train then eval): {pRss:F0} MiB");
+            if (p.TryGetProperty("peer_blas", out var pb) && pb.GetArrayLength() > 0)
+                Console.WriteLine($"  BLAS: {string.Join(", ", pb.EnumerateArray().Select(e => e.GetString()))}");
             Console.WriteLine($"ratio DiffusionSharp / peer: train {trainRatio:F2}x, eval {evalRatio:F2}x" + (double.IsFinite(rssRatio) ? $", peak memory {rssRatio:F2}x" : "") + (pParams == ours.Params ? "" : $" (parameter counts differ: {ours.Params} vs {pParams})"));
         }
         return 0;
@@ -326,8 +329,8 @@ public static class BenchUnetCommand
         return double.NaN;
     }
 
-    // The peer's JSON object with "peak_rss_mb" appended.
-    private static string MergePeakRss(JsonElement peer, double? rssMb)
+    // The peer's JSON object with "peak_rss_mb" and "peer_blas" (the BLAS libraries it mapped) appended.
+    private static string MergePeakRss(JsonElement peer, double? rssMb, string[] blas)
     {
         using var ms = new MemoryStream();
         using (var w = new Utf8JsonWriter(ms))
@@ -336,9 +339,29 @@ public static class BenchUnetCommand
             foreach (var prop in peer.EnumerateObject()) if (prop.Name != "peak_rss_mb") prop.WriteTo(w);
             if (rssMb is double mb) w.WriteNumber("peak_rss_mb", mb);
             else w.WriteNull("peak_rss_mb");
+            w.WriteStartArray("peer_blas");
+            foreach (var lib in blas) w.WriteStringValue(lib);
+            w.WriteEndArray();
             w.WriteEndObject();
         }
         return System.Text.Encoding.UTF8.GetString(ms.ToArray());
+    }
+
+    private static readonly string[] OptimisedBlas = ["openblas", "mkl", "blis", "atlas"];
+
+    /// <summary>A warning when the peer's JSON (its <c>peer_blas</c> list of mapped libraries) shows it ran on the reference
+    /// (netlib) BLAS rather than an optimised one; null when it names an optimised BLAS or none.</summary>
+    public static string? ReferenceBlasWarning(JsonElement peer)
+    {
+        if (!peer.TryGetProperty("peer_blas", out var b) || b.ValueKind != JsonValueKind.Array) return null;
+        // PyTorch calls libblas.so.3; Debian's reference build of it lives in .../blas/, optimised ones in .../openblas-*/ and
+        // the like (an OpenBLAS mapped beside the reference one, for NumPy's LAPACK, does not run PyTorch's products)
+        static bool Optimised(string path) => OptimisedBlas.Any(m => path.Contains(m, StringComparison.OrdinalIgnoreCase));
+        var libs = b.EnumerateArray().Select(e => e.GetString() ?? "")
+            .Where(l => Path.GetFileName(l).StartsWith("libblas.so", StringComparison.Ordinal) && !Optimised(l)).ToList();
+        if (libs.Count == 0) return null;
+        return $"warning: the PyTorch peer ran its matrix products on the reference BLAS ({string.Join(", ", libs)}), several times slower "
+            + "than an optimised one, so the ratios against it flatter DiffusionSharp; apt-get install libopenblas0-openmp for a fair peer.";
     }
 
     private static string? FindRepoRoot()
@@ -371,8 +394,11 @@ public static class BenchUnetCommand
             "--steps", steps.ToString(CultureInfo.InvariantCulture), "--threads", threads.ToString(CultureInfo.InvariantCulture) };
         // The script runs unchanged under a wrapper that prints its peak resident set afterwards: VmHWM, since Linux carries
         // ru_maxrss across fork and exec, so it would report this (larger) process's peak.
+        // It also names the BLAS libraries mapped into the peer: PyTorch's Linear layers and attention products run on the
+        // system libblas.so.3, and Debian's default there is the reference BLAS, which makes the peer several times slower.
         const string wrapper = "import json, runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
-            + "print(json.dumps({'max_rss_kb': next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:'))}))";
+            + "print(json.dumps({'max_rss_kb': next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:')), "
+            + "'blas': sorted({l.split()[-1] for l in open('/proc/self/maps') if 'blas' in l.split()[-1].rsplit('/', 1)[-1]})}))";
         var psi = new ProcessStartInfo(python, new[] { "-c", wrapper }.Concat(args))
         {
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
@@ -401,12 +427,15 @@ public static class BenchUnetCommand
         {
             using var peerDoc = JsonDocument.Parse(line);
             double? rssMb = null;
+            string[] blas = [];
             if (rssLine != null)
             {
                 using var r = JsonDocument.Parse(rssLine);
                 rssMb = Math.Round(r.RootElement.GetProperty("max_rss_kb").GetDouble() / 1024.0, 1);
+                if (r.RootElement.TryGetProperty("blas", out var b) && b.ValueKind == JsonValueKind.Array)
+                    blas = b.EnumerateArray().Select(e => e.GetString() ?? "").ToArray();
             }
-            return JsonDocument.Parse(MergePeakRss(peerDoc.RootElement, rssMb));
+            return JsonDocument.Parse(MergePeakRss(peerDoc.RootElement, rssMb, blas));
         }
         catch (JsonException e) { note = $"note: could not parse the peer's output line '{line}': {e.Message}"; return null; }
     }

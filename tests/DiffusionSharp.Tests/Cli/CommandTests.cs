@@ -90,6 +90,22 @@ public class CommandTests : IDisposable
     }
 
     [Fact]
+    public void BenchUnetWarnsWhenThePeerRanOnTheReferenceBlas()
+    {
+        static System.Text.Json.JsonElement Peer(string blas) => System.Text.Json.JsonDocument.Parse($$"""{"peer": "pytorch", "peer_blas": [{{blas}}]}""").RootElement;
+        // Debian's default libblas.so.3 alternative is the netlib reference, which ran the peer at a third of its speed
+        var warning = DiffusionSharp.Cli.Commands.BenchUnetCommand.ReferenceBlasWarning(Peer(
+            "\"/usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0\", \"/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblasp-r0.3.21.so\""));
+        Assert.NotNull(warning);
+        Assert.Contains("/usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0", warning);
+        Assert.Contains("libopenblas0-openmp", warning);
+        Assert.Null(DiffusionSharp.Cli.Commands.BenchUnetCommand.ReferenceBlasWarning(Peer(
+            "\"/usr/lib/x86_64-linux-gnu/openblas-openmp/libblas.so.3\", \"/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0\"")));
+        // nothing mapped (a PyTorch wheel with MKL linked in) says nothing either way
+        Assert.Null(DiffusionSharp.Cli.Commands.BenchUnetCommand.ReferenceBlasWarning(Peer("")));
+    }
+
+    [Fact]
     public void SampleAndEditCommandsWriteImages()
     {
         var model = TinyModel();
