@@ -7,7 +7,7 @@ public sealed partial class Tensor
     private static Tensor BinarySameShape<TOp>(Tensor a, Tensor b) where TOp : struct, IBinaryOperator
     {
         var y = Empty(a.Shape);
-        Elementwise.Binary<TOp>(a.Span, b.Span, y.Span);
+        ParallelMap.Binary<TOp>(a.Storage, b.Storage, y.Storage, y.Size);
         return y;
     }
 

@@ -1,5 +1,6 @@
 using System.Runtime.Intrinsics;
 using DiffusionSharp.Runtime;
+using DiffusionSharp.Tensors.Kernels;
 
 namespace DiffusionSharp.Tensors;
 
@@ -267,15 +268,17 @@ public sealed partial class Tensor
         var y = Empty(new Shape(dims));
         var (outer, _, inner) = y.SplitAround(ax);
         int yBlock = total * inner;
-        int off = 0;
-        foreach (var t in ts)
+        // split over the outer index (a batch's images) when the copy is large enough to pay for a fork
+        var sources = ts.Select(t => t.Storage).ToArray();
+        var blocks = ts.Select(t => t.Shape[ax] * inner).ToArray();
+        var yd = y.Storage;
+        void CopyOuter(int o0, int o1)
         {
-            int block = t.Shape[ax] * inner;
-            var src = t.Span;
-            var dst = y.Span;
-            for (int o = 0; o < outer; o++) src.Slice(o * block, block).CopyTo(dst.Slice(o * yBlock + off, block));
-            off += block;
+            for (int i = 0, off = 0; i < sources.Length; off += blocks[i], i++)
+                for (int o = o0; o < o1; o++) sources[i].AsSpan(o * blocks[i], blocks[i]).CopyTo(yd.AsSpan(o * yBlock + off, blocks[i]));
         }
+        if (outer < 2 || y.Size < 2 * ParallelMap.Grain) CopyOuter(0, outer);
+        else Threading.For(outer, Math.Max(1, ParallelMap.Grain / yBlock), CopyOuter);
         var inputs = ts.ToArray();
         y.Track(g =>
         {

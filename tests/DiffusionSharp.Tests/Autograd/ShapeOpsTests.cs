@@ -148,6 +148,28 @@ public class ShapeOpsTests
         GradCheck.Check(t => Tensor.Concat(new[] { t[0], t[1] }, 0), new[] { GradCheck.Rand(1, 2, 3), GradCheck.Rand(2, 1, 3) });
     }
 
+    [Theory]
+    [InlineData(1)]   // one image: copied whole on one thread
+    [InlineData(5)]   // above the fork threshold: images split over the threads
+    [InlineData(37)]
+    public void LargeConcatAndAddMatchElementByElement(int n)
+    {
+        // a U-Net skip concat's shape, [n, 64 + 48, 16, 16]
+        var a = Iota(n, 64, 16, 16);
+        var b = Iota(n, 48, 16, 16).Add(0.5f);
+        var y = Tensor.Concat(new[] { a, b }, 1);
+        float[] ya = y.ToArray(), aa = a.ToArray(), ba = b.ToArray();
+        for (int i = 0; i < n; i++)
+            for (int c = 0; c < 112; c++)
+                for (int p = 0; p < 256; p++)
+                {
+                    float want = c < 64 ? aa[(i * 64 + c) * 256 + p] : ba[(i * 48 + c - 64) * 256 + p];
+                    Assert.Equal(want, ya[(i * 112 + c) * 256 + p]);
+                }
+        var s = Tensor.Add(a, a.Mul(0.25f)).ToArray();
+        for (int i = 0; i < aa.Length; i++) Assert.Equal(aa[i] + aa[i] * 0.25f, s[i]);
+    }
+
     [Fact]
     public void ConcatMismatchNamesBothShapes()
     {
